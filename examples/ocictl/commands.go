@@ -1,0 +1,322 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
+
+	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/hook"
+	"github.com/ocinet/ocinet/hosts"
+	"github.com/ocinet/ocinet/netns"
+	"github.com/ocinet/ocinet/portmap"
+)
+
+// labelName marks containers made by ocictl.
+const labelName = "ocinet/name"
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+func connect(ctx context.Context, g *globals) (*containerd.Client, context.Context, error) {
+	client, err := containerd.New(g.address, containerd.WithDefaultNamespace(g.namespace), containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to containerd at %s: %w", g.address, err)
+	}
+	return client, namespaces.WithNamespace(ctx, g.namespace), nil
+}
+
+func cmdRun(ctx context.Context, g *globals, args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	detach := fs.Bool("d", false, "run in the background and print the container's name")
+	name := fs.String("name", "", "container name (required)")
+	rootfs := fs.String("rootfs", "", "root file system directory (required)")
+	hostname := fs.String("hostname", "", "host name (default: the name)")
+	var publish, networks, addHosts, dns, dnsSearch, dnsOpts listFlag
+	fs.Var(&publish, "p", "publish a port: [IP:][HOSTPORT:]CONTAINERPORT[/PROTO] (repeatable)")
+	fs.Var(&networks, "network", "network to attach (repeatable; default: bridge)")
+	fs.Var(&addHosts, "add-host", "extra /etc/hosts entry NAME:IP or NAME:host-gateway (repeatable)")
+	fs.Var(&dns, "dns", "DNS server (repeatable)")
+	fs.Var(&dnsSearch, "dns-search", "DNS search domain (repeatable)")
+	fs.Var(&dnsOpts, "dns-option", "DNS option (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return errSilent
+	}
+	cmdArgs := fs.Args()
+	if *name == "" || *rootfs == "" || len(cmdArgs) == 0 {
+		return errors.New("usage: ocictl run [-d] --name NAME [-p SPEC]... --rootfs DIR -- CMD...")
+	}
+	// Everything is validated before anything is created.
+	if err := hosts.ValidateName(*name); err != nil {
+		return fmt.Errorf("--name: %w", err)
+	}
+	req := hook.Request{Version: hook.RequestVersion, Networks: networks, Name: *name, Hostname: *hostname, ExtraHosts: addHosts,
+		DNSServers: dns, DNSSearch: dnsSearch, DNSOptions: dnsOpts}
+	if req.Hostname == "" {
+		req.Hostname = *name
+	}
+	for _, spec := range publish {
+		m, err := portmap.Parse(spec)
+		if err != nil {
+			return fmt.Errorf("-p: %w", err)
+		}
+		req.Ports = append(req.Ports, m)
+	}
+	if _, err := hook.ParseRequest(mustJSON(req)); err != nil {
+		return err
+	}
+	root, err := filepath.Abs(*rootfs)
+	if err != nil {
+		return err
+	}
+	if st, err := os.Stat(root); err != nil || !st.IsDir() {
+		return fmt.Errorf("--rootfs %s: not a directory", root)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own binary for the hook: %w", err)
+	}
+
+	client, ctx, err := connect(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	hookArgs := append(g.args(), "internal", "oci-hook")
+	container, err := client.NewContainer(ctx, *name,
+		containerd.WithRuntime("io.containerd.runc.v2", nil),
+		containerd.WithContainerLabels(map[string]string{labelName: *name}),
+		containerd.WithNewSpec(
+			oci.WithRootFSPath(root),
+			oci.WithProcessArgs(cmdArgs...),
+			oci.WithHostname(req.Hostname),
+			hook.WithHooks(exe, hookArgs...),
+			hook.WithRequest(req),
+			hook.WithEtcFiles(g.hookConfig),
+		),
+	)
+	if err != nil {
+		return fmt.Errorf("create container %s: %w", *name, err)
+	}
+	cleanup := func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = container.Delete(dctx)
+		removeFiles(g, *name)
+	}
+	logPath := filepath.Join(g.hookConfig.ContainerDir(*name), "output.log")
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
+		cleanup()
+		return err
+	}
+	var creator cio.Creator = cio.LogFile(logPath)
+	if !*detach {
+		creator = cio.NewCreator(cio.WithStdio)
+	}
+	task, err := container.NewTask(ctx, creator)
+	if err != nil {
+		cleanup()
+		return fmt.Errorf("start container %s: %s", *name, hookMessage(err))
+	}
+	var exitCh <-chan containerd.ExitStatus
+	if !*detach {
+		if exitCh, err = task.Wait(ctx); err != nil {
+			_, _ = task.Delete(ctx, containerd.WithProcessKill)
+			cleanup()
+			return err
+		}
+	}
+	if err := task.Start(ctx); err != nil {
+		_, _ = task.Delete(ctx, containerd.WithProcessKill)
+		cleanup()
+		return fmt.Errorf("start container %s: %w", *name, err)
+	}
+	if *detach {
+		fmt.Println(*name)
+		return nil
+	}
+	st := <-exitCh
+	code, _, _ := st.Result()
+	if code != 0 {
+		return fmt.Errorf("container %s exited with status %d", *name, code)
+	}
+	return nil
+}
+
+// hookMessage shortens the nested error containerd returns when a hook
+// fails to the line the hook wrote.
+func hookMessage(err error) string {
+	s := err.Error()
+	if i := strings.Index(s, "ocinet hook "); i >= 0 {
+		s = s[i:]
+		if j := strings.IndexAny(s, "\n\""); j >= 0 {
+			s = s[:j]
+		}
+		return strings.TrimRight(strings.ReplaceAll(s, `\n`, ""), `\": `)
+	}
+	return s
+}
+
+func cmdPs(ctx context.Context, g *globals, args []string) error {
+	if len(args) != 0 {
+		return errors.New("usage: ocictl ps")
+	}
+	client, ctx, err := connect(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	mgr, err := g.hookConfig.Manager()
+	if err != nil {
+		return err
+	}
+	containers, err := client.Containers(ctx, `labels."`+labelName+`"`)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tSTATUS\tIPS\tPORTS")
+	for _, c := range containers {
+		status := "created"
+		if t, err := c.Task(ctx, nil); err == nil {
+			if s, err := t.Status(ctx); err == nil {
+				status = string(s.Status)
+			}
+		}
+		var ips, ports []string
+		if a, err := mgr.Get(g.hookConfig.AttachmentID(c.ID())); err == nil {
+			for _, i := range a.Interfaces {
+				for _, p := range i.IPs {
+					ips = append(ips, p.Addr().String())
+				}
+			}
+			for _, p := range a.Ports {
+				ports = append(ports, p.String())
+			}
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", c.ID(), status, strings.Join(ips, ","), strings.Join(ports, ", "))
+	}
+	return w.Flush()
+}
+
+func cmdPort(_ context.Context, g *globals, args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: ocictl port NAME")
+	}
+	mgr, err := g.hookConfig.Manager()
+	if err != nil {
+		return err
+	}
+	a, err := mgr.Get(g.hookConfig.AttachmentID(args[0]))
+	if errors.Is(err, ocinet.ErrNotFound) {
+		return fmt.Errorf("container %s has no network attachment", args[0])
+	}
+	if err != nil {
+		return err
+	}
+	for _, p := range a.Ports {
+		fmt.Println(p.String())
+	}
+	return nil
+}
+
+func cmdRm(ctx context.Context, g *globals, args []string) error {
+	fs := flag.NewFlagSet("rm", flag.ContinueOnError)
+	force := fs.Bool("f", false, "kill a running container first")
+	if err := fs.Parse(args); err != nil {
+		return errSilent
+	}
+	if fs.NArg() == 0 {
+		return errors.New("usage: ocictl rm [-f] NAME...")
+	}
+	client, ctx, err := connect(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	var errs []error
+	for _, name := range fs.Args() {
+		if err := removeContainer(ctx, client, g, name, *force); err != nil {
+			errs = append(errs, fmt.Errorf("rm %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func removeContainer(ctx context.Context, client *containerd.Client, g *globals, name string, force bool) error {
+	c, err := client.LoadContainer(ctx, name)
+	if err != nil {
+		return err
+	}
+	if task, err := c.Task(ctx, nil); err == nil {
+		st, err := task.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if st.Status == containerd.Running || st.Status == containerd.Paused {
+			if !force {
+				return errors.New("container is running; use -f to kill it")
+			}
+			wait, err := task.Wait(ctx)
+			if err != nil {
+				return err
+			}
+			if err := task.Kill(ctx, syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
+				return err
+			}
+			select {
+			case <-wait:
+			case <-time.After(30 * time.Second):
+				return errors.New("container did not stop within 30s of SIGKILL")
+			}
+		}
+		// Deleting the task runs the poststop hook.
+		if _, err := task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+			return err
+		}
+	} else if !errdefs.IsNotFound(err) {
+		return err
+	}
+	if err := c.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	// The poststop hook has detached; if it could not, say so and finish
+	// the teardown here.
+	if mgr, err := g.hookConfig.Manager(); err == nil {
+		id := g.hookConfig.AttachmentID(name)
+		if _, err := mgr.Get(id); err == nil {
+			fmt.Fprintf(os.Stderr, "ocictl: %s: the poststop hook left the attachment; detaching now\n", name)
+			if err := mgr.Detach(ctx, id); err != nil {
+				return err
+			}
+			_ = netns.Remove(g.hookConfig.PinPath(name))
+		}
+	}
+	removeFiles(g, name)
+	return nil
+}
+
+// removeFiles removes a container's hosts record and files and its state
+// directory.
+func removeFiles(g *globals, name string) {
+	if store, err := g.hookConfig.HostsStore(); err == nil {
+		_ = store.Remove(name)
+	}
+	_ = os.RemoveAll(g.hookConfig.ContainerDir(name))
+}

@@ -1,0 +1,159 @@
+// Command ocictl is a small nerdctl-like CLI over ocinet and containerd: the
+// program the demo and the end-to-end tests drive.
+//
+// It runs containers from a root file system directory (no images) with
+// containerd's runc shim; their network comes from ocinet's OCI hook, which
+// ocictl puts into every spec as nerdctl does: runc runs
+// "ocictl [global flags] internal oci-hook createRuntime|poststop".
+//
+// Usage:
+//
+//	ocictl [global flags] run -d --name NAME [-p SPEC]... [--network NET]... --rootfs DIR -- CMD...
+//	ocictl [global flags] ps
+//	ocictl [global flags] port NAME
+//	ocictl [global flags] rm [-f] NAME...
+//
+// Global flags: --address, --namespace, --data-root, --cni-path,
+// --cni-netconfpath, --netns-dir. Run as root against a containerd daemon;
+// `make demo` starts a private one and shows every command.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/hook"
+	"github.com/ocinet/ocinet/netns"
+)
+
+// globals are the flags that come before the command. They are passed on to
+// the hook, so that it works on the same state as the CLI.
+type globals struct {
+	address    string
+	namespace  string
+	dataRoot   string
+	cniPath    string
+	netconf    string
+	netnsDir   string
+	hookConfig hook.Config
+}
+
+func (g *globals) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.address, "address", "/run/containerd/containerd.sock", "containerd socket")
+	fs.StringVar(&g.namespace, "namespace", "default", "containerd namespace")
+	fs.StringVar(&g.dataRoot, "data-root", ocinet.DefaultStateDir, "ocinet state root")
+	fs.StringVar(&g.cniPath, "cni-path", "/opt/ocinet/cni/bin:"+ocinet.DefaultPluginDir, "CNI plugin directories, separated by ':'")
+	fs.StringVar(&g.netconf, "cni-netconfpath", ocinet.DefaultCNIConfDir, "CNI conflist directory")
+	fs.StringVar(&g.netnsDir, "netns-dir", netns.DefaultDir, "where network namespaces are pinned")
+}
+
+// args returns the global flags as arguments for the hook.
+func (g *globals) args() []string {
+	return []string{
+		"--address=" + g.address,
+		"--namespace=" + g.namespace,
+		"--data-root=" + g.dataRoot,
+		"--cni-path=" + g.cniPath,
+		"--cni-netconfpath=" + g.netconf,
+		"--netns-dir=" + g.netnsDir,
+	}
+}
+
+func (g *globals) finish() error {
+	for name, p := range map[string]string{"--data-root": g.dataRoot, "--cni-netconfpath": g.netconf, "--netns-dir": g.netnsDir} {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("%s %q: must be an absolute path", name, p)
+		}
+	}
+	var dirs []string
+	for _, d := range strings.Split(g.cniPath, ":") {
+		if d == "" {
+			continue
+		}
+		if !filepath.IsAbs(d) {
+			return fmt.Errorf("--cni-path %q: %q is not an absolute path", g.cniPath, d)
+		}
+		dirs = append(dirs, d)
+	}
+	g.hookConfig = hook.Config{
+		StateDir:   g.dataRoot,
+		NetNSDir:   g.netnsDir,
+		CNIConfDir: g.netconf,
+		PluginDirs: dirs,
+		Namespace:  g.namespace,
+	}
+	return nil
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		if !errors.Is(err, errSilent) {
+			fmt.Fprintln(os.Stderr, "ocictl:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// errSilent is returned when the message was already printed.
+var errSilent = errors.New("failed")
+
+func usage() string {
+	return `usage: ocictl [global flags] COMMAND [flags] [args]
+
+commands:
+  run -d --name NAME [-p SPEC]... [--network NET]... --rootfs DIR -- CMD...
+  ps
+  port NAME
+  rm [-f] NAME...
+
+global flags: --address --namespace --data-root --cni-path --cni-netconfpath --netns-dir`
+}
+
+func run(ctx context.Context, args []string) error {
+	var g globals
+	fs := flag.NewFlagSet("ocictl", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprintln(fs.Output(), usage()) }
+	g.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return errSilent
+	}
+	if err := g.finish(); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		return errors.New(usage())
+	}
+	cmd, rest := rest[0], rest[1:]
+	switch cmd {
+	case "run":
+		return cmdRun(ctx, &g, rest)
+	case "ps":
+		return cmdPs(ctx, &g, rest)
+	case "port":
+		return cmdPort(ctx, &g, rest)
+	case "rm":
+		return cmdRm(ctx, &g, rest)
+	case "internal":
+		if len(rest) == 2 && rest[0] == "oci-hook" {
+			if err := hook.Run(ctx, rest[1], os.Stdin, os.Stderr, g.hookConfig); err != nil {
+				return errSilent
+			}
+			return nil
+		}
+		return errors.New("usage: ocictl internal oci-hook EVENT")
+	default:
+		return fmt.Errorf("unknown command %q\n%s", cmd, usage())
+	}
+}

@@ -1,0 +1,30 @@
+// Package hook is ocinet's OCI runtime hook: the [oci.SpecOpts] that put it
+// into a container's spec, and [Run], the entry point that runc executes.
+//
+// A program (a nerdctl-like CLI, a containerd client) builds a spec with
+// [WithHooks] (a createRuntime and a poststop hook that run the program's own
+// binary), [WithRequest] (what the container asks for: networks, published
+// ports, name, hostname, extra hosts, DNS, carried in one versioned
+// annotation) and [WithEtcFiles] (the container's /etc/hosts and
+// /etc/resolv.conf, bind-mounted from the state root). runc then runs the
+// hook with the OCI state on standard input:
+//
+//   - createRuntime: the hook pins /proc/<pid>/ns/net under the namespace
+//     directory, attaches the container through an [ocinet.Manager], and
+//     writes its hosts and resolv.conf files;
+//   - poststop: it removes the hosts record, detaches (CNI DEL with the
+//     recorded config) and removes the pin.
+//
+// Trust: the OCI state and the annotation come from the container's spec and
+// are untrusted. They are parsed strictly and validated before anything on
+// the host changes. No path on the host is taken from them: every path is
+// derived from the hook's own [Config] (fixed when the spec was made) and the
+// validated container ID.
+//
+// Requirements: Linux and root (runc runs hooks as root).
+//
+// Errors: [Run] returns nil or an error whose message is one line, meant for
+// the user; errors.Is(err, ErrInvalid) means the state or the request was
+// refused before anything was changed. A poststop hook never fails: what it
+// cannot finish stays in the journal for [ocinet.Manager.GC] and is logged.
+package hook

@@ -1,0 +1,135 @@
+package hook
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Hook events, as runc passes them as the last argument.
+const (
+	EventCreateRuntime = "createRuntime"
+	EventPoststop      = "poststop"
+)
+
+// hookPath is the PATH the hook runs with: plugins exec iptables and ip.
+const hookPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// SpecTimeout is the hook timeout written into the spec, in seconds. runc
+// kills a hook that runs longer; the hook's own deadline is shorter, so it
+// can roll back and say why first.
+const SpecTimeout = 90
+
+// WithHooks adds a createRuntime and a poststop hook that run binary with
+// args followed by the event name ("createRuntime" or "poststop"). binary
+// must be an absolute path. Hooks of other programs are kept; a hook with the
+// same path is replaced, so applying WithHooks twice gives the same spec.
+func WithHooks(binary string, args ...string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if !filepath.IsAbs(binary) {
+			return fmt.Errorf("hook binary %q: not an absolute path: %w", binary, ErrInvalid)
+		}
+		if s.Hooks == nil {
+			s.Hooks = &specs.Hooks{}
+		}
+		timeout := SpecTimeout
+		make := func(event string) specs.Hook {
+			argv := append(append([]string{binary}, args...), event)
+			return specs.Hook{Path: binary, Args: argv, Env: []string{hookPath}, Timeout: &timeout}
+		}
+		s.Hooks.CreateRuntime = replaceHook(s.Hooks.CreateRuntime, make(EventCreateRuntime))
+		s.Hooks.Poststop = replaceHook(s.Hooks.Poststop, make(EventPoststop))
+		return nil
+	}
+}
+
+func replaceHook(hooks []specs.Hook, h specs.Hook) []specs.Hook {
+	out := hooks[:0:0]
+	replaced := false
+	for _, old := range hooks {
+		if old.Path == h.Path {
+			if !replaced {
+				out = append(out, h)
+				replaced = true
+			}
+			continue
+		}
+		out = append(out, old)
+	}
+	if !replaced {
+		out = append(out, h)
+	}
+	return out
+}
+
+// WithRequest puts r into the spec's annotation, replacing any request that
+// was there. It validates r first.
+func WithRequest(r Request) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		r.Version = RequestVersion
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		if _, err := parseRequest(string(b)); err != nil {
+			return err
+		}
+		if s.Annotations == nil {
+			s.Annotations = map[string]string{}
+		}
+		s.Annotations[Annotation] = string(b)
+		return nil
+	}
+}
+
+// WithEtcFiles creates the container's hosts and resolv.conf files (empty,
+// until the hook fills them) and bind-mounts them at /etc/hosts and
+// /etc/resolv.conf, replacing any other mount there. The files must exist
+// before runc creates the container, because runc makes its mounts before it
+// runs any hook. cfg.Namespace must be the namespace in ctx.
+func WithEtcFiles(cfg Config) oci.SpecOpts {
+	return func(ctx context.Context, _ oci.Client, c *containers.Container, s *oci.Spec) error {
+		if ns, ok := namespaces.Namespace(ctx); ok && ns != cfg.Namespace {
+			return fmt.Errorf("etc files: config namespace %q differs from the context's %q: %w", cfg.Namespace, ns, ErrInvalid)
+		}
+		if err := validContainerID(c.ID); err != nil {
+			return fmt.Errorf("etc files: container %w", err)
+		}
+		store, err := cfg.HostsStore()
+		if err != nil {
+			return err
+		}
+		if err := store.Prepare(c.ID); err != nil {
+			return err
+		}
+		files := map[string]string{"/etc/hosts": store.HostsPath(c.ID), "/etc/resolv.conf": store.ResolvConfPath(c.ID)}
+		var mounts []specs.Mount
+		for _, m := range s.Mounts {
+			if _, ours := files[filepath.Clean(m.Destination)]; !ours {
+				mounts = append(mounts, m)
+			}
+		}
+		for _, dst := range []string{"/etc/hosts", "/etc/resolv.conf"} {
+			mounts = append(mounts, specs.Mount{Destination: dst, Type: "bind", Source: files[dst], Options: []string{"bind", "rprivate", "rw"}})
+		}
+		s.Mounts = mounts
+		return nil
+	}
+}
+
+// WithNetNSPath makes the container join the network namespace at path
+// (pre-created mode), replacing any network namespace entry of the spec.
+func WithNetNSPath(path string) oci.SpecOpts {
+	return func(ctx context.Context, client oci.Client, c *containers.Container, s *oci.Spec) error {
+		if !filepath.IsAbs(path) {
+			return fmt.Errorf("network namespace path %q: not absolute: %w", path, ErrInvalid)
+		}
+		return oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: path})(ctx, client, c, s)
+	}
+}

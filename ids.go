@@ -1,0 +1,53 @@
+package ocinet
+
+import "fmt"
+
+// validID checks an attachment ID (the CNI container ID): 1 to 128 letters,
+// digits, '.', '_' or '-', starting with a letter or digit. IDs become file
+// names, so nothing else is accepted.
+func validID(id string) error {
+	if id == "" || len(id) > 128 {
+		return fmt.Errorf("attachment id %q: must be 1 to 128 characters: %w", id, ErrInvalid)
+	}
+	for i, c := range []byte(id) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == '-'):
+		default:
+			return fmt.Errorf("attachment id %q: character %q not allowed: %w", id, c, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// validNetworkName checks a network name the way nerdctl and docker do:
+// letters, digits, '.', '_' and '-', starting with a letter or digit, at most
+// 64 characters.
+func validNetworkName(name string) error {
+	if name == "" || len(name) > 64 {
+		return fmt.Errorf("network name %q: must be 1 to 64 characters: %w", name, ErrInvalid)
+	}
+	for i, c := range []byte(name) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == '-'):
+		default:
+			return fmt.Errorf("network name %q: character %q not allowed: %w", name, c, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// validIfaceName checks a Linux interface name: 1 to 15 bytes, no '/', no
+// whitespace, not "." or "..".
+func validIfaceName(name string) error {
+	if name == "" || len(name) > 15 || name == "." || name == ".." {
+		return fmt.Errorf("interface name %q: must be 1 to 15 characters: %w", name, ErrInvalid)
+	}
+	for _, c := range []byte(name) {
+		if c <= ' ' || c == '/' || c == ':' || c >= 0x7f {
+			return fmt.Errorf("interface name %q: character %q not allowed: %w", name, c, ErrInvalid)
+		}
+	}
+	return nil
+}

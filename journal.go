@@ -1,0 +1,104 @@
+package ocinet
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ocinet/ocinet/internal/fsutil"
+	"github.com/ocinet/ocinet/portmap"
+)
+
+// Phases of an attachment record.
+const (
+	phaseAdding    = "adding"    // written before the first ADD
+	phaseAttached  = "attached"  // every ADD succeeded
+	phaseDetaching = "detaching" // written before the first DEL
+)
+
+// journalVersion is the version of the record format.
+const journalVersion = 1
+
+// record is one attachment in the journal. It holds everything DEL needs:
+// the exact conflist bytes and the arguments used at ADD time.
+type record struct {
+	Version  int             `json:"version"`
+	ID       string          `json:"id"`
+	Name     string          `json:"name,omitempty"`
+	Phase    string          `json:"phase"`
+	NetNS    string          `json:"netns"`
+	Created  time.Time       `json:"created"`
+	Networks []networkRecord `json:"networks"`
+	Ports    []portmap.Port  `json:"ports,omitempty"`
+}
+
+type networkRecord struct {
+	Name     string          `json:"name"`
+	IfName   string          `json:"ifName"`
+	ConfList json.RawMessage `json:"conflist"`
+	Args     [][2]string     `json:"args,omitempty"`
+	// Ports says whether the port mappings were passed to this network.
+	Ports  bool            `json:"ports,omitempty"`
+	Result json.RawMessage `json:"result,omitempty"`
+}
+
+func (m *Manager) journalPath(id string) string {
+	return filepath.Join(m.root, "attachments", id+".json")
+}
+
+func (m *Manager) writeRecord(r *record) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(m.journalPath(r.ID), b, 0o600)
+}
+
+// readRecord returns the record of id, or nil when there is none.
+func (m *Manager) readRecord(id string) (*record, error) {
+	b, err := os.ReadFile(m.journalPath(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read journal of %s: %w", id, err)
+	}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("read journal of %s: %w", id, err)
+	}
+	if r.Version != journalVersion || r.ID != id {
+		return nil, fmt.Errorf("read journal of %s: unexpected version %d or id %q", id, r.Version, r.ID)
+	}
+	return &r, nil
+}
+
+func (m *Manager) removeRecord(id string) error {
+	return fsutil.RemoveDurable(m.journalPath(id))
+}
+
+// journalIDs returns the IDs that have a record, sorted.
+func (m *Manager) journalIDs() ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(m.root, "attachments"))
+	if err != nil {
+		return nil, fmt.Errorf("list journal: %w", err)
+	}
+	var ids []string
+	for _, e := range ents {
+		name := e.Name()
+		if !e.Type().IsRegular() || strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		id := strings.TrimSuffix(name, ".json")
+		if validID(id) == nil {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}

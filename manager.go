@@ -1,0 +1,114 @@
+package ocinet
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/ocinet/ocinet/internal/fsutil"
+	"github.com/ocinet/ocinet/portmap"
+)
+
+// Manager attaches containers to CNI networks and keeps the journal of those
+// attachments under its state root. It is safe for concurrent use by several
+// goroutines and several processes sharing the same root.
+//
+// Layout of the state root:
+//
+//	attachments/<id>.json   the journal, one record per attachment
+//	ports/                  host port reservations (package portmap)
+//	locks/                  lock files
+type Manager struct {
+	root       string
+	confDir    string
+	pluginDirs []string
+	bridge     string
+	subnet     string // fixed default subnet, "" = choose one
+	cni        *libcni.CNIConfig
+	ports      *portmap.Allocator
+	log        *slog.Logger
+}
+
+// New returns a Manager whose state lives in stateDir (an empty string means
+// /var/lib/ocinet). It creates the directories it needs.
+func New(stateDir string, opts ...Option) (*Manager, error) {
+	o := options{
+		confDir:    DefaultCNIConfDir,
+		pluginDirs: []string{DefaultPluginDir},
+		cacheDir:   DefaultCNICacheDir,
+		bridgeName: DefaultBridgeName,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if stateDir == "" {
+		stateDir = DefaultStateDir
+	}
+	if !filepath.IsAbs(stateDir) || !filepath.IsAbs(o.confDir) || !filepath.IsAbs(o.cacheDir) {
+		return nil, fmt.Errorf("new manager: state, conf and cache directories must be absolute paths: %w", ErrInvalid)
+	}
+	if len(o.pluginDirs) == 0 {
+		return nil, fmt.Errorf("new manager: no plugin directory: %w", ErrInvalid)
+	}
+	for _, d := range o.pluginDirs {
+		if !filepath.IsAbs(d) {
+			return nil, fmt.Errorf("new manager: plugin directory %q is not absolute: %w", d, ErrInvalid)
+		}
+	}
+	if err := validIfaceName(o.bridgeName); err != nil {
+		return nil, fmt.Errorf("new manager: bridge name: %w", err)
+	}
+	if o.defaultSubnet.IsValid() && o.defaultSubnet != o.defaultSubnet.Masked() {
+		return nil, fmt.Errorf("new manager: default subnet %s has host bits set: %w", o.defaultSubnet, ErrInvalid)
+	}
+	for _, d := range []string{stateDir, filepath.Join(stateDir, "attachments"), filepath.Join(stateDir, "locks"), o.confDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("new manager: %w", err)
+		}
+	}
+	ports, err := portmap.NewAllocator(filepath.Join(stateDir, "ports"))
+	if err != nil {
+		return nil, fmt.Errorf("new manager: %w", err)
+	}
+	exec := o.exec
+	if exec == nil {
+		stderr := o.pluginStderr
+		if stderr == nil {
+			stderr = io.Discard
+		}
+		exec = &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: stderr}, PluginDecoder: version.PluginDecoder{}}
+	}
+	logger := o.logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{
+		root:       stateDir,
+		confDir:    o.confDir,
+		pluginDirs: o.pluginDirs,
+		bridge:     o.bridgeName,
+		cni:        libcni.NewCNIConfigWithCacheDir(o.pluginDirs, o.cacheDir, exec),
+		ports:      ports,
+		log:        logger,
+	}
+	if o.defaultSubnet.IsValid() {
+		m.subnet = o.defaultSubnet.String()
+	}
+	return m, nil
+}
+
+// StateDir returns the Manager's state root.
+func (m *Manager) StateDir() string { return m.root }
+
+// Ports returns the Manager's host port allocator.
+func (m *Manager) Ports() *portmap.Allocator { return m.ports }
+
+func (m *Manager) lock(name string, shared bool) (*fsutil.Lock, error) {
+	return fsutil.LockFile(filepath.Join(m.root, "locks", name+".lock"), shared)
+}

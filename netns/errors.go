@@ -1,0 +1,19 @@
+package netns
+
+import "errors"
+
+var (
+	// ErrInvalid reports a bad name, PID or path.
+	ErrInvalid = errors.New("invalid argument")
+	// ErrNotFound reports a namespace path or a process that does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrNotNetNS reports a path that exists but is not a network namespace.
+	ErrNotNetNS = errors.New("not a network namespace")
+	// ErrHostNamespace reports the host's own network namespace where a
+	// container's was expected.
+	ErrHostNamespace = errors.New("is the host network namespace")
+	// ErrExists reports a name that already holds another namespace.
+	ErrExists = errors.New("already exists")
+	// ErrNotSupported is returned on systems without network namespaces.
+	ErrNotSupported = errors.New("network namespaces are not supported on this system")
+)

@@ -1,0 +1,69 @@
+package ocinet
+
+import (
+	"io"
+	"log/slog"
+	"net/netip"
+
+	"github.com/containernetworking/cni/pkg/invoke"
+)
+
+// Defaults used when an option is not given.
+const (
+	DefaultStateDir      = "/var/lib/ocinet"
+	DefaultCNIConfDir    = "/etc/cni/net.d"
+	DefaultPluginDir     = "/opt/cni/bin"
+	DefaultNetworkName   = "bridge"
+	DefaultBridgeName    = "ocinet0"
+	DefaultCNICacheDir   = "/var/lib/cni"
+	defaultSubnetPattern = "10.4.%d.0/24"
+)
+
+// Option configures a [Manager]. Options record intent only; [New]
+// validates them, so their order does not matter.
+type Option func(*options)
+
+type options struct {
+	confDir       string
+	pluginDirs    []string
+	cacheDir      string
+	bridgeName    string
+	defaultSubnet netip.Prefix
+	exec          invoke.Exec
+	pluginStderr  io.Writer
+	logger        *slog.Logger
+}
+
+// WithCNIConfDir sets the directory of network conflists (default
+// /etc/cni/net.d).
+func WithCNIConfDir(dir string) Option { return func(o *options) { o.confDir = dir } }
+
+// WithPluginDirs sets the directories searched for CNI plugin binaries
+// (default /opt/cni/bin).
+func WithPluginDirs(dirs ...string) Option {
+	return func(o *options) { o.pluginDirs = append([]string(nil), dirs...) }
+}
+
+// WithCNICacheDir sets the directory where the CNI library caches results
+// (default /var/lib/cni, shared with other CNI users).
+func WithCNICacheDir(dir string) Option { return func(o *options) { o.cacheDir = dir } }
+
+// WithDefaultBridge sets the host bridge device of the default network
+// (default "ocinet0").
+func WithDefaultBridge(name string) Option { return func(o *options) { o.bridgeName = name } }
+
+// WithDefaultSubnet fixes the subnet of the default network. Without it the
+// first 10.4.N.0/24 that overlaps no host route, host address or other
+// network is used.
+func WithDefaultSubnet(p netip.Prefix) Option { return func(o *options) { o.defaultSubnet = p } }
+
+// WithExec replaces the way plugins are executed (the CNI library's
+// invoke.Exec), for tests that run without real plugins.
+func WithExec(e invoke.Exec) Option { return func(o *options) { o.exec = e } }
+
+// WithPluginStderr sends the plugins' standard error to w (default: dropped;
+// plugins report their errors on standard output, which is returned).
+func WithPluginStderr(w io.Writer) Option { return func(o *options) { o.pluginStderr = w } }
+
+// WithLogger makes the Manager report progress to l (default: silent).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
