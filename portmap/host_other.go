@@ -1,0 +1,14 @@
+//go:build !linux
+
+package portmap
+
+import (
+	"fmt"
+	"runtime"
+)
+
+// readKernelFile fails: the host's sockets and local port range are read
+// from Linux's /proc.
+func readKernelFile(name string) ([]byte, error) {
+	return nil, fmt.Errorf("read %s: host port state is only available on Linux, not %s", name, runtime.GOOS)
+}

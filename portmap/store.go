@@ -1,0 +1,296 @@
+package portmap
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// On-disk layout of an Allocator's directory:
+//
+//	.lock              flock(2)ed around every read-check-write
+//	<escaped owner>.json  one record per owner
+//	.tmp-<escaped owner>  a record being written (stale if found under the lock)
+//
+// Records are replaced atomically: write the temp file, fsync it, rename it
+// over the record, fsync the directory. Records and the lock file are opened
+// with O_NOFOLLOW and must be regular files: a symbolic link planted in the
+// directory is an error, never followed.
+const (
+	lockName     = ".lock"
+	recordSuffix = ".json"
+	tempPrefix   = ".tmp-"
+	// recordVersion is the version of the record format.
+	recordVersion = 1
+	// maxEscapedOwner bounds a record's file name well below NAME_MAX (255).
+	maxEscapedOwner = 200
+	// maxRecordSize bounds what is read from one record.
+	maxRecordSize = 16 << 20
+)
+
+// record is one owner's reservation as stored.
+type record struct {
+	Version int    `json:"version"`
+	Owner   string `json:"owner"`
+	Label   string `json:"label,omitempty"`
+	// Mappings is what was asked for: validated, protocols filled in,
+	// duplicates removed. A repeated Reserve with the same list is answered
+	// from Ports.
+	Mappings []Mapping `json:"mappings"`
+	Ports    []Port    `json:"ports"`
+}
+
+// escapeOwner turns an owner key into a file name: ASCII letters, digits,
+// '-', '_' and '.' (not first) stay, every other byte becomes %XX. The
+// mapping is one to one, so unescapeOwner can check a name is canonical.
+func escapeOwner(owner string) string {
+	var b strings.Builder
+	for i := 0; i < len(owner); i++ {
+		c := owner[i]
+		safe := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '-' || c == '_' || (c == '.' && i > 0)
+		if safe {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "%%%02X", c)
+	}
+	return b.String()
+}
+
+// unescapeOwner reverses escapeOwner; ok is false for a name escapeOwner
+// would not have produced.
+func unescapeOwner(name string) (owner string, ok bool) {
+	var b strings.Builder
+	for i := 0; i < len(name); i++ {
+		if name[i] != '%' {
+			b.WriteByte(name[i])
+			continue
+		}
+		if i+2 >= len(name) {
+			return "", false
+		}
+		v, err := hexByte(name[i+1 : i+3])
+		if err != nil {
+			return "", false
+		}
+		b.WriteByte(v)
+		i += 2
+	}
+	owner = b.String()
+	return owner, owner != "" && escapeOwner(owner) == name
+}
+
+func hexByte(s string) (byte, error) {
+	var v byte
+	for i := 0; i < 2; i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			v = v<<4 | (c - '0')
+		case c >= 'A' && c <= 'F':
+			v = v<<4 | (c - 'A' + 10)
+		default:
+			return 0, errors.New("not upper-case hex")
+		}
+	}
+	return v, nil
+}
+
+// checkOwner validates an owner key and returns its record's file name.
+func checkOwner(owner string) (string, error) {
+	if owner == "" {
+		return "", invalidf("empty owner")
+	}
+	name := escapeOwner(owner)
+	if len(name) > maxEscapedOwner {
+		return "", invalidf("owner %q is too long", owner)
+	}
+	return name + recordSuffix, nil
+}
+
+// lockDir opens dir/.lock and flocks it; closing the returned file unlocks.
+func lockDir(dir string, exclusive bool) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE|oNoFollow, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock: %w", err)
+	}
+	if err := checkRegular(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := flock(f, exclusive); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// checkRegular fails unless f is a regular file.
+func checkRegular(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file (%s)", f.Name(), fi.Mode().Type())
+	}
+	return nil
+}
+
+// readRecord reads the record in file name of dir; it returns nil, nil when
+// there is none.
+func readRecord(dir, name string) (*record, error) {
+	path := filepath.Join(dir, name)
+	f, err := os.OpenFile(path, os.O_RDONLY|oNoFollow, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open reservation: %w", err)
+	}
+	defer f.Close()
+	if err := checkRegular(f); err != nil {
+		return nil, fmt.Errorf("open reservation: %w", err)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxRecordSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read reservation %s: %w", path, err)
+	}
+	if len(data) > maxRecordSize {
+		return nil, fmt.Errorf("read reservation %s: larger than %d bytes", path, maxRecordSize)
+	}
+	var r record
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("decode reservation %s: %w", path, err)
+	}
+	if r.Version != recordVersion {
+		return nil, fmt.Errorf("decode reservation %s: unknown version %d", path, r.Version)
+	}
+	if escapeOwner(r.Owner)+recordSuffix != name {
+		return nil, fmt.Errorf("decode reservation %s: it belongs to owner %q", path, r.Owner)
+	}
+	return &r, nil
+}
+
+// listRecords returns the file names of the records in dir, sorted, and
+// removes stale temporary files when clean is set (the caller holds the
+// exclusive lock, so no write is in progress).
+func listRecords(dir string, clean bool) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list reservations: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		name := e.Name()
+		if clean && strings.HasPrefix(name, tempPrefix) && e.Type().IsRegular() {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("remove stale temporary file: %w", err)
+			}
+			continue
+		}
+		base, ok := strings.CutSuffix(name, recordSuffix)
+		if !ok || strings.HasPrefix(name, ".") {
+			continue
+		}
+		if _, ok := unescapeOwner(base); !ok {
+			continue // not ours
+		}
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// readRecords reads every record in dir.
+func readRecords(dir string, clean bool) ([]*record, error) {
+	names, err := listRecords(dir, clean)
+	if err != nil {
+		return nil, err
+	}
+	var out []*record
+	for _, name := range names {
+		r, err := readRecord(dir, name)
+		if err != nil {
+			return nil, err
+		}
+		if r != nil {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// writeRecord atomically replaces r's file in dir.
+func writeRecord(dir string, r *record) error {
+	name, err := checkOwner(r.Owner)
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode reservation of %q: %w", r.Owner, err)
+	}
+	tmp := filepath.Join(dir, tempPrefix+name)
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("write reservation of %q: %w", r.Owner, err)
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|oNoFollow, 0o600)
+	if err != nil {
+		return fmt.Errorf("write reservation of %q: %w", r.Owner, err)
+	}
+	_, err = f.Write(append(data, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, name))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write reservation of %q: %w", r.Owner, err)
+	}
+	return syncDir(dir)
+}
+
+// removeRecord removes the record file name from dir; a missing one is not
+// an error.
+func removeRecord(dir, name string) error {
+	err := os.Remove(filepath.Join(dir, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove reservation: %w", err)
+	}
+	return syncDir(dir)
+}
+
+// syncDir makes a rename or removal in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
