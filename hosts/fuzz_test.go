@@ -1,0 +1,71 @@
+package hosts
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"unicode"
+)
+
+// FuzzParseHostsFile feeds arbitrary hosts files to the reader that splits
+// managed from user lines: it must not panic, and rendering a managed block
+// followed by the user lines it found must give back the same user lines,
+// also when the write was torn before the truncate (padding left behind).
+func FuzzParseHostsFile(f *testing.F) {
+	managed := []byte(beginLine + "\n" + localEntries + "10.0.0.2\tweb\n" + endMarker + "\n")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		user := userLines(data)
+		for _, l := range user {
+			if bytes.IndexByte(l, '\n') >= 0 {
+				t.Fatalf("user line %q holds a newline", l)
+			}
+		}
+		out := composeHosts(managed, user)
+		if !bytes.HasPrefix(out, managed) {
+			t.Fatalf("composed file does not start with the managed block")
+		}
+		if got := userLines(out); !equalLines(got, user) {
+			t.Fatalf("round trip changed the user lines:\n got %q\nwant %q", got, user)
+		}
+		torn := append(bytes.Clone(out), padding(1+len(data)%300)...)
+		if got := userLines(torn); !equalLines(got, user) {
+			t.Fatalf("padding changed the user lines:\n got %q\nwant %q", got, user)
+		}
+	})
+}
+
+func equalLines(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// FuzzValidateName checks that no accepted name can break a hosts file line.
+func FuzzValidateName(f *testing.F) {
+	f.Fuzz(func(t *testing.T, s string) {
+		err := ValidateName(s)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("ValidateName(%q) = %v, not ErrInvalid", s, err)
+			}
+			return
+		}
+		if s == "" || len(s) > 253 {
+			t.Fatalf("accepted %q of length %d", s, len(s))
+		}
+		if strings.ContainsAny(s, "#\x00:_") || strings.ContainsFunc(s, unicode.IsSpace) || strings.ContainsFunc(s, func(r rune) bool { return r > unicode.MaxASCII }) {
+			t.Fatalf("accepted %q", s)
+		}
+		e, err := ParseExtraHost(s + ":192.0.2.1")
+		if err != nil || e.Name != s {
+			t.Fatalf("ParseExtraHost of accepted name %q = %+v, %v", s, e, err)
+		}
+	})
+}
