@@ -328,11 +328,19 @@ func (m *Manager) detachRecord(ctx context.Context, rec *record) error {
 	if err := m.writeRecord(rec); err != nil {
 		return err
 	}
-	// A namespace that is gone (or was never there) is passed as "" so that
-	// plugins still release their addresses and rules.
+	// When the container's namespace is gone, DEL runs in a placeholder
+	// (see placeholderNS), or with no namespace at all if even that cannot
+	// be made, so that plugins still release addresses and rules.
 	path := rec.NetNS
 	if netns.Check(path) != nil {
-		path = ""
+		ph, err := placeholderNS(rec)
+		if err != nil {
+			m.log.Warn("detach: no placeholder namespace; running DEL without one", "id", rec.ID, "err", err)
+		}
+		path = ph
+		if ph != "" {
+			defer func() { _ = netns.Remove(ph) }()
+		}
 	}
 	var errs []error
 	for i := len(rec.Networks) - 1; i >= 0; i-- {

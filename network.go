@@ -210,7 +210,7 @@ func (m *Manager) freeSubnet() (netip.Prefix, error) {
 	for _, n := range nets {
 		used = append(used, n.Subnets...)
 	}
-	used = append(used, hostPrefixes()...)
+	used = append(used, hostPrefixes(m.bridge)...)
 	for i := 0; i < 256; i++ {
 		cand := netip.MustParsePrefix(fmt.Sprintf(defaultSubnetPattern, i))
 		if !overlapsAny(cand, used) {
@@ -230,10 +230,20 @@ func overlapsAny(p netip.Prefix, used []netip.Prefix) bool {
 }
 
 // hostPrefixes returns the IPv4 prefixes of the host's interface addresses
-// and of its routes, except default routes.
-func hostPrefixes() []netip.Prefix {
+// and of its routes, except default routes and those of the default
+// network's own bridge (left from an earlier default network, whose subnet
+// can be taken again).
+func hostPrefixes(bridge string) []netip.Prefix {
 	var out []netip.Prefix
-	if addrs, err := net.InterfaceAddrs(); err == nil {
+	ifaces, _ := net.Interfaces()
+	for _, ifc := range ifaces {
+		if ifc.Name == bridge {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
 		for _, a := range addrs {
 			if ipn, ok := a.(*net.IPNet); ok {
 				if p, err := netip.ParsePrefix(ipn.String()); err == nil && p.Addr().Is4() {
@@ -251,7 +261,7 @@ func hostPrefixes() []netip.Prefix {
 	sc.Scan() // header
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 8 {
+		if len(fields) < 8 || fields[0] == bridge {
 			continue
 		}
 		dst, err1 := strconv.ParseUint(fields[1], 16, 32)

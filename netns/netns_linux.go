@@ -36,20 +36,34 @@ func Create(dir, name string) (string, error) {
 	}
 	errc := make(chan error, 1)
 	go func() {
-		// This goroutine's thread ends up in the new namespace. It never
-		// unlocks, so the runtime discards the thread when the goroutine
-		// returns instead of handing it to other code.
+		// The new namespace is made on this goroutine's own locked thread,
+		// which is switched back before it is unlocked. If switching back
+		// fails, the goroutine exits still locked and the runtime discards
+		// the thread instead of running other code in the wrong namespace.
 		runtime.LockOSThread()
+		self := "/proc/thread-self/ns/net"
+		orig, err := os.Open(self)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("create namespace %s: %w", path, err)
+			return
+		}
+		defer orig.Close()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("create namespace %s: unshare: %w", path, err)
 			return
 		}
-		self := "/proc/self/task/" + strconv.Itoa(unix.Gettid()) + "/ns/net"
-		if err := unix.Mount(self, path, "none", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("create namespace %s: bind mount: %w", path, err)
-			return
+		err = unix.Mount(self, path, "none", unix.MS_BIND, "")
+		if rerr := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); rerr != nil {
+			errc <- errors.Join(err, fmt.Errorf("create namespace %s: restore thread: %w", path, rerr))
+			return // locked: the thread is discarded
 		}
-		errc <- nil
+		runtime.UnlockOSThread()
+		if err != nil {
+			err = fmt.Errorf("create namespace %s: bind mount: %w", path, err)
+		}
+		errc <- err
 	}()
 	if err := <-errc; err != nil {
 		_ = os.Remove(path)
@@ -89,6 +103,9 @@ func Pin(dir, name string, pid int) (string, error) {
 	id, err := checkFile(f, src)
 	if err != nil {
 		return "", fmt.Errorf("pin namespace of pid %d: %w", pid, err)
+	}
+	if isHost(id) {
+		return "", fmt.Errorf("pin namespace of pid %d: %w", pid, ErrHostNamespace)
 	}
 	if err := prepareDir(dir); err != nil {
 		return "", err
@@ -153,12 +170,22 @@ func Check(path string) error {
 	if err != nil {
 		return err
 	}
-	for _, host := range []string{"/proc/1/ns/net", "/proc/self/ns/net"} {
-		if h, err := identify(host); err == nil && h == id {
-			return fmt.Errorf("namespace %s: %w", path, ErrHostNamespace)
-		}
+	if isHost(id) {
+		return fmt.Errorf("namespace %s: %w", path, ErrHostNamespace)
 	}
 	return nil
+}
+
+// isHost reports whether id is the network namespace of PID 1 or of the
+// calling process or thread. (PID 1's may be unreadable, inside a container; then the
+// caller's own is the host's as far as this process can tell.)
+func isHost(id nsID) bool {
+	for _, host := range []string{"/proc/1/ns/net", "/proc/self/ns/net", "/proc/thread-self/ns/net"} {
+		if h, err := identify(host); err == nil && h == id {
+			return true
+		}
+	}
+	return false
 }
 
 // nsID identifies a namespace: the device and inode of its nsfs file.
