@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,14 +164,19 @@ func cmdRun(ctx context.Context, g *globals, args []string) error {
 // fails to the line the hook wrote.
 func hookMessage(err error) string {
 	s := err.Error()
-	if i := strings.Index(s, "ocinet hook "); i >= 0 {
-		s = s[i:]
-		if j := strings.IndexAny(s, "\n\""); j >= 0 {
+	i := strings.Index(s, "ocinet hook ")
+	if i < 0 {
+		return s
+	}
+	s = s[i:]
+	// The hook's line ends at its newline, which the layers above may
+	// have escaped.
+	for _, end := range []string{"\n", `\n`} {
+		if j := strings.Index(s, end); j >= 0 {
 			s = s[:j]
 		}
-		return strings.TrimRight(strings.ReplaceAll(s, `\n`, ""), `\": `)
 	}
-	return s
+	return strings.ReplaceAll(s, `\"`, `"`)
 }
 
 func cmdPs(ctx context.Context, g *globals, args []string) error {
@@ -207,7 +213,7 @@ func cmdPs(ctx context.Context, g *globals, args []string) error {
 				}
 			}
 			for _, p := range a.Ports {
-				ports = append(ports, p.String())
+				ports = append(ports, portLine(p))
 			}
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", c.ID(), status, strings.Join(ips, ","), strings.Join(ports, ", "))
@@ -231,9 +237,18 @@ func cmdPort(_ context.Context, g *globals, args []string) error {
 		return err
 	}
 	for _, p := range a.Ports {
-		fmt.Println(p.String())
+		fmt.Println(portLine(p))
 	}
 	return nil
+}
+
+// portLine prints a published port as `docker port` does: a mapping on
+// every address shows as 0.0.0.0 (the default network is IPv4 only).
+func portLine(p portmap.Port) string {
+	if !p.HostIP.IsValid() {
+		p.HostIP = netip.IPv4Unspecified()
+	}
+	return p.String()
 }
 
 func cmdRm(ctx context.Context, g *globals, args []string) error {

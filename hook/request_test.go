@@ -1,0 +1,126 @@
+package hook
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ocinet/ocinet/portmap"
+)
+
+func TestParseRequest(t *testing.T) {
+	good := `{"version":1,"networks":["bridge"],"ports":["127.0.0.1:8080:80/tcp"],"name":"web","hostname":"web.local","extraHosts":["db:10.0.0.5"],"dnsServers":["1.1.1.1"]}`
+	r, err := ParseRequest(good)
+	if err != nil {
+		t.Fatalf("ParseRequest(%s): %v", good, err)
+	}
+	want := Request{Version: 1, Networks: []string{"bridge"}, Name: "web", Hostname: "web.local",
+		ExtraHosts: []string{"db:10.0.0.5"}, DNSServers: []string{"1.1.1.1"}}
+	m, _ := portmap.Parse("127.0.0.1:8080:80")
+	want.Ports = []portmap.Mapping{m}
+	if diff := cmp.Diff(want, r, cmp.Comparer(func(a, b portmap.Mapping) bool { return a == b })); diff != "" {
+		t.Errorf("request (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseRequestRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name, in, want string
+	}{
+		{"empty", ``, "EOF"},
+		{"not json", `web`, "invalid character"},
+		{"no version", `{}`, "version 0"},
+		{"future version", `{"version":2}`, "version 2"},
+		{"unknown field", `{"version":1,"netns":"/proc/1/ns/net"}`, `unknown field "netns"`},
+		{"trailing data", `{"version":1}{}`, "trailing data"},
+		{"bad port", `{"version":1,"ports":["8080:80/tpc"]}`, `"tpc"`},
+		{"port as object", `{"version":1,"ports":[{"hostPort":1}]}`, "cannot unmarshal"},
+		{"newline in name", `{"version":1,"name":"web\nevil 1.2.3.4"}`, "web"},
+		{"space in hostname", `{"version":1,"hostname":"a b"}`, "a b"},
+		{"hash in name", `{"version":1,"name":"a#b"}`, "a#b"},
+		{"NUL in name", `{"version":1,"name":"a\u0000b"}`, "a"},
+		{"path in network", `{"version":1,"networks":["../../etc"]}`, "../../etc"},
+		{"bad extra host", `{"version":1,"extraHosts":["db:not-an-ip"]}`, "not-an-ip"},
+		{"bad dns", `{"version":1,"dnsServers":["1.1.1.1 evil"]}`, "1.1.1.1 evil"},
+		{"too many networks", `{"version":1,"networks":[` + strings.Repeat(`"n",`, 16) + `"n"]}`, "too many"},
+		{"too large", `{"version":1,"name":"` + strings.Repeat("a", maxRequestSize) + `"}`, "larger than"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseRequest(tc.in)
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("ParseRequest: err = %v, want ErrInvalid", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") && tc.name != "newline in name" {
+				t.Errorf("error has a newline: %q", err)
+			}
+		})
+	}
+}
+
+func TestParseState(t *testing.T) {
+	st, err := ParseState(strings.NewReader(`{"ociVersion":"1.0.2","id":"web","status":"creating","pid":42,"bundle":"/b","annotations":{"a":"b"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ID != "web" || st.Pid != 42 || st.Annotations["a"] != "b" {
+		t.Errorf("state: %+v", st)
+	}
+	for _, in := range []string{
+		``,
+		`{"id":"../etc","pid":1}`,
+		`{"id":"a/b","pid":1}`,
+		`{"id":"","pid":1}`,
+		`{"id":"web","pid":-1}`,
+		`{"id":"web","pid":1,"extra":true}`,
+		`{"id":"web"} trailing`,
+		`{"id":"` + strings.Repeat("a", 77) + `"}`,
+		`{"id":"web.","pid":1}`,
+		`{"id":"we\nb","pid":1}`,
+	} {
+		if _, err := ParseState(strings.NewReader(in)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseState(%q): err = %v, want ErrInvalid", in, err)
+		}
+	}
+	big := `{"id":"web","bundle":"` + strings.Repeat("a", maxStateSize) + `"}`
+	if _, err := ParseState(strings.NewReader(big)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("oversized state: err = %v", err)
+	}
+}
+
+func FuzzParseRequest(f *testing.F) {
+	for _, s := range []string{`{"version":1}`, `{"version":1,"ports":["80"],"name":"a"}`, `{"version":1,"extraHosts":["h:host-gateway"]}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := parseRequest(s)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			}
+			return
+		}
+		for _, n := range []string{r.Name, r.Hostname} {
+			if strings.ContainsAny(n, " \t\r\n#\x00") {
+				t.Fatalf("accepted name %q", n)
+			}
+		}
+	})
+}
+
+func FuzzParseState(f *testing.F) {
+	f.Add(`{"ociVersion":"1.0.2","id":"web","status":"creating","pid":42,"bundle":"/b"}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		st, err := ParseState(strings.NewReader(s))
+		if err != nil {
+			return
+		}
+		if validContainerID(st.ID) != nil || strings.Contains(st.ID, "/") || st.Pid < 0 {
+			t.Fatalf("accepted state %+v", st)
+		}
+	})
+}
