@@ -54,7 +54,7 @@ stop)
 	# Shims outlive their daemon; end the ones that served this one.
 	pkill -9 -f -- "-address $sock" 2>/dev/null || true
 	# Unmount anything left below the directory, deepest first.
-	grep -F " $dir/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do
+	{ grep -F " $dir/" /proc/self/mountinfo || true; } | awk '{print $5}' | sort -r | while read -r m; do
 		umount -l "$m" 2>/dev/null || true
 	done
 	rm -rf "$dir"

@@ -19,7 +19,7 @@ fi
 command -v go >/dev/null || { log "go is not on PATH"; exit 1; }
 
 # Debian packages.
-pkgs=(runc iptables iproute2 busybox-static)
+pkgs=(runc iptables iproute2 busybox-static curl)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

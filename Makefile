@@ -1,0 +1,21 @@
+# ocinet: `make demo` runs the demo, `make test` runs every test. Both
+# install what they need first (scripts/install.sh) and must run as root.
+
+.PHONY: all install demo test build vet bench
+
+all: build
+
+install:
+	bash scripts/install.sh
+
+build:
+	go build ./...
+
+vet:
+	go vet ./...
+
+demo:
+	bash scripts/demo.sh
+
+test:
+	bash scripts/test.sh
