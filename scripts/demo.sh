@@ -32,6 +32,9 @@ say "starting a private containerd"
 addr=$(bash scripts/containerd.sh start "$work/containerd")
 echo "containerd listening on $addr"
 ocictl=("$work/ocictl" --address="$addr" --data-root="$work/state" --cni-netconfpath="$work/net.d" --cni-path=/opt/ocinet/cni/bin)
+echo "ocictl below stands for: ${ocictl[*]}" | sed "s#$work#\$WORK#g"
+# ocictl shows a command with its global flags left out, then runs it.
+ocictl() { printf '$ ocictl %s\n' "$*" | sed "s#$work#\$WORK#g"; "${ocictl[@]}" "$@"; }
 
 # What a container can leave behind, counted before and after.
 leftovers() {
@@ -48,7 +51,7 @@ before=$(leftovers)
 
 say "run busybox httpd with -p 127.0.0.1:8080:80"
 start=$(date +%s%N)
-show "${ocictl[@]}" run -d --name web -p 127.0.0.1:8080:80 --rootfs "$work/rootfs" -- /bin/httpd -f -p 80 -h /www
+ocictl run -d --name web -p 127.0.0.1:8080:80 --rootfs "$work/rootfs" -- /bin/httpd -f -p 80 -h /www
 for _ in $(seq 1 50); do
 	curl -fsS -m 2 -o /dev/null http://127.0.0.1:8080/ 2>/dev/null && break
 	sleep 0.1
@@ -56,8 +59,8 @@ done
 echo "run to first answered request: $(( ($(date +%s%N) - start) / 1000000 )) ms"
 
 say "ps and port"
-show "${ocictl[@]}" ps
-show "${ocictl[@]}" port web
+ocictl ps
+ocictl port web
 ip=$("${ocictl[@]}" ps | awk '$1=="web"{print $3}')
 
 say "fetch the page from the host through the published port"
@@ -69,8 +72,8 @@ show cat "$work/state/hosts/default/containers/web/hosts"
 show cat "$work/state/hosts/default/containers/web/resolv.conf"
 
 say "remove the container"
-show "${ocictl[@]}" rm -f web
-show "${ocictl[@]}" ps
+ocictl rm -f web
+ocictl ps
 
 say "nothing is left"
 after=$(leftovers)
