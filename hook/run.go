@@ -12,8 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/ocinet/ocinet"
-	"github.com/ocinet/ocinet/hosts"
 	"github.com/ocinet/ocinet/netns"
 )
 
@@ -89,32 +87,27 @@ func run(ctx context.Context, event string, stdin io.Reader, cfg Config) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 
+	if event == EventCreateRuntime && st.Pid <= 0 {
+		return fmt.Errorf("state: createRuntime needs the container's pid: %w", ErrInvalid)
+	}
 	logf, err := openLog(cfg, st.ID)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
 	log := slog.New(slog.NewTextHandler(logf, nil)).With("event", event, "id", st.ID)
-
-	mgr, err := cfg.Manager(ocinet.WithLogger(log), ocinet.WithPluginStderr(logf))
-	if err != nil {
-		return err
-	}
-	store, err := cfg.HostsStore()
+	w, err := newWorker(cfg, log, logf)
 	if err != nil {
 		return err
 	}
 	if event == EventCreateRuntime {
-		if st.Pid <= 0 {
-			return fmt.Errorf("state: createRuntime needs the container's pid: %w", ErrInvalid)
-		}
-		err = createRuntime(ctx, cfg, mgr, store, st, req, log)
+		err = createRuntime(ctx, w, st, req)
 		if err != nil {
 			log.Error("failed", "err", err)
 		}
 		return err
 	}
-	poststop(ctx, cfg, mgr, store, st, log)
+	poststop(ctx, w, st)
 	return nil
 }
 
@@ -130,102 +123,45 @@ func openLog(cfg Config, id string) (*os.File, error) {
 	return f, nil
 }
 
-func createRuntime(ctx context.Context, cfg Config, mgr *ocinet.Manager, store *hosts.Store, st State, req request, log *slog.Logger) (err error) {
-	id := cfg.AttachmentID(st.ID)
-	pin := cfg.PinPath(st.ID)
-	path, err := netns.Pin(cfg.NetNSDir, filepath.Base(pin), st.Pid)
+func createRuntime(ctx context.Context, w *worker, st State, req request) (err error) {
+	if st.Status != "" && st.Status != "creating" && st.Status != "created" {
+		return fmt.Errorf("state: status %q: createRuntime runs for a container being created: %w", st.Status, ErrInvalid)
+	}
+	pin := w.cfg.PinPath(st.ID)
+	path, err := netns.Pin(w.cfg.NetNSDir, filepath.Base(pin), st.Pid)
 	if errors.Is(err, netns.ErrExists) {
 		// The name holds an older namespace of this container (createRuntime
 		// after a restart without poststop): release it and pin again.
-		log.Info("replacing a stale pin", "path", pin)
-		if derr := mgr.Detach(ctx, id); derr != nil {
+		w.log.Info("replacing a stale pin", "path", pin)
+		if derr := w.detach(ctx, st.ID); derr != nil {
 			return derr
 		}
 		if rerr := netns.Remove(pin); rerr != nil {
 			return rerr
 		}
-		path, err = netns.Pin(cfg.NetNSDir, filepath.Base(pin), st.Pid)
+		path, err = netns.Pin(w.cfg.NetNSDir, filepath.Base(pin), st.Pid)
 	}
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			_ = netns.Remove(path)
-		}
-	}()
-	name := req.Name
-	if name == "" {
-		name = st.ID
-	}
-	att, err := mgr.Attach(ctx, ocinet.AttachRequest{ID: id, Name: name, NetNS: path, Networks: req.Networks, Ports: req.Ports})
-	if err != nil {
+	if _, err := w.attach(ctx, st.ID, path, req); err != nil {
+		_ = netns.Remove(path)
 		return err
 	}
-	defer func() {
-		if err != nil {
-			if derr := mgr.Detach(ctx, id); derr != nil {
-				log.Error("rollback detach failed", "err", derr)
-			}
-		}
-	}()
-	rec := hosts.Record{ID: st.ID, Name: req.Name, Hostname: req.Hostname, ExtraHosts: req.extraHosts}
-	ipv6 := false
-	for _, iface := range att.Interfaces {
-		n := hosts.Network{Name: iface.Network}
-		for _, p := range iface.IPs {
-			n.IPs = append(n.IPs, p.Addr())
-			ipv6 = ipv6 || p.Addr().Is6()
-		}
-		if len(iface.Gateways) > 0 {
-			n.Gateway = iface.Gateways[0]
-		}
-		rec.Networks = append(rec.Networks, n)
-	}
-	if err := store.Prepare(st.ID); err != nil {
-		return err
-	}
-	if err := store.Join(rec); err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = store.Leave(st.ID)
-		}
-	}()
-	if err := store.WriteResolvConf(st.ID, hosts.ResolvOptions{IPv6: ipv6, DNS: req.dns}); err != nil {
-		return err
-	}
-	log.Info("attached", "netns", path, "interfaces", ifaceSummary(att.Interfaces), "ports", len(att.Ports))
 	return nil
-}
-
-func ifaceSummary(ifs []ocinet.Interface) string {
-	var parts []string
-	for _, i := range ifs {
-		var ips []string
-		for _, p := range i.IPs {
-			ips = append(ips, p.String())
-		}
-		parts = append(parts, i.Name+"="+strings.Join(ips, ","))
-	}
-	return strings.Join(parts, " ")
 }
 
 // poststop tears down what createRuntime set up. It never fails: what it
 // cannot finish stays in the journal (with the pin, so that DEL can still
 // run in the namespace later) and is logged.
-func poststop(ctx context.Context, cfg Config, mgr *ocinet.Manager, store *hosts.Store, st State, log *slog.Logger) {
-	if err := store.Leave(st.ID); err != nil {
-		log.Error("hosts leave failed", "err", err)
-	}
-	if err := mgr.Detach(ctx, cfg.AttachmentID(st.ID)); err != nil {
-		log.Error("detach failed; the journal keeps the attachment for GC", "err", err)
+func poststop(ctx context.Context, w *worker, st State) {
+	if err := w.detach(ctx, st.ID); err != nil {
+		w.log.Error("detach failed; the journal keeps the attachment for GC", "err", err)
 		return
 	}
-	if err := netns.Remove(cfg.PinPath(st.ID)); err != nil {
-		log.Error("remove pin failed", "err", err)
+	if err := netns.Remove(w.cfg.PinPath(st.ID)); err != nil {
+		w.log.Error("remove pin failed", "err", err)
 		return
 	}
-	log.Info("detached")
+	w.log.Info("detached")
 }

@@ -49,6 +49,8 @@ func cmdRun(ctx context.Context, g *globals, args []string) error {
 	name := fs.String("name", "", "container name (required)")
 	rootfs := fs.String("rootfs", "", "root file system directory (required)")
 	hostname := fs.String("hostname", "", "host name (default: the name)")
+	mode := fs.String("netns-mode", modeHook, "how the container gets its network: hook (an OCI hook attaches it, as nerdctl does), precreate (a named namespace is attached before the container starts, as containerd's CRI plugin does) or task (the created task's namespace is attached before it starts)")
+	autoRemove := fs.Bool("rm", false, "remove the container when it exits (without -d)")
 	var publish, networks, addHosts, dns, dnsSearch, dnsOpts listFlag
 	fs.Var(&publish, "p", "publish a port: [IP:][HOSTPORT:]CONTAINERPORT[/PROTO] (repeatable)")
 	fs.Var(&networks, "network", "network to attach (repeatable; default: bridge)")
@@ -99,63 +101,133 @@ func cmdRun(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	defer client.Close()
-	hookArgs := append(g.args(), "internal", "oci-hook")
-	container, err := client.NewContainer(ctx, *name,
+	return runContainer(ctx, client, g, runOptions{
+		name: *name, rootfs: root, args: cmdArgs, req: req, mode: *mode,
+		detach: *detach, remove: *autoRemove, exe: exe,
+	})
+}
+
+// Network modes: the three moments a container can get its network.
+const (
+	modeHook      = "hook"      // an OCI hook attaches it (nerdctl)
+	modePrecreate = "precreate" // a named namespace is attached first (containerd's CRI plugin)
+	modeTask      = "task"      // the created task's namespace is attached before start
+)
+
+// labelMode records a container's network mode, for rm.
+const labelMode = "ocinet/netns-mode"
+
+type runOptions struct {
+	name, rootfs, mode, exe string
+	args                    []string
+	req                     hook.Request
+	detach, remove          bool
+}
+
+func runContainer(ctx context.Context, client *containerd.Client, g *globals, o runOptions) (err error) {
+	cfg := g.hookConfig
+	// undo collects what to tear down if a later step fails, last first.
+	var undo []func(context.Context)
+	defer func() {
+		if err == nil {
+			return
+		}
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i](uctx)
+		}
+	}()
+	detachNS := func(uctx context.Context) {
+		_ = hook.Detach(uctx, cfg, o.name)
+		_ = netns.Remove(cfg.PinPath(o.name))
+	}
+
+	specOpts := []oci.SpecOpts{
+		oci.WithRootFSPath(o.rootfs),
+		oci.WithProcessArgs(o.args...),
+		oci.WithHostname(o.req.Hostname),
+		hook.WithEtcFiles(cfg),
+	}
+	switch o.mode {
+	case modeHook:
+		specOpts = append(specOpts, hook.WithHooks(o.exe, append(g.args(), "internal", "oci-hook")...), hook.WithRequest(o.req))
+	case modePrecreate:
+		path, err := netns.Create(cfg.NetNSDir, filepath.Base(cfg.PinPath(o.name)))
+		if err != nil {
+			return err
+		}
+		undo = append(undo, func(context.Context) { _ = netns.Remove(path) })
+		if _, err := hook.Attach(ctx, cfg, o.name, path, o.req); err != nil {
+			return err
+		}
+		undo = append(undo, detachNS)
+		specOpts = append(specOpts, hook.WithNetNSPath(path))
+	case modeTask:
+	default:
+		return fmt.Errorf("--netns-mode %q: want hook, precreate or task", o.mode)
+	}
+
+	container, err := client.NewContainer(ctx, o.name,
 		containerd.WithRuntime("io.containerd.runc.v2", nil),
-		containerd.WithContainerLabels(map[string]string{labelName: *name}),
-		containerd.WithNewSpec(
-			oci.WithRootFSPath(root),
-			oci.WithProcessArgs(cmdArgs...),
-			oci.WithHostname(req.Hostname),
-			hook.WithHooks(exe, hookArgs...),
-			hook.WithRequest(req),
-			hook.WithEtcFiles(g.hookConfig),
-		),
+		containerd.WithContainerLabels(map[string]string{labelName: o.name, labelMode: o.mode}),
+		containerd.WithNewSpec(specOpts...),
 	)
 	if err != nil {
-		return fmt.Errorf("create container %s: %w", *name, err)
+		return fmt.Errorf("create container %s: %w", o.name, err)
 	}
-	cleanup := func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		_ = container.Delete(dctx)
-		removeFiles(g, *name)
-	}
-	logPath := filepath.Join(g.hookConfig.ContainerDir(*name), "output.log")
+	undo = append(undo, func(uctx context.Context) {
+		_ = container.Delete(uctx)
+		removeFiles(g, o.name)
+	})
+	logPath := filepath.Join(cfg.ContainerDir(o.name), "output.log")
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
-		cleanup()
 		return err
 	}
 	var creator cio.Creator = cio.LogFile(logPath)
-	if !*detach {
+	if !o.detach {
 		creator = cio.NewCreator(cio.WithStdio)
 	}
 	task, err := container.NewTask(ctx, creator)
 	if err != nil {
-		cleanup()
-		return fmt.Errorf("start container %s: %s", *name, hookMessage(err))
+		return fmt.Errorf("start container %s: %s", o.name, hookMessage(err))
+	}
+	undo = append(undo, func(uctx context.Context) { _, _ = task.Delete(uctx, containerd.WithProcessKill) })
+	if o.mode == modeTask {
+		// The task is created, not started: its process sits in its new
+		// namespace; pin that namespace and attach it now.
+		path, err := netns.Pin(cfg.NetNSDir, filepath.Base(cfg.PinPath(o.name)), int(task.Pid()))
+		if err != nil {
+			return err
+		}
+		undo = append(undo, func(context.Context) { _ = netns.Remove(path) })
+		if _, err := hook.Attach(ctx, cfg, o.name, path, o.req); err != nil {
+			return err
+		}
+		undo = append(undo, detachNS)
 	}
 	var exitCh <-chan containerd.ExitStatus
-	if !*detach {
+	if !o.detach {
 		if exitCh, err = task.Wait(ctx); err != nil {
-			_, _ = task.Delete(ctx, containerd.WithProcessKill)
-			cleanup()
 			return err
 		}
 	}
 	if err := task.Start(ctx); err != nil {
-		_, _ = task.Delete(ctx, containerd.WithProcessKill)
-		cleanup()
-		return fmt.Errorf("start container %s: %w", *name, err)
+		return fmt.Errorf("start container %s: %w", o.name, err)
 	}
-	if *detach {
-		fmt.Println(*name)
+	if o.detach {
+		fmt.Println(o.name)
 		return nil
 	}
 	st := <-exitCh
 	code, _, _ := st.Result()
+	// Like a stopped docker container: the task goes, and with it the
+	// network; the container stays unless --rm.
+	if err := stopContainer(ctx, client, g, o.name, o.remove); err != nil {
+		return err
+	}
 	if code != 0 {
-		return fmt.Errorf("container %s exited with status %d", *name, code)
+		return fmt.Errorf("container %s exited with status %d", o.name, code)
 	}
 	return nil
 }
@@ -199,7 +271,7 @@ func cmdPs(ctx context.Context, g *globals, args []string) error {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NAME\tSTATUS\tIPS\tPORTS")
 	for _, c := range containers {
-		status := "created"
+		status := "stopped"
 		if t, err := c.Task(ctx, nil); err == nil {
 			if s, err := t.Status(ctx); err == nil {
 				status = string(s.Status)
@@ -301,27 +373,52 @@ func removeContainer(ctx context.Context, client *containerd.Client, g *globals,
 				return errors.New("container did not stop within 30s of SIGKILL")
 			}
 		}
-		// Deleting the task runs the poststop hook.
+	} else if !errdefs.IsNotFound(err) {
+		return err
+	}
+	return stopContainer(ctx, client, g, name, true)
+}
+
+// stopContainer deletes the stopped task of a container (in hook mode that
+// runs the poststop hook), detaches it in the other modes, and, if remove,
+// deletes the container and its files.
+func stopContainer(ctx context.Context, client *containerd.Client, g *globals, name string, remove bool) error {
+	cfg := g.hookConfig
+	c, err := client.LoadContainer(ctx, name)
+	if err != nil {
+		return err
+	}
+	labels, err := c.Labels(ctx)
+	if err != nil {
+		return err
+	}
+	if task, err := c.Task(ctx, nil); err == nil {
 		if _, err := task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
 			return err
 		}
 	} else if !errdefs.IsNotFound(err) {
 		return err
 	}
-	if err := c.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+	mgr, err := cfg.Manager()
+	if err != nil {
 		return err
 	}
-	// The poststop hook has detached; if it could not, say so and finish
-	// the teardown here.
-	if mgr, err := g.hookConfig.Manager(); err == nil {
-		id := g.hookConfig.AttachmentID(name)
-		if _, err := mgr.Get(id); err == nil {
+	if _, err := mgr.Get(cfg.AttachmentID(name)); err == nil {
+		if m := labels[labelMode]; m == modeHook || m == "" {
 			fmt.Fprintf(os.Stderr, "ocictl: %s: the poststop hook left the attachment; detaching now\n", name)
-			if err := mgr.Detach(ctx, id); err != nil {
-				return err
-			}
-			_ = netns.Remove(g.hookConfig.PinPath(name))
 		}
+		if err := hook.Detach(ctx, cfg, name); err != nil {
+			return err
+		}
+	}
+	if err := netns.Remove(cfg.PinPath(name)); err != nil {
+		return err
+	}
+	if !remove {
+		return nil
+	}
+	if err := c.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+		return err
 	}
 	removeFiles(g, name)
 	return nil

@@ -126,6 +126,8 @@ var (
 
 // Build compiles the package at pkg (relative to the repository, like
 // "./examples/ocictl") once per test process and returns the binary's path.
+// Binaries are static (CGO_ENABLED=0), so they also run inside a busybox
+// root file system.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
 	buildMu.Lock()
@@ -140,6 +142,7 @@ func Build(t testing.TB, pkg string) string {
 	bin := filepath.Join(dir, filepath.Base(pkg))
 	cmd := exec.Command("go", "build", "-o", bin, pkg)
 	cmd.Dir = RepoRoot()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
 	}

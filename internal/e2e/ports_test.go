@@ -1,0 +1,108 @@
+package e2e
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ocinet/ocinet/internal/testenv"
+)
+
+// TestPublishUDP: a published UDP port answers from the host.
+func TestPublishUDP(t *testing.T) {
+	e := newEnv(t, "")
+	echo := testenv.Build(t, "./internal/e2e/testdata/udpecho")
+	data, err := os.ReadFile(echo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.rootfs, "bin", "udpecho"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.run("echo", "-p", "127.0.0.1:18053:53/udp", "--rootfs", e.rootfs, "--", "/bin/udpecho", "53")
+
+	conn, err := net.Dial("udp", "127.0.0.1:18053")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	buf := make([]byte, 64)
+	var last error
+	for attempt := 0; attempt < 50; attempt++ {
+		_ = conn.SetDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := conn.Write([]byte("ping")); err != nil {
+			last = err
+			continue
+		}
+		n, err := conn.Read(buf)
+		if err == nil && string(buf[:n]) == "ping" {
+			return
+		}
+		last = err
+	}
+	t.Fatalf("no UDP echo through 127.0.0.1:18053: %v", last)
+}
+
+// TestPublishRange: -p 18100-18102:80-82 maps one to one, and each answers.
+func TestPublishRange(t *testing.T) {
+	e := newEnv(t, "")
+	e.run("range", "-p", "127.0.0.1:18100-18102:80-82", "--rootfs", e.rootfs, "--",
+		"/bin/sh", "-c", "httpd -p 80 -h /www; httpd -p 81 -h /www; exec httpd -f -p 82 -h /www")
+	for _, p := range []string{"18100", "18101", "18102"} {
+		if got := get(t, "http://127.0.0.1:"+p+"/"); got != page {
+			t.Errorf("port %s: got %q", p, got)
+		}
+	}
+	port := e.mustOcictl("port", "range")
+	for _, want := range []string{"80/tcp -> 127.0.0.1:18100", "81/tcp -> 127.0.0.1:18101", "82/tcp -> 127.0.0.1:18102"} {
+		if !strings.Contains(port, want) {
+			t.Errorf("port: missing %q in:\n%s", want, port)
+		}
+	}
+}
+
+// TestPublishAuto: -p 127.0.0.1::80 gets a free port, shown by port, that
+// answers.
+func TestPublishAuto(t *testing.T) {
+	e := newEnv(t, "")
+	e.run("auto", append([]string{"-p", "127.0.0.1::80"}, e.httpd()...)...)
+	port := e.mustOcictl("port", "auto")
+	m := regexp.MustCompile(`80/tcp -> 127\.0\.0\.1:(\d+)`).FindStringSubmatch(port)
+	if m == nil {
+		t.Fatalf("port auto: no mapping in:\n%s", port)
+	}
+	if got := get(t, "http://127.0.0.1:"+m[1]+"/"); got != page {
+		t.Errorf("auto port %s: got %q", m[1], got)
+	}
+}
+
+// TestPublishConflict: a second container asking for a taken host port
+// fails with an error naming the port and the holder, and leaves nothing.
+func TestPublishConflict(t *testing.T) {
+	e := newEnv(t, "")
+	e.run("first", append([]string{"-p", "127.0.0.1:18110:80"}, e.httpd()...)...)
+	for _, spec := range []string{"127.0.0.1:18110:80", "18110:80"} {
+		_, errOut, err := e.ocictl(append([]string{"run", "-d", "--name", "second", "-p", spec}, e.httpd()...)...)
+		if err == nil {
+			e.ocictl("rm", "-f", "second")
+			t.Fatalf("-p %s: a taken port was published twice", spec)
+		}
+		if !strings.Contains(errOut, "18110") || !strings.Contains(errOut, "in use by another container (first)") {
+			t.Errorf("-p %s: error does not name the port and its holder:\n%s", spec, errOut)
+		}
+		if ps := e.mustOcictl("ps"); strings.Contains(ps, "second") {
+			t.Errorf("the refused container is listed:\n%s", ps)
+		}
+		if _, err := os.Stat(filepath.Join(e.state, "attachments", "default-second.json")); !os.IsNotExist(err) {
+			t.Errorf("journal entry of the refused container: %v", err)
+		}
+	}
+	// The first one still answers.
+	if got := get(t, "http://127.0.0.1:18110/"); got != page {
+		t.Errorf("first container after the refusals: got %q", got)
+	}
+}
