@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/ocinet/ocinet/netns"
@@ -87,8 +88,10 @@ func run(ctx context.Context, event string, stdin io.Reader, cfg Config) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 
-	if event == EventCreateRuntime && st.Pid <= 0 {
-		return fmt.Errorf("state: createRuntime needs the container's pid: %w", ErrInvalid)
+	if event == EventCreateRuntime {
+		if err := checkCreated(st); err != nil {
+			return err
+		}
 	}
 	logf, err := openLog(cfg, st.ID)
 	if err != nil {
@@ -123,10 +126,23 @@ func openLog(cfg Config, id string) (*os.File, error) {
 	return f, nil
 }
 
-func createRuntime(ctx context.Context, w *worker, st State, req request) (err error) {
-	if st.Status != "" && st.Status != "creating" && st.Status != "created" {
+// checkCreated refuses, before anything is written, a state that is not a
+// container being created: a wrong status, no pid, or a pid whose network
+// namespace is missing or is the host's own.
+func checkCreated(st State) error {
+	if st.Status != "creating" && st.Status != "created" {
 		return fmt.Errorf("state: status %q: createRuntime runs for a container being created: %w", st.Status, ErrInvalid)
 	}
+	if st.Pid <= 0 {
+		return fmt.Errorf("state: createRuntime needs the container's pid: %w", ErrInvalid)
+	}
+	if err := netns.Check("/proc/" + strconv.Itoa(st.Pid) + "/ns/net"); err != nil {
+		return fmt.Errorf("state: pid %d: %w: %w", st.Pid, ErrInvalid, err)
+	}
+	return nil
+}
+
+func createRuntime(ctx context.Context, w *worker, st State, req request) (err error) {
 	pin := w.cfg.PinPath(st.ID)
 	path, err := netns.Pin(w.cfg.NetNSDir, filepath.Base(pin), st.Pid)
 	if errors.Is(err, netns.ErrExists) {

@@ -9,6 +9,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/google/go-cmp/cmp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/ocinet/ocinet/portmap"
 )
 
 func apply(t *testing.T, s *oci.Spec, opts ...oci.SpecOpts) {
@@ -86,4 +88,57 @@ func TestWithEtcFiles(t *testing.T) {
 	if err := WithEtcFiles(cfg)(ctx, nil, &containers.Container{ID: "web"}, s); err == nil {
 		t.Error("namespace mismatch accepted")
 	}
+}
+
+func TestRequestOptionsCompose(t *testing.T) {
+	p, err := portmap.Parse("127.0.0.1:8080:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := []oci.SpecOpts{
+		WithNetworks("front", "back"),
+		WithPorts(p),
+		WithName("web"),
+		WithHostname("web.local"),
+		WithExtraHosts("db:10.0.0.5"),
+		WithDNS([]string{"192.0.2.53"}, []string{"example.test"}, []string{"ndots:2"}),
+	}
+	want := Request{Version: RequestVersion, Networks: []string{"front", "back"}, Ports: []portmap.Mapping{p},
+		Name: "web", Hostname: "web.local", ExtraHosts: []string{"db:10.0.0.5"},
+		DNSServers: []string{"192.0.2.53"}, DNSSearch: []string{"example.test"}, DNSOptions: []string{"ndots:2"}}
+	// Forwards, backwards and applied twice: the same request.
+	orders := [][]oci.SpecOpts{opts, reversed(opts), append(append([]oci.SpecOpts{}, opts...), opts...)}
+	for i, order := range orders {
+		s := &oci.Spec{}
+		apply(t, s, order...)
+		got, err := requestOf(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b portmap.Mapping) bool { return a == b })); diff != "" {
+			t.Errorf("order %d (-want +got):\n%s", i, diff)
+		}
+	}
+	// An invalid value is refused and the spec keeps its valid request.
+	s := &oci.Spec{}
+	apply(t, s, WithName("web"))
+	if err := WithName("bad name")(context.Background(), nil, &containers.Container{ID: "web"}, s); err == nil {
+		t.Error("invalid name accepted")
+	}
+	if got, _ := requestOf(s); got.Name != "web" {
+		t.Errorf("request after a refused edit: %+v", got)
+	}
+	// A spec carrying garbage in the annotation is refused, not overwritten.
+	s = &oci.Spec{Annotations: map[string]string{Annotation: "{garbage"}}
+	if err := WithName("web")(context.Background(), nil, &containers.Container{ID: "web"}, s); err == nil {
+		t.Error("edit over an invalid annotation accepted")
+	}
+}
+
+func reversed(in []oci.SpecOpts) []oci.SpecOpts {
+	out := make([]oci.SpecOpts, len(in))
+	for i, o := range in {
+		out[len(in)-1-i] = o
+	}
+	return out
 }

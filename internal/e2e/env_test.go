@@ -3,9 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -14,6 +11,7 @@ import (
 
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/hook"
+	"github.com/ocinet/ocinet/internal/httpget"
 	"github.com/ocinet/ocinet/internal/leakcheck"
 	"github.com/ocinet/ocinet/internal/testenv"
 )
@@ -119,25 +117,13 @@ func (e *env) attachment(name string) *ocinet.Attachment {
 	return a
 }
 
-// get fetches url, retrying for a few seconds while the server starts. Only
-// loopback and addresses inside the test's own namespaces are fetched.
+// get fetches url, retrying while the server starts. Only loopback and
+// addresses inside the test's own namespaces are fetched.
 func get(t *testing.T, url string) string {
 	t.Helper()
-	client := &http.Client{Timeout: 2 * time.Second}
-	var last error
-	for attempt := 0; attempt < 50; attempt++ {
-		resp, err := client.Get(url)
-		if err == nil {
-			body, rerr := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if rerr == nil && resp.StatusCode == http.StatusOK {
-				return string(body)
-			}
-			err = fmt.Errorf("status %d, read error %v", resp.StatusCode, rerr)
-		}
-		last = err
-		time.Sleep(100 * time.Millisecond)
+	body, err := httpget.Get(url)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("GET %s: %v", url, last)
-	return ""
+	return body
 }
