@@ -3,7 +3,7 @@ package netns
 import "errors"
 
 var (
-	// ErrInvalid reports a bad name, PID or path.
+	// ErrInvalid reports a bad name, PID, path or argument.
 	ErrInvalid = errors.New("invalid argument")
 	// ErrNotFound reports a namespace path or a process that does not exist.
 	ErrNotFound = errors.New("not found")
@@ -14,6 +14,11 @@ var (
 	ErrHostNamespace = errors.New("is the host network namespace")
 	// ErrExists reports a name that already holds another namespace.
 	ErrExists = errors.New("already exists")
+	// ErrBusy reports a namespace file that stayed busy (still a mount
+	// point somewhere) for longer than Remove waits; retry later.
+	ErrBusy = errors.New("namespace file is busy")
+	// ErrClosed reports a [NetNS] handle used after Close.
+	ErrClosed = errors.New("namespace handle is closed")
 	// ErrNotSupported is returned on systems without network namespaces.
 	ErrNotSupported = errors.New("network namespaces are not supported on this system")
 )

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"time"
 
@@ -13,10 +12,16 @@ import (
 )
 
 // Create makes a new, empty network namespace and binds it to dir/name. An
-// empty dir means [DefaultDir]; an empty name means [RandomName]. It returns
-// the namespace's path. The name must not exist yet (ErrExists); a plain
-// leftover file of that name that holds no namespace is taken as stale and
-// reused.
+// empty dir means [DefaultDir]; an empty name means [RandomName] (a name
+// derived from a container ID is the other usual choice: it lets a sweep
+// after a crash find the namespace's owner). It returns the namespace's
+// path. The name must not hold a namespace yet (ErrExists); a plain
+// leftover file of that name is stale and is reused.
+//
+// The namespace is made on a fresh goroutine locked to its own OS thread,
+// which is switched back to its original namespace before it is unlocked;
+// if switching back fails the goroutine exits locked and the runtime
+// discards the thread. The caller's thread never changes namespace.
 func Create(dir, name string) (string, error) {
 	if dir == "" {
 		dir = DefaultDir
@@ -27,49 +32,29 @@ func Create(dir, name string) (string, error) {
 	if err := validName(name); err != nil {
 		return "", err
 	}
-	if err := prepareDir(dir); err != nil {
-		return "", err
-	}
 	path := filepath.Join(dir, name)
-	if err := createMountPoint(path); err != nil {
-		return "", err
+	if _, err := identify(path); err == nil {
+		return "", fmt.Errorf("create namespace %s: %w", path, ErrExists)
 	}
-	errc := make(chan error, 1)
-	go func() {
-		// The new namespace is made on this goroutine's own locked thread,
-		// which is switched back before it is unlocked. If switching back
-		// fails, the goroutine exits still locked and the runtime discards
-		// the thread instead of running other code in the wrong namespace.
-		runtime.LockOSThread()
-		self := "/proc/thread-self/ns/net"
-		orig, err := os.Open(self)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("create namespace %s: %w", path, err)
-			return
-		}
-		defer orig.Close()
+	// The new namespace lives on as long as f is open; it is bound to the
+	// name from this goroutine, outside the thread that made it.
+	var f *os.File
+	err := onThread(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("create namespace %s: unshare: %w", path, err)
-			return
+			return fmt.Errorf("unshare: %w", err)
 		}
-		err = unix.Mount(self, path, "none", unix.MS_BIND, "")
-		if rerr := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); rerr != nil {
-			errc <- errors.Join(err, fmt.Errorf("create namespace %s: restore thread: %w", path, rerr))
-			return // locked: the thread is discarded
+		var err error
+		f, err = os.Open("/proc/thread-self/ns/net")
+		return err
+	})
+	if err != nil {
+		if f != nil {
+			f.Close()
 		}
-		runtime.UnlockOSThread()
-		if err != nil {
-			err = fmt.Errorf("create namespace %s: bind mount: %w", path, err)
-		}
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
-		_ = os.Remove(path)
-		return "", err
+		return "", fmt.Errorf("create namespace %s: %w", path, err)
 	}
-	return path, nil
+	defer f.Close()
+	return bind(dir, name, f, "create namespace")
 }
 
 // Pin binds the network namespace of process pid onto dir/name (an empty dir
@@ -91,200 +76,194 @@ func Pin(dir, name string, pid int) (string, error) {
 	if pid <= 0 {
 		return "", fmt.Errorf("pin namespace of pid %d: %w", pid, ErrInvalid)
 	}
-	src := "/proc/" + strconv.Itoa(pid) + "/ns/net"
-	f, err := os.Open(src)
+	ns, err := Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, ErrNotFound) {
 			return "", fmt.Errorf("pin namespace of pid %d: no such process: %w", pid, ErrNotFound)
 		}
 		return "", fmt.Errorf("pin namespace of pid %d: %w", pid, err)
 	}
-	defer f.Close()
-	id, err := checkFile(f, src)
-	if err != nil {
-		return "", fmt.Errorf("pin namespace of pid %d: %w", pid, err)
-	}
-	if isHost(id) {
-		return "", fmt.Errorf("pin namespace of pid %d: %w", pid, ErrHostNamespace)
-	}
-	if err := prepareDir(dir); err != nil {
-		return "", err
-	}
+	defer ns.Close()
+	return bind(dir, name, ns.f, fmt.Sprintf("pin namespace of pid %d", pid))
+}
+
+// bind mounts the namespace open as f onto dir/name, holding the
+// directory's lock from the preparation of the directory to the mount, so
+// that two binds of one name, or a sweep, never interleave with it.
+func bind(dir, name string, f *os.File, what string) (string, error) {
 	path := filepath.Join(dir, name)
+	id, err := checkFile(f, path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	unlock, err := lockDir(dir, true)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	defer unlock()
 	if cur, err := identify(path); err == nil {
 		if cur == id {
 			return path, nil
 		}
-		return "", fmt.Errorf("pin namespace of pid %d to %s: it holds another namespace: %w", pid, path, ErrExists)
+		return "", fmt.Errorf("%s to %s: it holds another namespace: %w", what, path, ErrExists)
 	}
 	if err := createMountPoint(path); err != nil {
-		return "", err
+		return "", fmt.Errorf("%s: %w", what, err)
 	}
-	fdPath := "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
-	if err := unix.Mount(fdPath, path, "none", unix.MS_BIND, ""); err != nil {
+	rc, err := f.SyscallConn()
+	if err != nil {
 		_ = os.Remove(path)
-		return "", fmt.Errorf("pin namespace of pid %d to %s: bind mount: %w", pid, path, err)
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	var merr error
+	if err := rc.Control(func(fd uintptr) {
+		merr = unix.Mount("/proc/self/fd/"+strconv.Itoa(int(fd)), path, "none", unix.MS_BIND, "")
+	}); err != nil {
+		merr = err
+	}
+	if merr != nil {
+		_ = os.Remove(path)
+		return "", fmt.Errorf("%s to %s: bind mount: %w", what, path, merr)
 	}
 	return path, nil
 }
 
-// Remove unmounts and deletes a namespace file made by [Create] or [Pin]. The
-// namespace itself disappears once no process and no other mount holds it.
-// Removing a path that does not exist is not an error; a plain file that
-// holds no namespace is stale and is deleted.
+// Remove unmounts and deletes a namespace file made by [Create] or [Pin] (or
+// by `ip netns add`). The namespace itself disappears once no process, open
+// handle or other mount holds it. Removing a path that does not exist is not
+// an error; a plain empty file that holds no namespace is stale and is
+// deleted. Any other file is left alone (ErrNotNetNS).
+//
+// The unmount is lazy (MNT_DETACH) and cannot fail because the namespace is
+// in use. Deleting the file fails with EBUSY while it is still a mount
+// point, for example when it was mounted twice: Remove then unmounts again
+// and retries, for at most a couple of seconds, and then gives up with
+// ErrBusy.
 func Remove(path string) error {
 	if path == "" {
 		return fmt.Errorf("remove namespace: empty path: %w", ErrInvalid)
 	}
-	// A lazy unmount cannot fail with EBUSY; the unlink can, briefly, while
-	// another mount namespace still sees the mount. Retry that a few times.
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		err = unix.Unmount(path, unix.MNT_DETACH)
-		if err != nil && err != unix.EINVAL && err != unix.ENOENT {
-			return fmt.Errorf("remove namespace %s: unmount: %w", path, err)
+	if _, err := identify(path); err != nil {
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return nil
+		case errors.Is(err, ErrNotNetNS) && plainEmpty(path):
+			// A stale mount point: nothing mounted, nothing to unmount.
+		default:
+			return fmt.Errorf("remove namespace: %w", err)
 		}
-		err = os.Remove(path)
-		if err == nil || errors.Is(err, os.ErrNotExist) {
+	}
+	deadline := time.Now().Add(removeWait)
+	for attempt := 0; ; attempt++ {
+		uerr := unix.Unmount(path, unix.MNT_DETACH)
+		if uerr != nil && uerr != unix.EINVAL && uerr != unix.ENOENT {
+			return fmt.Errorf("remove namespace %s: unmount: %w", path, uerr)
+		}
+		err := unix.Unlink(path)
+		if err == nil || err == unix.ENOENT {
 			return nil
 		}
-		if !errors.Is(err, unix.EBUSY) {
-			break
+		if err != unix.EBUSY {
+			return fmt.Errorf("remove namespace %s: %w", path, err)
+		}
+		if attempt >= removeAttempts || time.Now().After(deadline) {
+			return fmt.Errorf("remove namespace %s: still a mount point after %d attempts: %w: %w", path, attempt+1, ErrBusy, err)
+		}
+		if uerr == nil {
+			continue // a mount came off: there may be another under it
 		}
 		time.Sleep(time.Duration(attempt+1) * 10 * time.Millisecond)
 	}
-	return fmt.Errorf("remove namespace %s: %w", path, err)
 }
 
-// Closed reports whether path no longer holds a namespace: it is missing, or
-// it is a plain leftover file.
-func Closed(path string) bool {
-	_, err := identify(path)
-	return err != nil
-}
+// Bounds of Remove's retries on EBUSY.
+const (
+	removeWait     = 2 * time.Second
+	removeAttempts = 100
+)
 
-// Check reports whether path is a network namespace other than the host's:
-// nil, or an error wrapping ErrNotFound, ErrNotNetNS or ErrHostNamespace.
-func Check(path string) error {
-	id, err := identify(path)
-	if err != nil {
-		return err
-	}
-	if isHost(id) {
-		return fmt.Errorf("namespace %s: %w", path, ErrHostNamespace)
-	}
-	return nil
-}
-
-// isHost reports whether id is the network namespace of PID 1 or of the
-// calling process or thread. (PID 1's may be unreadable, inside a container; then the
-// caller's own is the host's as far as this process can tell.)
-func isHost(id nsID) bool {
-	for _, host := range []string{"/proc/1/ns/net", "/proc/self/ns/net", "/proc/thread-self/ns/net"} {
-		if h, err := identify(host); err == nil && h == id {
-			return true
-		}
-	}
-	return false
-}
-
-// nsID identifies a namespace: the device and inode of its nsfs file.
-type nsID struct{ dev, ino uint64 }
-
-// identify opens path and returns the identity of the network namespace it
-// holds.
-func identify(path string) (nsID, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nsID{}, fmt.Errorf("namespace %s: %w", path, ErrNotFound)
-		}
-		return nsID{}, fmt.Errorf("namespace %s: %w", path, err)
-	}
-	defer f.Close()
-	return checkFile(f, path)
-}
-
-// checkFile returns the identity of the open namespace file f, or an error
-// wrapping ErrNotNetNS when f is not a network namespace.
-func checkFile(f *os.File, path string) (nsID, error) {
-	var fs unix.Statfs_t
-	if err := unix.Fstatfs(int(f.Fd()), &fs); err != nil {
-		return nsID{}, fmt.Errorf("namespace %s: statfs: %w", path, err)
-	}
-	if fs.Type != unix.NSFS_MAGIC && fs.Type != unix.PROC_SUPER_MAGIC {
-		return nsID{}, fmt.Errorf("namespace %s: %w", path, ErrNotNetNS)
-	}
-	kind, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE)
-	if err != nil || kind != unix.CLONE_NEWNET {
-		return nsID{}, fmt.Errorf("namespace %s: %w", path, ErrNotNetNS)
-	}
+// plainEmpty reports whether path is an empty regular file that is not a
+// namespace: what a crash between creating a mount point and mounting on
+// it, or an unmount without the unlink, leaves behind.
+func plainEmpty(path string) bool {
 	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return nsID{}, fmt.Errorf("namespace %s: stat: %w", path, err)
+	if err := unix.Lstat(path, &st); err != nil {
+		return false
 	}
-	return nsID{dev: st.Dev, ino: st.Ino}, nil
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != 0 {
+		return false
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(path, &fs); err != nil {
+		return false
+	}
+	return fs.Type != unix.NSFS_MAGIC && fs.Type != unix.PROC_SUPER_MAGIC
 }
 
-// createMountPoint creates the empty file a namespace is bound onto. It
-// fails with ErrExists if a namespace is already bound there; a plain
-// leftover file is stale and is reused.
+// createMountPoint creates the empty file a namespace is bound onto, with
+// O_EXCL. It fails with ErrExists if a namespace is already bound there; a
+// plain leftover file is stale and is reused. The caller holds the
+// directory's lock.
 func createMountPoint(path string) error {
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o444)
 	if err == nil {
-		return f.Close()
+		return unix.Close(fd)
 	}
-	if !errors.Is(err, os.ErrExist) {
+	if err != unix.EEXIST {
 		return fmt.Errorf("namespace %s: create mount point: %w", path, err)
 	}
 	if _, ierr := identify(path); ierr == nil {
 		return fmt.Errorf("namespace %s: %w", path, ErrExists)
 	}
-	st, serr := os.Lstat(path)
-	if serr != nil || !st.Mode().IsRegular() {
-		return fmt.Errorf("namespace %s: exists and is not a regular file: %w", path, ErrExists)
+	if !plainEmpty(path) {
+		return fmt.Errorf("namespace %s: exists and is not an empty regular file: %w", path, ErrExists)
 	}
 	return nil
 }
 
-// prepareDir creates dir and makes it a shared mount, under an flock on the
-// directory so that concurrent callers do not stack mounts.
-func prepareDir(dir string) error {
+// lockDir creates dir if needed, takes an exclusive flock(2) on it (the lock
+// `ip netns` takes too) and returns the function that releases it. With
+// share, it also makes dir a shared mount: if dir is not a mount point yet
+// it is bind-mounted onto itself first (recursively, so that namespaces
+// already in it stay visible), as `ip netns` and podman do. Taking the lock
+// first means concurrent callers never stack two self-mounts.
+func lockDir(dir string, share bool) (func(), error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("namespace directory %s: %w", dir, err)
+		return nil, fmt.Errorf("namespace directory %s: %w", dir, err)
 	}
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("namespace directory %s: open: %w", dir, err)
+		return nil, fmt.Errorf("namespace directory %s: open: %w", dir, err)
 	}
-	defer unix.Close(fd)
-	if err := flock(fd, unix.LOCK_EX); err != nil {
-		return fmt.Errorf("namespace directory %s: lock: %w", dir, err)
+	if err := retryEINTR(func() error { return unix.Flock(fd, unix.LOCK_EX) }); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("namespace directory %s: lock: %w", dir, err)
 	}
-	defer func() { _ = unix.Flock(fd, unix.LOCK_UN) }()
-
+	unlock := func() { unix.Close(fd) } // closing the only descriptor drops the lock
+	if !share {
+		return unlock, nil
+	}
 	// Already a mount point: make it shared (a no-op when it is).
 	err = unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
-	if err == nil {
-		return nil
+	if err == unix.EINVAL {
+		// Not a mount point yet: bind it onto itself, then make it shared.
+		err = unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, "")
+		if err != nil {
+			unlock()
+			return nil, fmt.Errorf("namespace directory %s: bind onto itself: %w", dir, err)
+		}
+		err = unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
 	}
-	if err != unix.EINVAL {
-		return fmt.Errorf("namespace directory %s: make shared: %w", dir, err)
+	if err != nil {
+		unlock()
+		return nil, fmt.Errorf("namespace directory %s: make shared: %w", dir, err)
 	}
-	// Not a mount point yet: bind it onto itself, then make it shared.
-	if err := unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("namespace directory %s: bind onto itself: %w", dir, err)
-	}
-	if err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("namespace directory %s: make shared: %w", dir, err)
-	}
-	return nil
+	return unlock, nil
 }
 
-func flock(fd, how int) error {
+func retryEINTR(call func() error) error {
 	for {
-		err := unix.Flock(fd, how)
-		if err != unix.EINTR {
+		if err := call(); err != unix.EINTR {
 			return err
 		}
 	}

@@ -138,9 +138,18 @@ func runContainer(ctx context.Context, client *containerd.Client, g *globals, o 
 			undo[i](uctx)
 		}
 	}()
-	detachNS := func(uctx context.Context) {
-		_ = hook.Detach(uctx, cfg, o.name)
-		_ = netns.Remove(cfg.PinPath(o.name))
+	// attachNS attaches the namespace just made or pinned at path, and
+	// arranges for both to be undone if a later step fails.
+	attachNS := func(path string, err error) error {
+		if err != nil {
+			return err
+		}
+		undo = append(undo, func(context.Context) { _ = netns.Remove(path) })
+		if _, err := hook.Attach(ctx, cfg, o.name, path, o.req); err != nil {
+			return err
+		}
+		undo = append(undo, func(uctx context.Context) { _ = hook.Detach(uctx, cfg, o.name) })
+		return nil
 	}
 
 	specOpts := []oci.SpecOpts{
@@ -154,14 +163,9 @@ func runContainer(ctx context.Context, client *containerd.Client, g *globals, o 
 		specOpts = append(specOpts, hook.WithHooks(o.exe, append(g.args(), "internal", "oci-hook")...), hook.WithRequest(o.req))
 	case modePrecreate:
 		path, err := netns.Create(cfg.NetNSDir, filepath.Base(cfg.PinPath(o.name)))
-		if err != nil {
+		if err := attachNS(path, err); err != nil {
 			return err
 		}
-		undo = append(undo, func(context.Context) { _ = netns.Remove(path) })
-		if _, err := hook.Attach(ctx, cfg, o.name, path, o.req); err != nil {
-			return err
-		}
-		undo = append(undo, detachNS)
 		specOpts = append(specOpts, hook.WithNetNSPath(path))
 	case modeTask:
 	default:
@@ -196,15 +200,9 @@ func runContainer(ctx context.Context, client *containerd.Client, g *globals, o 
 	if o.mode == modeTask {
 		// The task is created, not started: its process sits in its new
 		// namespace; pin that namespace and attach it now.
-		path, err := netns.Pin(cfg.NetNSDir, filepath.Base(cfg.PinPath(o.name)), int(task.Pid()))
-		if err != nil {
+		if err := attachNS(netns.Pin(cfg.NetNSDir, filepath.Base(cfg.PinPath(o.name)), int(task.Pid()))); err != nil {
 			return err
 		}
-		undo = append(undo, func(context.Context) { _ = netns.Remove(path) })
-		if _, err := hook.Attach(ctx, cfg, o.name, path, o.req); err != nil {
-			return err
-		}
-		undo = append(undo, detachNS)
 	}
 	var exitCh <-chan containerd.ExitStatus
 	if !o.detach {

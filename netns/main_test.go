@@ -1,0 +1,171 @@
+//go:build linux
+
+package netns_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ocinet/ocinet/internal/leakcheck"
+	"github.com/ocinet/ocinet/internal/testenv"
+	"github.com/ocinet/ocinet/netns"
+	"golang.org/x/sys/unix"
+)
+
+// holdParentEnv makes the test binary act as a process that holds a
+// namespace and then waits to be killed (TestHoldDiesWithParent).
+const holdParentEnv = "NETNS_TEST_HOLD_PARENT"
+
+// processNS is this process's network and mount namespaces when the tests
+// started, as readlink shows them ("net:[4026531840]").
+var processNS [2]string
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(holdParentEnv); path != "" {
+		os.Exit(holdParent(path))
+	}
+	processNS[0], _ = os.Readlink("/proc/self/ns/net")
+	processNS[1], _ = os.Readlink("/proc/self/ns/mnt")
+	code := m.Run()
+	testenv.CleanupBuilds()
+	// Whatever the tests did, no thread of this process may be left in
+	// another namespace.
+	if code == 0 && os.Geteuid() == 0 {
+		if foreign := foreignThreadsSettled(); len(foreign) > 0 {
+			fmt.Fprintf(os.Stderr, "threads left in foreign namespaces after the tests: %v\n", foreign)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// holdParent holds the namespace at path, prints the holder's PID and
+// blocks until stdin closes or the process is killed.
+func holdParent(path string) int {
+	proc, release, err := netns.Hold(context.Background(), path)
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	defer release()
+	fmt.Println(strings.TrimSuffix(strings.TrimPrefix(proc, "/proc/"), "/ns/net"))
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	return 0
+}
+
+// foreignThreads lists the threads of this process whose network or mount
+// namespace differs from the process's at start.
+func foreignThreads() []string {
+	tasks, _ := filepath.Glob("/proc/self/task/*")
+	var out []string
+	for _, task := range tasks {
+		for i, kind := range []string{"net", "mnt"} {
+			got, err := os.Readlink(filepath.Join(task, "ns", kind))
+			if err != nil {
+				continue // the thread just ended
+			}
+			if got != processNS[i] {
+				out = append(out, filepath.Base(task)+":"+got)
+			}
+		}
+	}
+	return out
+}
+
+// foreignThreadsSettled is foreignThreads once threads that Do discarded
+// have had up to two seconds to end: a goroutine that exits locked hands
+// its result back a moment before the runtime ends its thread.
+func foreignThreadsSettled() []string {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		f := foreignThreads()
+		if len(f) == 0 || time.Now().After(deadline) {
+			return f
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// name returns a namespace name unique to the test.
+func name(t testing.TB) string {
+	n := strings.ToLower(strings.NewReplacer("/", "-", "#", "-").Replace(t.Name()))
+	if len(n) > 40 {
+		n = n[:40]
+	}
+	return "ocinet-test-" + n + "-" + netns.RandomName()[4:12]
+}
+
+// testDir returns a fresh namespace directory of the test's own, registers
+// the leak check on it, and unmounts and removes it when the test ends.
+// Tests work in their own directory so that their namespaces never appear
+// in /var/run/netns, where other packages' tests take snapshots.
+func testDir(t testing.TB) string {
+	t.Helper()
+	testenv.RequireRoot(t)
+	dir, err := os.MkdirTemp("", "ocinet-netns-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = unix.Unmount(dir, unix.MNT_DETACH)
+		_ = os.RemoveAll(dir)
+	})
+	leakcheck.Check(t, leakcheck.Config{NetNSDir: dir})
+	return dir
+}
+
+// mounts counts the entries of /proc/self/mountinfo per mount point under
+// (and including) dir.
+func mounts(t testing.TB, dir string) map[string]int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeMount(f[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out[mp]++
+		}
+	}
+	return out
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var c byte
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &c); err == nil {
+				b.WriteByte(c)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// nsLink returns what readlink shows for the namespace at path
+// ("net:[4026532281]").
+func nsLink(t testing.TB, path string) string {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("net:[%d]", st.Ino)
+}
