@@ -59,23 +59,8 @@ func BenchmarkIPNetnsAddDel(b *testing.B) {
 	}
 }
 
-// benchNS makes a namespace for a benchmark and opens it.
-func benchNS(b *testing.B) *netns.NetNS {
-	path, err := netns.Create(testDir(b), name(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = netns.Remove(path) })
-	ns, err := netns.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ns.Close() })
-	return ns
-}
-
 func BenchmarkDo(b *testing.B) {
-	ns := benchNS(b)
+	ns := openTemp(b)
 	fn := func() error { return nil }
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -103,7 +88,7 @@ func BenchmarkLockedGoroutine(b *testing.B) {
 
 func BenchmarkNsenter(b *testing.B) {
 	testenv.RequireTools(b, "nsenter", "true")
-	ns := benchNS(b)
+	ns := openTemp(b)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if out, err := exec.Command("nsenter", "--net="+ns.Path(), "true").CombinedOutput(); err != nil {
@@ -113,7 +98,7 @@ func BenchmarkNsenter(b *testing.B) {
 }
 
 func BenchmarkHold(b *testing.B) {
-	ns := benchNS(b)
+	ns := openTemp(b)
 	ctx := context.Background()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -16,27 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// openTemp creates a namespace in the test's directory and opens it; both
-// are undone when the test ends.
-func openTemp(t *testing.T) *netns.NetNS {
-	t.Helper()
-	path, err := netns.Create(testDir(t), name(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := netns.Remove(path); err != nil {
-			t.Error(err)
-		}
-	})
-	ns, err := netns.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
-}
-
 func TestDo(t *testing.T) {
 	ns := openTemp(t)
 	want := nsLink(t, ns.Path())

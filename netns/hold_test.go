@@ -69,11 +69,7 @@ func pidOf(t testing.TB, proc string) int {
 
 func TestHold(t *testing.T) {
 	dir := testDir(t)
-	path, err := netns.Create(dir, name(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = netns.Remove(path) })
+	path := createIn(t, dir)
 	want := nsLink(t, path)
 
 	proc, release, err := netns.Hold(context.Background(), path)
@@ -152,11 +148,7 @@ func TestHoldRefuses(t *testing.T) {
 
 func TestHoldCanceled(t *testing.T) {
 	dir := testDir(t)
-	path, err := netns.Create(dir, name(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = netns.Remove(path) })
+	path := createIn(t, dir)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, _, err := netns.Hold(ctx, path); !errors.Is(err, context.Canceled) {
@@ -174,11 +166,7 @@ func TestHoldCanceled(t *testing.T) {
 // that its holder ends too.
 func TestHoldDiesWithParent(t *testing.T) {
 	dir := testDir(t)
-	path, err := netns.Create(dir, name(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = netns.Remove(path) })
+	path := createIn(t, dir)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -194,10 +182,7 @@ func TestHoldDiesWithParent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := parent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = parent.Process.Kill(); _ = parent.Wait() })
+	start(t, parent)
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
 		t.Fatalf("parent: %q, %v", line, err)
@@ -242,11 +227,7 @@ func alive(pid int) bool {
 func TestHoldContivLikePlugin(t *testing.T) {
 	dir := testDir(t)
 	bin := testenv.Build(t, "./netns/testdata/contivlike")
-	path, err := netns.Create(dir, name(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = netns.Remove(path) })
+	path := createIn(t, dir)
 	ctx := context.Background()
 	cni := libcni.NewCNIConfigWithCacheDir([]string{filepath.Dir(bin)}, t.TempDir(), nil)
 	list, err := libcni.ConfListFromBytes([]byte(`{"cniVersion": "1.0.0", "name": "contivlike", "plugins": [{"type": "contivlike"}]}`))

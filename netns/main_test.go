@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -118,6 +119,44 @@ func testDir(t testing.TB) string {
 	})
 	leakcheck.Check(t, leakcheck.Config{NetNSDir: dir})
 	return dir
+}
+
+// createIn creates a namespace with a name of the test's in dir, and
+// removes it when the test ends (if the test has not).
+func createIn(t testing.TB, dir string) string {
+	t.Helper()
+	path, err := netns.Create(dir, name(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := netns.Remove(path); err != nil {
+			t.Error(err)
+		}
+	})
+	return path
+}
+
+// openTemp creates a namespace in a directory of the test's own and opens
+// it; both are undone when the test ends.
+func openTemp(t testing.TB) *netns.NetNS {
+	t.Helper()
+	path := createIn(t, testDir(t))
+	ns, err := netns.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
+}
+
+// start starts cmd and kills and reaps it when the test ends.
+func start(t testing.TB, cmd *exec.Cmd) {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 }
 
 // mounts counts the entries of /proc/self/mountinfo per mount point under

@@ -24,11 +24,7 @@ import (
 func TestCreateOpenRemove(t *testing.T) {
 	testenv.RequireTools(t, "nsenter", "ip")
 	dir := testDir(t)
-	path, err := netns.Create(dir, name(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = netns.Remove(path) })
+	path := createIn(t, dir)
 	if want := filepath.Join(dir, filepath.Base(path)); path != want {
 		t.Errorf("Create returned %s, want %s", path, want)
 	}
@@ -184,10 +180,7 @@ func TestPinOutlivesProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	start(t, cmd)
 	buf := make([]byte, 6)
 	if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != "ready\n" {
 		t.Fatalf("helper process: %q, %v", buf, err)
@@ -210,11 +203,7 @@ func TestPinOutlivesProcess(t *testing.T) {
 		t.Errorf("%d mounts on %s after pinning twice, want 1", n, path)
 	}
 	// Another namespace under that name is refused.
-	other, err := netns.Create(dir, name(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = netns.Remove(other) })
+	other := createIn(t, dir)
 	if _, err := netns.Pin(dir, filepath.Base(other), cmd.Process.Pid); !errors.Is(err, netns.ErrExists) {
 		t.Errorf("Pin over another namespace: err = %v, want ErrExists", err)
 	}
@@ -245,20 +234,13 @@ func TestPinOutlivesProcess(t *testing.T) {
 func TestRemoveWhileInUse(t *testing.T) {
 	testenv.RequireTools(t, "nsenter", "sleep")
 	dir := testDir(t)
-	path, err := netns.Create(dir, name(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = netns.Remove(path) })
+	path := createIn(t, dir)
 	want := nsLink(t, path)
 
 	// A process inside the namespace: the file goes, the namespace stays
 	// the process's until it exits.
 	cmd := exec.Command("nsenter", "--net="+path, "sleep", "60")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	start(t, cmd)
 	procNS := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/net"
 	deadline := time.Now().Add(5 * time.Second)
 	for nsLinkOrEmpty(procNS) != want {
@@ -294,11 +276,7 @@ func nsLinkOrEmpty(path string) string {
 
 func TestRemoveStackedMounts(t *testing.T) {
 	dir := testDir(t)
-	path, err := netns.Create(dir, name(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = netns.Remove(path) })
+	path := createIn(t, dir)
 	// Two more mounts on the same file, as racing tools leave: one lazy
 	// unmount leaves the file a mount point, and unlink fails with EBUSY
 	// until all of them are off.
@@ -328,18 +306,11 @@ func TestRemoveStackedMounts(t *testing.T) {
 func TestRemoveInPrivateMountNamespace(t *testing.T) {
 	testenv.RequireTools(t, "unshare", "sleep")
 	dir := testDir(t)
-	path, err := netns.Create(dir, name(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = netns.Remove(path) })
+	path := createIn(t, dir)
 	// A process in a mount namespace of its own, with private propagation:
 	// its copy of the bind mount does not go when the host's does.
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sleep", "60")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	start(t, cmd)
 	deadline := time.Now().Add(5 * time.Second)
 	for nsLinkOrEmpty("/proc/"+strconv.Itoa(cmd.Process.Pid)+"/ns/mnt") == processNS[1] {
 		if time.Now().After(deadline) {
