@@ -101,8 +101,13 @@ func (c Config) ContainerDir(containerID string) string {
 	return filepath.Join(c.StateDir, "containers", c.Namespace, containerID)
 }
 
-// validContainerID checks an ID the way containerd does: letters and digits
-// in groups joined by one of '.', '_' or '-', at most 76 characters.
+// ValidateContainerID checks a container ID the way containerd does:
+// letters and digits in groups joined by one of '.', '_' or '-', at most 76
+// characters. A bad ID is refused with an error wrapping ErrInvalid.
+func ValidateContainerID(id string) error {
+	return validContainerID(id)
+}
+
 func validContainerID(id string) error {
 	if id == "" || len(id) > 76 {
 		return fmt.Errorf("id %q: must be 1 to 76 characters: %w", id, ErrInvalid)

@@ -1,13 +1,19 @@
-// Package hook is ocinet's OCI runtime hook: the [oci.SpecOpts] that put it
-// into a container's spec, and [Run], the entry point that runc executes.
+// Package hook is ocinet's OCI runtime hook: [Run], the entry point that
+// runc executes, and [Attach] / [Detach], the same work for programs that
+// attach a container themselves. The oci.SpecOpts that put the hook into a
+// container's spec are in the subpackage [github.com/ocinet/ocinet/hook/spec],
+// so that a hook binary that imports only this package does not link
+// containerd's client (runc starts the hook for every container, and package
+// initialisation of a large client costs more than the hook's own work to
+// get going).
 //
 // A program (a nerdctl-like CLI, a containerd client) builds a spec with
-// [WithHooks] (a createRuntime and a poststop hook that run the program's own
-// binary), [WithRequest] (what the container asks for: networks, published
-// ports, name, hostname, extra hosts, DNS, carried in one versioned
-// annotation) and [WithEtcFiles] (the container's /etc/hosts and
-// /etc/resolv.conf, bind-mounted from the state root). runc then runs the
-// hook with the OCI state on standard input:
+// spec.WithHooks (a createRuntime and a poststop hook that run the program's
+// own binary), spec.WithRequest (what the container asks for: networks,
+// published ports, name, hostname, extra hosts, DNS, carried in one
+// versioned annotation, [Annotation]) and spec.WithEtcFiles (the container's
+// /etc/hosts and /etc/resolv.conf, bind-mounted from the state root). runc
+// then runs the hook with the OCI state on standard input:
 //
 //   - createRuntime: the hook pins /proc/<pid>/ns/net under the namespace
 //     directory, attaches the container through an [ocinet.Manager], and

@@ -16,6 +16,12 @@ import (
 	"github.com/ocinet/ocinet/netns"
 )
 
+// Hook events, as runc passes them as the last argument.
+const (
+	EventCreateRuntime = "createRuntime"
+	EventPoststop      = "poststop"
+)
+
 // maxStateSize bounds the OCI state read from standard input.
 const maxStateSize = 1 << 20
 

@@ -29,7 +29,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 
 	"github.com/ocinet/ocinet"
-	"github.com/ocinet/ocinet/hook"
+	"github.com/ocinet/ocinet/hook/spec"
 	"github.com/ocinet/ocinet/internal/httpget"
 	"github.com/ocinet/ocinet/netns"
 )
@@ -96,7 +96,7 @@ func run(ctx context.Context, address, state, netconf, cniPath, rootfs, name str
 		containerd.WithNewSpec(
 			oci.WithRootFSPath(root),
 			oci.WithProcessArgs("/bin/httpd", "-f", "-p", "80", "-h", "/www"),
-			hook.WithNetNSPath(path),
+			spec.WithNetNSPath(path),
 		))
 	if err != nil {
 		return err

@@ -21,6 +21,7 @@ import (
 
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/hook"
+	"github.com/ocinet/ocinet/hook/spec"
 	"github.com/ocinet/ocinet/hosts"
 	"github.com/ocinet/ocinet/netns"
 	"github.com/ocinet/ocinet/portmap"
@@ -156,17 +157,17 @@ func runContainer(ctx context.Context, client *containerd.Client, g *globals, o 
 		oci.WithRootFSPath(o.rootfs),
 		oci.WithProcessArgs(o.args...),
 		oci.WithHostname(o.req.Hostname),
-		hook.WithEtcFiles(cfg),
+		spec.WithEtcFiles(cfg),
 	}
 	switch o.mode {
 	case modeHook:
-		specOpts = append(specOpts, hook.WithHooks(o.exe, append(g.args(), "internal", "oci-hook")...), hook.WithRequest(o.req))
+		specOpts = append(specOpts, spec.WithHooks(o.exe, append(g.args(), "internal", "oci-hook")...), spec.WithRequest(o.req))
 	case modePrecreate:
 		path, err := netns.Create(cfg.NetNSDir, filepath.Base(cfg.PinPath(o.name)))
 		if err := attachNS(path, err); err != nil {
 			return err
 		}
-		specOpts = append(specOpts, hook.WithNetNSPath(path))
+		specOpts = append(specOpts, spec.WithNetNSPath(path))
 	case modeTask:
 	default:
 		return fmt.Errorf("--netns-mode %q: want hook, precreate or task", o.mode)

@@ -29,6 +29,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ocinet/ocinet/hook"
+	hookspec "github.com/ocinet/ocinet/hook/spec"
 	"github.com/ocinet/ocinet/internal/httpget"
 	"github.com/ocinet/ocinet/portmap"
 )
@@ -117,13 +118,13 @@ func run(c *config) (err error) {
 	cfg := c.hookConfig()
 	for _, opt := range []func() error{
 		func() error {
-			return hook.WithHooks(exe, hookArgs...)(context.Background(), nil, &containers.Container{ID: c.id}, spec)
+			return hookspec.WithHooks(exe, hookArgs...)(context.Background(), nil, &containers.Container{ID: c.id}, spec)
 		},
 		func() error {
-			return hook.WithRequest(hook.Request{Name: c.id, Ports: []portmap.Mapping{mapping}})(context.Background(), nil, &containers.Container{ID: c.id}, spec)
+			return hookspec.WithRequest(hook.Request{Name: c.id, Ports: []portmap.Mapping{mapping}})(context.Background(), nil, &containers.Container{ID: c.id}, spec)
 		},
 		func() error {
-			return hook.WithEtcFiles(cfg)(context.Background(), nil, &containers.Container{ID: c.id}, spec)
+			return hookspec.WithEtcFiles(cfg)(context.Background(), nil, &containers.Container{ID: c.id}, spec)
 		},
 	} {
 		if err := opt(); err != nil {

@@ -1,13 +1,13 @@
-package hook
+package spec
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/oci"
 
+	"github.com/ocinet/ocinet/hook"
 	"github.com/ocinet/ocinet/portmap"
 )
 
@@ -17,35 +17,35 @@ import (
 
 // WithNetworks sets the networks to attach, in order (eth0 first).
 func WithNetworks(names ...string) oci.SpecOpts {
-	return editRequest(func(r *Request) { r.Networks = append([]string(nil), names...) })
+	return editRequest(func(r *hook.Request) { r.Networks = append([]string(nil), names...) })
 }
 
 // WithPorts sets the ports to publish.
 func WithPorts(ports ...portmap.Mapping) oci.SpecOpts {
-	return editRequest(func(r *Request) { r.Ports = append([]portmap.Mapping(nil), ports...) })
+	return editRequest(func(r *hook.Request) { r.Ports = append([]portmap.Mapping(nil), ports...) })
 }
 
 // WithName sets the container's name, which peers resolve.
 func WithName(name string) oci.SpecOpts {
-	return editRequest(func(r *Request) { r.Name = name })
+	return editRequest(func(r *hook.Request) { r.Name = name })
 }
 
 // WithHostname sets the host name peers resolve. It does not change the
 // spec's own hostname: use oci.WithHostname for that.
 func WithHostname(hostname string) oci.SpecOpts {
-	return editRequest(func(r *Request) { r.Hostname = hostname })
+	return editRequest(func(r *hook.Request) { r.Hostname = hostname })
 }
 
 // WithExtraHosts sets extra /etc/hosts entries, "NAME:IP" or
 // "NAME:host-gateway".
 func WithExtraHosts(entries ...string) oci.SpecOpts {
-	return editRequest(func(r *Request) { r.ExtraHosts = append([]string(nil), entries...) })
+	return editRequest(func(r *hook.Request) { r.ExtraHosts = append([]string(nil), entries...) })
 }
 
 // WithDNS sets the DNS servers, search domains and options of the
 // container's resolv.conf; an empty list keeps the host's for that part.
 func WithDNS(servers, search, options []string) oci.SpecOpts {
-	return editRequest(func(r *Request) {
+	return editRequest(func(r *hook.Request) {
 		r.DNSServers = append([]string(nil), servers...)
 		r.DNSSearch = append([]string(nil), search...)
 		r.DNSOptions = append([]string(nil), options...)
@@ -55,11 +55,11 @@ func WithDNS(servers, search, options []string) oci.SpecOpts {
 // editRequest reads the spec's request (an empty one if there is none),
 // applies edit, validates the result and writes it back. A spec whose
 // annotation is not a valid request is refused rather than overwritten.
-func editRequest(edit func(*Request)) oci.SpecOpts {
+func editRequest(edit func(*hook.Request)) oci.SpecOpts {
 	return func(ctx context.Context, client oci.Client, c *containers.Container, s *oci.Spec) error {
-		r := Request{Version: RequestVersion}
-		if cur, ok := s.Annotations[Annotation]; ok {
-			parsed, err := ParseRequest(cur)
+		r := hook.Request{Version: hook.RequestVersion}
+		if cur, ok := s.Annotations[hook.Annotation]; ok {
+			parsed, err := hook.ParseRequest(cur)
 			if err != nil {
 				return fmt.Errorf("edit request: the spec's annotation: %w", err)
 			}
@@ -70,9 +70,7 @@ func editRequest(edit func(*Request)) oci.SpecOpts {
 	}
 }
 
-// requestOf returns the request in a spec, for tests and tools.
-func requestOf(s *oci.Spec) (Request, error) {
-	var r Request
-	err := json.Unmarshal([]byte(s.Annotations[Annotation]), &r)
-	return r, err
+// RequestOf returns the request a spec carries.
+func RequestOf(s *oci.Spec) (hook.Request, error) {
+	return hook.ParseRequest(s.Annotations[hook.Annotation])
 }

@@ -1,4 +1,4 @@
-package hook
+package spec
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/ocinet/ocinet/hook"
 	"github.com/ocinet/ocinet/portmap"
 )
 
@@ -62,18 +63,18 @@ func TestWithHooksRefusesRelativePath(t *testing.T) {
 
 func TestWithRequestReplaces(t *testing.T) {
 	s := &oci.Spec{Annotations: map[string]string{"other": "kept"}}
-	apply(t, s, WithRequest(Request{Name: "a"}), WithRequest(Request{Name: "b"}))
-	r, err := ParseRequest(s.Annotations[Annotation])
+	apply(t, s, WithRequest(hook.Request{Name: "a"}), WithRequest(hook.Request{Name: "b"}))
+	r, err := hook.ParseRequest(s.Annotations[hook.Annotation])
 	if err != nil || r.Name != "b" || s.Annotations["other"] != "kept" {
-		t.Errorf("annotation %q (err %v), others %v", s.Annotations[Annotation], err, s.Annotations)
+		t.Errorf("annotation %q (err %v), others %v", s.Annotations[hook.Annotation], err, s.Annotations)
 	}
-	if err := WithRequest(Request{Name: "bad name"})(context.Background(), nil, &containers.Container{ID: "web"}, s); err == nil {
+	if err := WithRequest(hook.Request{Name: "bad name"})(context.Background(), nil, &containers.Container{ID: "web"}, s); err == nil {
 		t.Error("invalid request accepted")
 	}
 }
 
 func TestWithEtcFiles(t *testing.T) {
-	cfg := Config{StateDir: t.TempDir(), Namespace: "test"}
+	cfg := hook.Config{StateDir: t.TempDir(), Namespace: "test"}
 	s := &oci.Spec{Mounts: []specs.Mount{{Destination: "/etc/hosts", Source: "/elsewhere"}, {Destination: "/proc", Type: "proc"}}}
 	apply(t, s, WithEtcFiles(cfg), WithEtcFiles(cfg))
 	var dsts []string
@@ -103,7 +104,7 @@ func TestRequestOptionsCompose(t *testing.T) {
 		WithExtraHosts("db:10.0.0.5"),
 		WithDNS([]string{"192.0.2.53"}, []string{"example.test"}, []string{"ndots:2"}),
 	}
-	want := Request{Version: RequestVersion, Networks: []string{"front", "back"}, Ports: []portmap.Mapping{p},
+	want := hook.Request{Version: hook.RequestVersion, Networks: []string{"front", "back"}, Ports: []portmap.Mapping{p},
 		Name: "web", Hostname: "web.local", ExtraHosts: []string{"db:10.0.0.5"},
 		DNSServers: []string{"192.0.2.53"}, DNSSearch: []string{"example.test"}, DNSOptions: []string{"ndots:2"}}
 	// Forwards, backwards and applied twice: the same request.
@@ -111,7 +112,7 @@ func TestRequestOptionsCompose(t *testing.T) {
 	for i, order := range orders {
 		s := &oci.Spec{}
 		apply(t, s, order...)
-		got, err := requestOf(s)
+		got, err := RequestOf(s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,11 +126,11 @@ func TestRequestOptionsCompose(t *testing.T) {
 	if err := WithName("bad name")(context.Background(), nil, &containers.Container{ID: "web"}, s); err == nil {
 		t.Error("invalid name accepted")
 	}
-	if got, _ := requestOf(s); got.Name != "web" {
+	if got, _ := RequestOf(s); got.Name != "web" {
 		t.Errorf("request after a refused edit: %+v", got)
 	}
 	// A spec carrying garbage in the annotation is refused, not overwritten.
-	s = &oci.Spec{Annotations: map[string]string{Annotation: "{garbage"}}
+	s = &oci.Spec{Annotations: map[string]string{hook.Annotation: "{garbage"}}
 	if err := WithName("web")(context.Background(), nil, &containers.Container{ID: "web"}, s); err == nil {
 		t.Error("edit over an invalid annotation accepted")
 	}

@@ -1,4 +1,4 @@
-package hook
+package spec
 
 import (
 	"context"
@@ -10,12 +10,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-)
 
-// Hook events, as runc passes them as the last argument.
-const (
-	EventCreateRuntime = "createRuntime"
-	EventPoststop      = "poststop"
+	"github.com/ocinet/ocinet/hook"
 )
 
 // hookPath is the PATH the hook runs with: plugins exec iptables and ip.
@@ -33,7 +29,7 @@ const SpecTimeout = 90
 func WithHooks(binary string, args ...string) oci.SpecOpts {
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
 		if !filepath.IsAbs(binary) {
-			return fmt.Errorf("hook binary %q: not an absolute path: %w", binary, ErrInvalid)
+			return fmt.Errorf("hook binary %q: not an absolute path: %w", binary, hook.ErrInvalid)
 		}
 		if s.Hooks == nil {
 			s.Hooks = &specs.Hooks{}
@@ -43,8 +39,8 @@ func WithHooks(binary string, args ...string) oci.SpecOpts {
 			argv := append(append([]string{binary}, args...), event)
 			return specs.Hook{Path: binary, Args: argv, Env: []string{hookPath}, Timeout: &timeout}
 		}
-		s.Hooks.CreateRuntime = replaceHook(s.Hooks.CreateRuntime, make(EventCreateRuntime))
-		s.Hooks.Poststop = replaceHook(s.Hooks.Poststop, make(EventPoststop))
+		s.Hooks.CreateRuntime = replaceHook(s.Hooks.CreateRuntime, make(hook.EventCreateRuntime))
+		s.Hooks.Poststop = replaceHook(s.Hooks.Poststop, make(hook.EventPoststop))
 		return nil
 	}
 }
@@ -70,20 +66,20 @@ func replaceHook(hooks []specs.Hook, h specs.Hook) []specs.Hook {
 
 // WithRequest puts r into the spec's annotation, replacing any request that
 // was there. It validates r first.
-func WithRequest(r Request) oci.SpecOpts {
+func WithRequest(r hook.Request) oci.SpecOpts {
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
-		r.Version = RequestVersion
+		r.Version = hook.RequestVersion
 		b, err := json.Marshal(r)
 		if err != nil {
 			return err
 		}
-		if _, err := parseRequest(string(b)); err != nil {
+		if _, err := hook.ParseRequest(string(b)); err != nil {
 			return err
 		}
 		if s.Annotations == nil {
 			s.Annotations = map[string]string{}
 		}
-		s.Annotations[Annotation] = string(b)
+		s.Annotations[hook.Annotation] = string(b)
 		return nil
 	}
 }
@@ -93,12 +89,12 @@ func WithRequest(r Request) oci.SpecOpts {
 // /etc/resolv.conf, replacing any other mount there. The files must exist
 // before runc creates the container, because runc makes its mounts before it
 // runs any hook. cfg.Namespace must be the namespace in ctx.
-func WithEtcFiles(cfg Config) oci.SpecOpts {
+func WithEtcFiles(cfg hook.Config) oci.SpecOpts {
 	return func(ctx context.Context, _ oci.Client, c *containers.Container, s *oci.Spec) error {
 		if ns, ok := namespaces.Namespace(ctx); ok && ns != cfg.Namespace {
-			return fmt.Errorf("etc files: config namespace %q differs from the context's %q: %w", cfg.Namespace, ns, ErrInvalid)
+			return fmt.Errorf("etc files: config namespace %q differs from the context's %q: %w", cfg.Namespace, ns, hook.ErrInvalid)
 		}
-		if err := validContainerID(c.ID); err != nil {
+		if err := hook.ValidateContainerID(c.ID); err != nil {
 			return fmt.Errorf("etc files: container %w", err)
 		}
 		store, err := cfg.HostsStore()
@@ -128,7 +124,7 @@ func WithEtcFiles(cfg Config) oci.SpecOpts {
 func WithNetNSPath(path string) oci.SpecOpts {
 	return func(ctx context.Context, client oci.Client, c *containers.Container, s *oci.Spec) error {
 		if !filepath.IsAbs(path) {
-			return fmt.Errorf("network namespace path %q: not absolute: %w", path, ErrInvalid)
+			return fmt.Errorf("network namespace path %q: not absolute: %w", path, hook.ErrInvalid)
 		}
 		return oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: path})(ctx, client, c, s)
 	}
