@@ -8,8 +8,9 @@ import (
 // NetNS is an open network namespace: a file descriptor that keeps the
 // namespace alive and identifies it for as long as the handle is open,
 // whatever later happens to the path it was opened from. Get one with
-// [Open]; Close it when done. A NetNS may be used from several goroutines,
-// but must not be closed while a [NetNS.Do] on it is running.
+// [Open]; Close it when done. A NetNS may be used from several goroutines;
+// a [NetNS.Do] that runs while it is closed has either entered the
+// namespace already or fails with ErrClosed.
 type NetNS struct {
 	f    *os.File
 	path string
