@@ -37,11 +37,11 @@ func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 func connect(ctx context.Context, g *globals) (*containerd.Client, context.Context, error) {
-	client, err := containerd.New(g.address, containerd.WithDefaultNamespace(g.namespace), containerd.WithTimeout(10*time.Second))
+	client, err := containerd.New(g.address, containerd.WithDefaultNamespace(g.hookConfig.Namespace), containerd.WithTimeout(10*time.Second))
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to containerd at %s: %w", g.address, err)
 	}
-	return client, namespaces.WithNamespace(ctx, g.namespace), nil
+	return client, namespaces.WithNamespace(ctx, g.hookConfig.Namespace), nil
 }
 
 func cmdRun(ctx context.Context, g *globals, args []string) error {
@@ -161,7 +161,11 @@ func runContainer(ctx context.Context, client *containerd.Client, g *globals, o 
 	}
 	switch o.mode {
 	case modeHook:
-		specOpts = append(specOpts, spec.WithHooks(o.exe, append(g.args(), "internal", "oci-hook")...), spec.WithRequest(o.req))
+		hooks := spec.WithHooks(o.exe, append(g.args(), "internal", "oci-hook")...)
+		if g.hookBinary != "" {
+			hooks = spec.WithHooks(g.hookBinary, cfg.Args()...)
+		}
+		specOpts = append(specOpts, hooks, spec.WithRequest(o.req))
 	case modePrecreate:
 		path, err := netns.Create(cfg.NetNSDir, filepath.Base(cfg.PinPath(o.name)))
 		if err := attachNS(path, err); err != nil {

@@ -14,8 +14,9 @@
 //	ocictl [global flags] rm [-f] NAME...
 //
 // Global flags: --address, --namespace, --data-root, --cni-path,
-// --cni-netconfpath, --netns-dir. Run as root against a containerd daemon;
-// `make demo` starts a private one and shows every command.
+// --cni-netconfpath, --netns-dir, --hook-timeout, --hook-binary. Run as root
+// against a containerd daemon; `make demo` starts a private one and shows
+// every command.
 package main
 
 import (
@@ -26,7 +27,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/ocinet/ocinet"
@@ -38,57 +38,34 @@ import (
 // the hook, so that it works on the same state as the CLI.
 type globals struct {
 	address    string
-	namespace  string
-	dataRoot   string
-	cniPath    string
-	netconf    string
-	netnsDir   string
+	hookBinary string
 	hookConfig hook.Config
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.address, "address", "/run/containerd/containerd.sock", "containerd socket")
-	fs.StringVar(&g.namespace, "namespace", "default", "containerd namespace")
-	fs.StringVar(&g.dataRoot, "data-root", ocinet.DefaultStateDir, "ocinet state root")
-	fs.StringVar(&g.cniPath, "cni-path", "/opt/ocinet/cni/bin:"+ocinet.DefaultPluginDir, "CNI plugin directories, separated by ':'")
-	fs.StringVar(&g.netconf, "cni-netconfpath", ocinet.DefaultCNIConfDir, "CNI conflist directory")
-	fs.StringVar(&g.netnsDir, "netns-dir", netns.DefaultDir, "where network namespaces are pinned")
+	fs.StringVar(&g.hookBinary, "hook-binary", "", "run this hook binary (such as ocinet-hook) instead of ocictl itself")
+	g.hookConfig = hook.Config{
+		StateDir:   ocinet.DefaultStateDir,
+		Namespace:  "default",
+		PluginDirs: []string{"/opt/ocinet/cni/bin", ocinet.DefaultPluginDir},
+		CNIConfDir: ocinet.DefaultCNIConfDir,
+		NetNSDir:   netns.DefaultDir,
+	}
+	g.hookConfig.RegisterFlags(fs)
 }
 
 // args returns the global flags as arguments for the hook.
 func (g *globals) args() []string {
-	return []string{
-		"--address=" + g.address,
-		"--namespace=" + g.namespace,
-		"--data-root=" + g.dataRoot,
-		"--cni-path=" + g.cniPath,
-		"--cni-netconfpath=" + g.netconf,
-		"--netns-dir=" + g.netnsDir,
-	}
+	return append([]string{"--address=" + g.address}, g.hookConfig.Args()...)
 }
 
 func (g *globals) finish() error {
-	for name, p := range map[string]string{"--data-root": g.dataRoot, "--cni-netconfpath": g.netconf, "--netns-dir": g.netnsDir} {
-		if !filepath.IsAbs(p) {
-			return fmt.Errorf("%s %q: must be an absolute path", name, p)
+	c := g.hookConfig
+	for _, p := range append([]string{c.StateDir, c.CNIConfDir, c.NetNSDir, g.hookBinary}, c.PluginDirs...) {
+		if p != "" && !filepath.IsAbs(p) {
+			return fmt.Errorf("%q: must be an absolute path", p)
 		}
-	}
-	var dirs []string
-	for _, d := range strings.Split(g.cniPath, ":") {
-		if d == "" {
-			continue
-		}
-		if !filepath.IsAbs(d) {
-			return fmt.Errorf("--cni-path %q: %q is not an absolute path", g.cniPath, d)
-		}
-		dirs = append(dirs, d)
-	}
-	g.hookConfig = hook.Config{
-		StateDir:   g.dataRoot,
-		NetNSDir:   g.netnsDir,
-		CNIConfDir: g.netconf,
-		PluginDirs: dirs,
-		Namespace:  g.namespace,
 	}
 	return nil
 }
@@ -117,7 +94,8 @@ commands:
   port NAME
   rm [-f] NAME...
 
-global flags: --address --namespace --data-root --cni-path --cni-netconfpath --netns-dir`
+global flags: --address --namespace --data-root --cni-path --cni-netconfpath --netns-dir
+              --hook-timeout --hook-binary`
 }
 
 func run(ctx context.Context, args []string) error {

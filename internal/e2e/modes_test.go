@@ -3,6 +3,8 @@ package e2e
 import (
 	"strings"
 	"testing"
+
+	"github.com/ocinet/ocinet/internal/testenv"
 )
 
 // TestModes runs a web server and a client that fetches it by name in each
@@ -29,4 +31,16 @@ func TestModes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLeanHookBinary: the hook run by a binary of its own (ocinet-hook)
+// instead of ocictl itself.
+func TestLeanHookBinary(t *testing.T) {
+	e := newEnv(t, "")
+	bin := testenv.Build(t, "./cmd/ocinet-hook")
+	e.mustOcictl(append([]string{"--hook-binary", bin, "run", "-d", "--name", "lean", "-p", "127.0.0.1:18094:80"}, e.httpd()...)...)
+	if got := get(t, "http://127.0.0.1:18094/"); got != page {
+		t.Errorf("published port: got %q", got)
+	}
+	e.mustOcictl("--hook-binary", bin, "rm", "-f", "lean")
 }
