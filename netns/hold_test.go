@@ -226,11 +226,14 @@ func alive(pid int) bool {
 // through Hold.
 func TestHoldContivLikePlugin(t *testing.T) {
 	dir := testDir(t)
-	bin := testenv.Build(t, "./netns/testdata/contivlike")
+	pluginDir := t.TempDir()
+	if err := os.Symlink(testenv.Build(t, "./examples/pid-path-plugin/plugin"), filepath.Join(pluginDir, "pid-only")); err != nil {
+		t.Fatal(err)
+	}
 	path := createIn(t, dir)
 	ctx := context.Background()
-	cni := libcni.NewCNIConfigWithCacheDir([]string{filepath.Dir(bin)}, t.TempDir(), nil)
-	list, err := libcni.ConfListFromBytes([]byte(`{"cniVersion": "1.0.0", "name": "contivlike", "plugins": [{"type": "contivlike"}]}`))
+	cni := libcni.NewCNIConfigWithCacheDir([]string{pluginDir}, t.TempDir(), nil)
+	list, err := libcni.ConfListFromBytes([]byte(`{"cniVersion": "1.0.0", "name": "pid-only", "plugins": [{"type": "pid-only"}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +46,22 @@ func TestExampleCRISandbox(t *testing.T) {
 	out := runExample(t, "./examples/cri-sandbox", "--address", e.address, "--rootfs", e.rootfs, "--state", e.state,
 		"--cni-netconfpath", e.netconf, "--cni-path", e.pluginDir)
 	for _, want := range []string{"created namespace /var/run/netns/cni-", ": " + page, "detached sandbox", "removed namespace"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestExamplePidPathPlugin: a plugin that accepts only /proc/<pid>/ns/net
+// refuses a named namespace and works through netns.Hold.
+func TestExamplePidPathPlugin(t *testing.T) {
+	e := newEnv(t, "")
+	pluginDir := t.TempDir()
+	if err := os.Symlink(testenv.Build(t, "./examples/pid-path-plugin/plugin"), filepath.Join(pluginDir, "pid-only")); err != nil {
+		t.Fatal(err)
+	}
+	out := runExample(t, "./examples/pid-path-plugin", "--plugin-dir", pluginDir, "--cni-path", e.pluginDir)
+	for _, want := range []string{"invalid nw name space", "attached through /proc/", "detached"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

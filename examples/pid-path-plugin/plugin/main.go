@@ -1,8 +1,11 @@
-// Command contivlike is a CNI plugin for the tests of package netns. Like
-// the contiv plugin, it accepts only /proc/<pid>/ns/net as CNI_NETNS and
-// fails with "invalid nw name space" for any other path, such as the
-// /var/run/netns/cni-... that containerd passes. Given a /proc path, ADD
-// sets lo up inside that namespace, so a test can see where it acted.
+// Command plugin is a CNI plugin, "pid-only", that stands for the plugins
+// that accept only /proc/<pid>/ns/net as CNI_NETNS (the contiv plugin is
+// one): any other path, such as the /var/run/netns/cni-... that containerd
+// passes, fails with "invalid nw name space". Given a /proc path, ADD sets
+// lo up inside that namespace, so a caller can see where it acted.
+//
+// The example beside it (examples/pid-path-plugin) and the tests of
+// package netns run it through netns.Hold.
 package main
 
 import (
@@ -21,7 +24,7 @@ import (
 const errInvalidNetNS = "invalid nw name space"
 
 func main() {
-	skel.PluginMainFuncs(skel.CNIFuncs{Add: add, Del: del, Check: check}, version.All, "contivlike")
+	skel.PluginMainFuncs(skel.CNIFuncs{Add: add, Del: del, Check: check}, version.All, "pid-only")
 }
 
 func procOnly(args *skel.CmdArgs) error {
