@@ -47,7 +47,7 @@ func newEnv(t *testing.T, pluginDir string) *env {
 	testenv.RemoveLinkAtEnd(t, ocinet.DefaultBridgeName)
 	e.bin = testenv.Build(t, "./examples/ocictl")
 	e.rootfs = testenv.Rootfs(t)
-	e.address = testenv.Containerd(t)
+	e.address = testenv.SharedContainerd(t)
 	return e
 }
 

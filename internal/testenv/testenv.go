@@ -78,6 +78,45 @@ func RepoRoot() string {
 // the test ends, and returns its socket address.
 func Containerd(t testing.TB) string {
 	t.Helper()
+	requireContainerd(t)
+	dir, addr, err := startContainerd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := stopContainerd(dir); err != nil {
+			t.Error(err)
+		}
+	})
+	return addr
+}
+
+var shared struct {
+	sync.Mutex
+	dir, addr string
+}
+
+// SharedContainerd returns the socket of a private containerd shared by the
+// tests of this process, starting it on first use; CleanupBuilds stops it.
+// Tests that share it must remove their containers themselves (the leak
+// check shows it when they do not).
+func SharedContainerd(t testing.TB) string {
+	t.Helper()
+	requireContainerd(t)
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.addr == "" {
+		dir, addr, err := startContainerd()
+		if err != nil {
+			t.Fatal(err)
+		}
+		shared.dir, shared.addr = dir, addr
+	}
+	return shared.addr
+}
+
+func requireContainerd(t testing.TB) {
+	t.Helper()
 	RequireRoot(t)
 	for _, bin := range []string{"containerd", "containerd-shim-runc-v2"} {
 		if _, err := os.Stat(filepath.Join(Prefix, "bin", bin)); err != nil {
@@ -85,23 +124,29 @@ func Containerd(t testing.TB) string {
 		}
 	}
 	RequireTools(t, "runc")
+}
+
+func startContainerd() (dir, addr string, err error) {
 	// Socket paths are limited to 108 bytes: keep the directory short.
-	dir, err := os.MkdirTemp("/tmp", "ocinet-ctd-")
+	dir, err = os.MkdirTemp("/tmp", "ocinet-ctd-")
 	if err != nil {
-		t.Fatal(err)
+		return "", "", err
 	}
 	script := filepath.Join(RepoRoot(), "scripts", "containerd.sh")
 	out, err := exec.Command("bash", script, "start", dir).Output()
 	if err != nil {
 		_ = exec.Command("bash", script, "stop", dir).Run()
-		t.Fatalf("start containerd: %v", exitErr(err))
+		return "", "", fmt.Errorf("start containerd: %v", exitErr(err))
 	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("bash", script, "stop", dir).CombinedOutput(); err != nil {
-			t.Errorf("stop containerd: %v: %s", err, out)
-		}
-	})
-	return strings.TrimSpace(string(out))
+	return dir, strings.TrimSpace(string(out)), nil
+}
+
+func stopContainerd(dir string) error {
+	script := filepath.Join(RepoRoot(), "scripts", "containerd.sh")
+	if out, err := exec.Command("bash", script, "stop", dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("stop containerd: %v: %s", err, out)
+	}
+	return nil
 }
 
 // Rootfs makes a busybox root file system (scripts/rootfs.sh) in the test's
@@ -150,12 +195,21 @@ func Build(t testing.TB, pkg string) string {
 	return bin
 }
 
-// CleanupBuilds removes the binaries Build made; call it from TestMain.
+// CleanupBuilds removes the binaries Build made and stops the shared
+// containerd; call it from TestMain.
 func CleanupBuilds() {
 	buildMu.Lock()
-	defer buildMu.Unlock()
 	for _, bin := range buildDirs {
 		os.RemoveAll(filepath.Dir(bin))
+	}
+	buildMu.Unlock()
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.dir != "" {
+		if err := stopContainerd(shared.dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+		shared.dir, shared.addr = "", ""
 	}
 }
 
