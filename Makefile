@@ -19,3 +19,9 @@ demo:
 
 test:
 	bash scripts/test.sh
+
+# `make bench` measures ocinet against its baselines and prints one table
+# (cmd/ocinet-bench); BENCHFLAGS passes flags, e.g. BENCHFLAGS="-n 20".
+bench:
+	bash scripts/install.sh
+	go run ./cmd/ocinet-bench $(BENCHFLAGS)

@@ -1,0 +1,248 @@
+// Command ocinet-bench measures ocinet against what a user would otherwise
+// use, in one run on one machine, and prints one table: the median and p90
+// of each operation and, where there is a baseline, the ratio of the
+// medians. Each baseline is measured in the same run, on the same network
+// config, interleaved with what it is compared to (A B A B ...), so that the
+// drift of a noisy machine cancels out.
+//
+//	netns       netns.Create + Remove                  vs  ip netns add + del
+//	attach      Manager.Attach + Detach, one port      vs  go-cni Setup + Remove, same conflist and port
+//	hook        hook binary start, no work             vs  a minimal Go binary that reads stdin
+//	container   container start to first answered      vs  the same container with no network
+//	            request through a published port (hook mode, private containerd)
+//	concurrent  N attaches at once: wall time          vs  N x the sequential attach
+//	hosts       hosts join and leave with 10, 100, 1000 peers (absolute, and bytes written)
+//	plugins     each plugin of the default chain, and the iptables and
+//	            nftables backends, by ADD and DEL of truncated chains
+//
+// Run it as root from the repository with `make bench`, which installs what
+// it needs first, or `go run ./cmd/ocinet-bench [-n N] [-only LIST]`. It
+// makes everything it uses under its own names (bridge ocibench0, IDs
+// ocibench-*, a temporary directory for state, conflists, namespaces and a
+// private containerd) and removes all of it at the end, also when
+// interrupted. The table goes to standard output and, as JSON, to the file
+// named by -json (by default a new temporary file, named at the end).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Names of what the run makes on the host; every one is removed at the end.
+const (
+	benchBridge   = "ocibench0" // the default network's bridge
+	isoBridge     = "ocibench1" // the second network of the isolation check
+	idPrefix      = "ocibench-" // attachment IDs and namespace names
+	ctdNamespace  = "ocibench"  // containerd namespace
+	defaultPlugin = "/opt/ocinet/cni/bin"
+)
+
+// sections in the order they run.
+var sectionOrder = []string{"netns", "hook", "hosts", "attach", "plugins", "concurrent", "container"}
+
+var sections = map[string]func(*bench) error{
+	"netns":      (*bench).netnsSection,
+	"hook":       (*bench).hookSection,
+	"hosts":      (*bench).hostsSection,
+	"attach":     (*bench).attachSection,
+	"plugins":    (*bench).pluginsSection,
+	"concurrent": (*bench).concurrentSection,
+	"container":  (*bench).containerSection,
+}
+
+func main() {
+	n := flag.Int("n", 10, "iterations of each measured pair; the fast sections (netns, hook, hosts) run 5×n")
+	jsonPath := flag.String("json", "", "write the results as JSON to this file (default: a new temporary file)")
+	only := flag.String("only", strings.Join(sectionOrder, ","), "comma-separated sections to run: "+strings.Join(sectionOrder, ", "))
+	conc := flag.String("concurrency", "1,10,50,100", "numbers of concurrent attaches")
+	peers := flag.String("peers", "10,100,1000", "numbers of peers for the hosts join")
+	pluginDir := flag.String("plugin-dir", defaultPlugin, "CNI plugin directory")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process to this file")
+	flag.Parse()
+
+	if err := run(*n, *jsonPath, *only, *conc, *peers, *pluginDir, *cpuProfile); err != nil {
+		fmt.Fprintln(os.Stderr, "ocinet-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(n int, jsonPath, only, conc, peers, pluginDir, cpuProfile string) error {
+	if n < 1 {
+		return errors.New("-n must be at least 1")
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (namespaces, iptables, containerd): run `sudo make bench`")
+	}
+	var want []string
+	for _, s := range strings.Split(only, ",") {
+		s = strings.TrimSpace(s)
+		if _, ok := sections[s]; !ok {
+			return fmt.Errorf("-only: unknown section %q (sections: %s)", s, strings.Join(sectionOrder, ", "))
+		}
+		want = append(want, s)
+	}
+	concN, err := intList("-concurrency", conc)
+	if err != nil {
+		return err
+	}
+	peerN, err := intList("-peers", peers)
+	if err != nil {
+		return err
+	}
+	repo, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	if jsonPath == "" {
+		f, err := os.CreateTemp("", "ocinet-bench-*.json")
+		if err != nil {
+			return err
+		}
+		jsonPath = f.Name()
+		f.Close()
+	}
+
+	// Interrupts cancel the context; the run then stops measuring and
+	// cleans up. The handler stays installed until the cleanup is done, so
+	// that a second interrupt does not cut it short.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+
+	// Short: the private containerd's socket lives below it.
+	work, err := os.MkdirTemp("/tmp", "ocibench-")
+	if err != nil {
+		return err
+	}
+	b := &bench{
+		ctx:       ctx,
+		repo:      repo,
+		work:      work,
+		n:         n,
+		conc:      concN,
+		peers:     peerN,
+		pluginDir: pluginDir,
+		stateDir:  filepath.Join(work, "state"),
+		confDir:   filepath.Join(work, "net.d"),
+		netnsDir:  filepath.Join(work, "netns"),
+		clean:     &cleaner{},
+		report: &Report{
+			Started: time.Now(),
+			Command: strings.Join(os.Args, " "),
+			N:       n,
+			Host:    host(),
+		},
+	}
+	b.clean.add("work directory "+work, func() error { return os.RemoveAll(work) })
+	b.clean.add("namespace directory", b.removeNetNSDir)
+
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		b.clean.add("cpu profile", func() error { pprof.StopCPUProfile(); return f.Close() })
+	}
+
+	for _, s := range want {
+		if ctx.Err() != nil {
+			break
+		}
+		fmt.Fprintf(os.Stderr, "ocinet-bench: %s ...\n", s)
+		t0 := time.Now()
+		if err := sections[s](b); err != nil {
+			b.report.Failures = append(b.report.Failures, fmt.Sprintf("%s: %v", s, err))
+			fmt.Fprintf(os.Stderr, "ocinet-bench: %s failed: %v\n", s, err)
+		}
+		took := time.Since(t0)
+		b.report.Sections = append(b.report.Sections, sectionTime{Name: s, Seconds: took.Seconds()})
+		fmt.Fprintf(os.Stderr, "ocinet-bench: %s took %s\n", s, took.Round(time.Millisecond))
+	}
+	interrupted := ctx.Err() != nil
+	if interrupted {
+		fmt.Fprintln(os.Stderr, "ocinet-bench: interrupted; cleaning up")
+	}
+	failedCleanups := b.clean.run()
+	b.report.Duration = time.Since(b.report.Started).Round(time.Second).String()
+
+	b.report.printTable(os.Stdout)
+	if err := b.report.writeJSON(jsonPath); err != nil {
+		return err
+	}
+	fmt.Printf("\nJSON: %s\n", jsonPath)
+	switch {
+	case interrupted:
+		return errors.New("interrupted")
+	case failedCleanups > 0:
+		return fmt.Errorf("%d clean-up steps failed (see above)", failedCleanups)
+	case len(b.report.Failures) > 0:
+		return fmt.Errorf("%d sections failed", len(b.report.Failures))
+	}
+	return nil
+}
+
+func intList(flagName, s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || v < 1 {
+			return nil, fmt.Errorf("%s: %q is not a positive number", flagName, f)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// repoRoot finds the repository (the module's go.mod) from the working
+// directory up: the run builds ocictl and uses the scripts.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/ocinet/ocinet\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("run from inside the ocinet repository (it builds examples/ocictl and uses scripts/)")
+		}
+		dir = parent
+	}
+}
+
+func host() hostInfo {
+	h := hostInfo{CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		h.Kernel = "Linux " + unix.ByteSliceToString(u.Release[:])
+	}
+	if out, err := exec.Command("iptables", "--version").Output(); err == nil {
+		h.Iptables = strings.TrimSpace(string(out))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		f := strings.Fields(string(b))
+		if len(f) >= 3 {
+			h.LoadAvg = strings.Join(f[:3], " ")
+		}
+	}
+	return h
+}
