@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,42 +15,12 @@ import (
 	"github.com/ocinet/ocinet/portmap"
 )
 
-const testBridge = "ocitest0"
-
 // setup returns a Manager on a fresh state root and conf dir with the real
 // plugins, and a fresh namespace; a leak check runs when the test ends.
 func setup(t *testing.T) (*ocinet.Manager, string, string) {
 	t.Helper()
-	plugins := testenv.RequirePlugins(t)
-	state := t.TempDir()
-	leakcheck.Check(t, leakcheck.Config{StateDirs: []string{state}, IgnoreBridges: []string{testBridge}})
-	testenv.RemoveLinkAtEnd(t, testBridge)
-	confDir := t.TempDir()
-	m, err := ocinet.New(state, ocinet.WithCNIConfDir(confDir), ocinet.WithPluginDirs(plugins), ocinet.WithDefaultBridge(testBridge))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, confDir, newNS(t)
-}
-
-func newNS(t *testing.T) string {
-	t.Helper()
-	path, err := netns.Create("", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = netns.Remove(path) })
-	return path
-}
-
-// addrsIn lists the IPv4 addresses inside a namespace.
-func addrsIn(t *testing.T, path string) string {
-	t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", filepath.Base(path), "ip", "-o", "-4", "addr").CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip addr in %s: %v: %s", path, err, out)
-	}
-	return string(out)
+	e := newEnv(t)
+	return e.m, e.confDir, e.ns()
 }
 
 func TestAttachDetach(t *testing.T) {

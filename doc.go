@@ -1,15 +1,37 @@
 // Package ocinet attaches containers to CNI networks and detaches them, with
 // the bookkeeping that running plugins alone does not give: network configs
-// (a default "bridge" network made on first use), published ports reserved
-// so that no two containers get the same host port, and a crash-safe journal
-// of every attachment, so that teardown always runs with the exact config and
+// (a default "bridge" network made on first use, bridge networks made in
+// nerdctl's conflist format), published ports reserved so that no two
+// containers get the same host port, and a crash-safe journal of every
+// attachment, so that teardown always runs with the exact config and
 // arguments that were used to set the container up.
 //
 // A [Manager] owns one state root (default /var/lib/ocinet). Several
 // processes may use the same root at once (container hooks run in parallel):
 // every operation on a container holds a flock(2) on that container's lock
-// file, and the first attachment to a network is serialised so that plugins
-// that create shared firewall chains never race each other.
+// file, and the first attachment to a network after boot is serialised so
+// that plugins that create shared firewall chains never race each other.
+//
+// What it does:
+//
+//   - networks: [Manager.CreateNetwork], [Manager.Networks],
+//     [Manager.Network], [Manager.RemoveNetwork];
+//   - containers: [Manager.Attach] (several networks, eth0 first, static
+//     addresses and MACs, published ports), [Manager.Detach],
+//     [Manager.Check] (CNI CHECK), [Manager.Get], [Manager.List];
+//   - recovery: [Manager.GC] finishes what crashes left half done, releases
+//     containers that no longer run, and sends CNI GC; [Manager.Status]
+//     runs CNI STATUS.
+//
+// The journal: one record per attachment under <state>/attachments, written
+// durably (phase "adding") before the first ADD, updated as soon as a plugin
+// reports the container's addresses, rewritten after the last ADD (phase
+// "attached", with the results, the exact conflist bytes and the CNI_ARGS
+// and capability arguments used), marked "detaching" before the first DEL
+// and removed after the last. DEL always runs from the record, in reverse
+// order, and with the namespace gone or replaced it runs in a placeholder
+// namespace that holds the recorded interfaces, so that plugins still find
+// the addresses and firewall rules to remove.
 //
 // The companion packages do the rest: [github.com/ocinet/ocinet/netns] for
 // namespaces, [github.com/ocinet/ocinet/portmap] for the -p grammar and host
@@ -17,24 +39,37 @@
 // /etc/resolv.conf, and [github.com/ocinet/ocinet/hook] for the OCI hook that
 // runs all of it from runc.
 //
-// Requirements: attaching runs CNI plugins, which need root on Linux.
+// Requirements: attaching runs CNI plugins, which need root on Linux, and
+// the ip(8) command (for placeholder namespaces and bridge removal).
 //
-// Lock order: the GC lock (shared for Attach and Detach) before a container's
-// lock, before the network lock, before the port allocator's lock. The hosts
-// store's lock is taken by callers after Attach has returned, never inside it.
+// Locks, in the order they are taken (public methods lock, private ones
+// never): the GC lock (shared for Attach, Detach and Check; exclusive for
+// GC and RemoveNetwork, which thereby wait for operations in progress and
+// hold new ones back), then a container's lock, then the netconf lock
+// (network creation and removal), then a network's lock (exclusive for the
+// first ADD after boot, shared after), then the port allocator's lock. The
+// hosts store's lock is taken by callers after Attach has returned, never
+// inside it.
 //
 // Errors:
 //
 //   - nil: done;
-//   - errors.Is(err, ErrInvalid): bad input (an ID, a network name, a port
-//     mapping, a namespace path that is missing or is the host's); nothing
-//     changed on the host;
+//   - errors.Is(err, ErrInvalid): bad input (an ID, a network name or
+//     config, a static address or MAC, a port mapping, a namespace path that
+//     is missing or is the host's); nothing changed on the host;
 //   - errors.Is(err, ErrNotFound): a network or attachment that does not exist;
+//   - errors.Is(err, ErrConflict): the request collides with existing state:
+//     a network name or subnet taken, a static address in use (the error
+//     names the owner), a network still in use (an *InUseError naming the
+//     containers); nothing changed;
 //   - errors.Is(err, ErrPluginNotFound): a plugin binary is missing from the
 //     plugin directories; nothing changed on the host;
 //   - errors.Is(err, portmap.ErrConflict): a host port is taken; the error is
 //     a *portmap.ConflictError naming the owner;
-//   - errors.Is(err, ErrPlugin): a plugin failed; everything that was set up
-//     has been torn down again;
+//   - errors.Is(err, ErrPlugin): a plugin failed; after a failed Attach,
+//     everything that was set up has been torn down again (or, if the
+//     teardown failed too, is recorded for GC); after a failed Detach the
+//     record is kept and a later Detach or GC tries again;
+//   - errors.Is(err, ErrIncomplete): Check found the attachment half done;
 //   - anything else: a file or system error; the message names it.
 package ocinet

@@ -16,9 +16,13 @@ var (
 	ErrPluginNotFound = errors.New("plugin not found")
 	// ErrPlugin reports a CNI plugin that failed.
 	ErrPlugin = errors.New("plugin failed")
-	// ErrConflict reports a request that collides with existing state, such
-	// as removing a network that a container is attached to.
+	// ErrConflict reports a request that collides with existing state: a
+	// network name or subnet already taken, a static address another
+	// container holds, a network removed while containers use it.
 	ErrConflict = errors.New("conflict")
+	// ErrIncomplete reports an attachment that a crash or a failed teardown
+	// left half done; GC finishes it.
+	ErrIncomplete = errors.New("attachment incomplete")
 )
 
 // PluginNotFoundError names a plugin that is missing and where it was looked
@@ -35,3 +39,19 @@ func (e *PluginNotFoundError) Error() string {
 
 // Is makes errors.Is(err, ErrPluginNotFound) hold.
 func (e *PluginNotFoundError) Is(target error) bool { return target == ErrPluginNotFound }
+
+// InUseError reports a network that cannot be removed because containers
+// are attached to it.
+type InUseError struct {
+	Network string
+	// Containers are the attachments using the network: their names, or
+	// their IDs when they have no name.
+	Containers []string
+}
+
+func (e *InUseError) Error() string {
+	return fmt.Sprintf("network %q is in use by %s; detach them first", e.Network, strings.Join(e.Containers, ", "))
+}
+
+// Is makes errors.Is(err, ErrConflict) hold.
+func (e *InUseError) Is(target error) bool { return target == ErrConflict }

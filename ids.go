@@ -1,6 +1,9 @@
 package ocinet
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // validID checks an attachment ID (the CNI container ID): 1 to 128 letters,
 // digits, '.', '_' or '-', starting with a letter or digit. IDs become file
@@ -47,6 +50,26 @@ func validIfaceName(name string) error {
 	for _, c := range []byte(name) {
 		if c <= ' ' || c == '/' || c == ':' || c >= 0x7f {
 			return fmt.Errorf("interface name %q: character %q not allowed: %w", name, c, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// validHostname checks a host name (RFC 1123): dot-separated labels of 1 to
+// 63 letters, digits and '-', not starting or ending with '-', at most 253
+// characters.
+func validHostname(name string) error {
+	if name == "" || len(name) > 253 {
+		return fmt.Errorf("hostname %q: must be 1 to 253 characters: %w", name, ErrInvalid)
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("hostname %q: label %q must be 1 to 63 characters and not start or end with '-': %w", name, label, ErrInvalid)
+		}
+		for _, c := range []byte(label) {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return fmt.Errorf("hostname %q: character %q not allowed: %w", name, c, ErrInvalid)
+			}
 		}
 	}
 	return nil

@@ -27,23 +27,33 @@ const journalVersion = 1
 // record is one attachment in the journal. It holds everything DEL needs:
 // the exact conflist bytes and the arguments used at ADD time.
 type record struct {
-	Version  int             `json:"version"`
-	ID       string          `json:"id"`
-	Name     string          `json:"name,omitempty"`
-	Phase    string          `json:"phase"`
-	NetNS    string          `json:"netns"`
+	Version  int    `json:"version"`
+	ID       string `json:"id"`
+	Name     string `json:"name,omitempty"`
+	Hostname string `json:"hostname,omitempty"`
+	Phase    string `json:"phase"`
+	NetNS    string `json:"netns"`
+	// NetNSID identifies the namespace NetNS held at ADD time (device and
+	// inode), so that DEL never runs in another namespace that has taken
+	// the path since (a reused PID in /proc/<pid>/ns/net).
+	NetNSID  string          `json:"netnsID,omitempty"`
 	Created  time.Time       `json:"created"`
 	Networks []networkRecord `json:"networks"`
 	Ports    []portmap.Port  `json:"ports,omitempty"`
 }
 
+// networkRecord is one network of an attachment, in the order of ADD.
 type networkRecord struct {
 	Name     string          `json:"name"`
 	IfName   string          `json:"ifName"`
 	ConfList json.RawMessage `json:"conflist"`
-	Args     [][2]string     `json:"args,omitempty"`
-	// Ports says whether the port mappings were passed to this network.
-	Ports  bool            `json:"ports,omitempty"`
+	// Args are the CNI_ARGS pairs.
+	Args [][2]string `json:"args,omitempty"`
+	// CapArgs are the capability arguments (portMappings, ips), as JSON.
+	CapArgs json.RawMessage `json:"capabilityArgs,omitempty"`
+	// Result is the CNI result (CNI 1.0 JSON): the final one once the
+	// record is attached; while adding, the first result that named an
+	// address, so that a crash mid-chain still leaves the addresses known.
 	Result json.RawMessage `json:"result,omitempty"`
 }
 

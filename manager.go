@@ -23,11 +23,12 @@ import (
 //
 //	attachments/<id>.json   the journal, one record per attachment
 //	ports/                  host port reservations (package portmap)
-//	locks/                  lock files
+//	locks/                  lock files (see the package doc for their order)
 type Manager struct {
 	root       string
 	confDir    string
 	pluginDirs []string
+	runtimeDir string
 	bridge     string
 	subnet     string // fixed default subnet, "" = choose one
 	cni        *libcni.CNIConfig
@@ -42,6 +43,7 @@ func New(stateDir string, opts ...Option) (*Manager, error) {
 		confDir:    DefaultCNIConfDir,
 		pluginDirs: []string{DefaultPluginDir},
 		cacheDir:   DefaultCNICacheDir,
+		runtimeDir: DefaultRuntimeDir,
 		bridgeName: DefaultBridgeName,
 	}
 	for _, opt := range opts {
@@ -50,8 +52,8 @@ func New(stateDir string, opts ...Option) (*Manager, error) {
 	if stateDir == "" {
 		stateDir = DefaultStateDir
 	}
-	if !filepath.IsAbs(stateDir) || !filepath.IsAbs(o.confDir) || !filepath.IsAbs(o.cacheDir) {
-		return nil, fmt.Errorf("new manager: state, conf and cache directories must be absolute paths: %w", ErrInvalid)
+	if !filepath.IsAbs(stateDir) || !filepath.IsAbs(o.confDir) || !filepath.IsAbs(o.cacheDir) || !filepath.IsAbs(o.runtimeDir) {
+		return nil, fmt.Errorf("new manager: state, conf, cache and runtime directories must be absolute paths: %w", ErrInvalid)
 	}
 	if len(o.pluginDirs) == 0 {
 		return nil, fmt.Errorf("new manager: no plugin directory: %w", ErrInvalid)
@@ -84,6 +86,7 @@ func New(stateDir string, opts ...Option) (*Manager, error) {
 		}
 		exec = &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: stderr}, PluginDecoder: version.PluginDecoder{}}
 	}
+	exec = pluginExec{exec}
 	logger := o.logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -92,6 +95,7 @@ func New(stateDir string, opts ...Option) (*Manager, error) {
 		root:       stateDir,
 		confDir:    o.confDir,
 		pluginDirs: o.pluginDirs,
+		runtimeDir: o.runtimeDir,
 		bridge:     o.bridgeName,
 		cni:        libcni.NewCNIConfigWithCacheDir(o.pluginDirs, o.cacheDir, exec),
 		ports:      ports,
@@ -106,9 +110,41 @@ func New(stateDir string, opts ...Option) (*Manager, error) {
 // StateDir returns the Manager's state root.
 func (m *Manager) StateDir() string { return m.root }
 
-// Ports returns the Manager's host port allocator.
+// Ports returns the Manager's host port allocator. Its reservations belong
+// to attachments: GC releases those whose owner has no record.
 func (m *Manager) Ports() *portmap.Allocator { return m.ports }
 
 func (m *Manager) lock(name string, shared bool) (*fsutil.Lock, error) {
 	return fsutil.LockFile(filepath.Join(m.root, "locks", name+".lock"), shared)
+}
+
+// lockContainer takes the GC lock shared and the container's lock, for an
+// operation on one container, and returns the function that releases both.
+func (m *Manager) lockContainer(id string) (unlock func(), err error) {
+	gc, err := m.lock("gc", true)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := m.lock("container-"+id, false)
+	if err != nil {
+		gc.Unlock()
+		return nil, err
+	}
+	return func() { cl.Unlock(); gc.Unlock() }, nil
+}
+
+// lockedRecord checks id, takes its locks (see lockContainer) and reads its
+// record (nil when there is none). The caller calls unlock when err is nil.
+func (m *Manager) lockedRecord(id string) (rec *record, unlock func(), err error) {
+	if err := validID(id); err != nil {
+		return nil, nil, err
+	}
+	if unlock, err = m.lockContainer(id); err != nil {
+		return nil, nil, err
+	}
+	if rec, err = m.readRecord(id); err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return rec, unlock, nil
 }

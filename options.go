@@ -10,13 +10,13 @@ import (
 
 // Defaults used when an option is not given.
 const (
-	DefaultStateDir      = "/var/lib/ocinet"
-	DefaultCNIConfDir    = "/etc/cni/net.d"
-	DefaultPluginDir     = "/opt/cni/bin"
-	DefaultNetworkName   = "bridge"
-	DefaultBridgeName    = "ocinet0"
-	DefaultCNICacheDir   = "/var/lib/cni"
-	defaultSubnetPattern = "10.4.%d.0/24"
+	DefaultStateDir    = "/var/lib/ocinet"
+	DefaultCNIConfDir  = "/etc/cni/net.d"
+	DefaultPluginDir   = "/opt/cni/bin"
+	DefaultNetworkName = "bridge"
+	DefaultBridgeName  = "ocinet0"
+	DefaultCNICacheDir = "/var/lib/cni"
+	DefaultRuntimeDir  = "/run/ocinet"
 )
 
 // Option configures a [Manager]. Options record intent only; [New]
@@ -27,6 +27,7 @@ type options struct {
 	confDir       string
 	pluginDirs    []string
 	cacheDir      string
+	runtimeDir    string
 	bridgeName    string
 	defaultSubnet netip.Prefix
 	exec          invoke.Exec
@@ -47,6 +48,12 @@ func WithPluginDirs(dirs ...string) Option {
 // WithCNICacheDir sets the directory where the CNI library caches results
 // (default /var/lib/cni, shared with other CNI users).
 func WithCNICacheDir(dir string) Option { return func(o *options) { o.cacheDir = dir } }
+
+// WithRuntimeDir sets the directory of state that must not survive a reboot
+// (default /run/ocinet): the markers that say which networks have had an
+// attachment since boot. It must be on a file system that a reboot empties,
+// as /run is.
+func WithRuntimeDir(dir string) Option { return func(o *options) { o.runtimeDir = dir } }
 
 // WithDefaultBridge sets the host bridge device of the default network
 // (default "ocinet0").

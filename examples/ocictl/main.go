@@ -93,6 +93,7 @@ commands:
   ps
   port NAME
   rm [-f] NAME...
+  network create|ls|inspect|rm ...
 
 global flags: --address --namespace --data-root --cni-path --cni-netconfpath --netns-dir
               --hook-timeout --hook-binary`
@@ -123,6 +124,8 @@ func run(ctx context.Context, args []string) error {
 		return cmdPort(ctx, &g, rest)
 	case "rm":
 		return cmdRm(ctx, &g, rest)
+	case "network":
+		return cmdNetwork(ctx, &g, rest)
 	case "internal":
 		if len(rest) == 2 && rest[0] == "oci-hook" {
 			if err := hook.Run(ctx, rest[1], os.Stdin, os.Stderr, g.hookConfig); err != nil {

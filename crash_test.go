@@ -1,0 +1,222 @@
+package ocinet_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/internal/leakcheck"
+	"github.com/ocinet/ocinet/netns"
+	"github.com/ocinet/ocinet/portmap"
+)
+
+// childEnv carries a crashChild's instructions (JSON) from TestCrashSweep
+// to the re-executed test binary.
+const childEnv = "OCINET_TEST_CHILD"
+
+// childSpec says what a child does: attach or detach one container.
+type childSpec struct {
+	Op         string   `json:"op"` // "attach" or "detach"
+	State      string   `json:"state"`
+	ConfDir    string   `json:"confDir"`
+	RuntimeDir string   `json:"runtimeDir"`
+	PluginDirs []string `json:"pluginDirs"`
+	ID         string   `json:"id"`
+	NetNS      string   `json:"netns"`
+	Networks   []string `json:"networks"`
+	Ports      []string `json:"ports"`
+}
+
+// crashChild runs in the re-executed test binary: it does what spec says
+// and is expected to be killed at the step ocinet.CrashEnv names. It
+// returns the exit status.
+func crashChild(spec string) int {
+	var c childSpec
+	if err := json.Unmarshal([]byte(spec), &c); err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 2
+	}
+	m, err := ocinet.New(c.State, managerOptions(c.ConfDir, c.RuntimeDir, c.PluginDirs)...)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 2
+	}
+	ctx := context.Background()
+	switch c.Op {
+	case "attach":
+		req := ocinet.AttachRequest{ID: c.ID, NetNS: c.NetNS, Networks: c.Networks}
+		for _, s := range c.Ports {
+			p, err := portmap.Parse(s)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "child:", err)
+				return 2
+			}
+			req.Ports = append(req.Ports, p)
+		}
+		_, err = m.Attach(ctx, req)
+	case "detach":
+		err = m.Detach(ctx, c.ID)
+	default:
+		err = fmt.Errorf("unknown op %q", c.Op)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	return 0
+}
+
+// TestCrashSweep kills the process that attaches, and the one that
+// detaches, with SIGKILL at each named step in turn (every journal write,
+// and before and after every plugin of both networks' chains), then runs
+// GC: after it, nothing of the container is left. Each step is tried twice:
+// with the container's namespace still there (a pinned namespace, as the
+// hook keeps), and with it gone too (the container died with the process).
+func TestCrashSweep(t *testing.T) {
+	e := newEnv(t)
+	crashNet := e.network(ocinet.NetworkConfig{Name: "ocit-crash", Subnet: netip.MustParsePrefix("10.213.20.0/24"), Internal: true})
+	networks := []string{"bridge", "ocit-crash"}
+	ports := []string{"127.0.0.1:28110:80"}
+
+	// The steps, as this chain passes them.
+	var steps []string
+	restore := ocinet.SetCrashHook(func(s string) { steps = append(steps, s) })
+	ns := e.ns()
+	e.attach(ocinet.AttachRequest{ID: "crash-probe", NetNS: ns, Networks: networks, Ports: []portmap.Mapping{mustParse(t, ports[0])}})
+	nAttach := len(steps)
+	e.detach("crash-probe")
+	restore()
+	attachSteps, detachSteps := steps[:nAttach], steps[nAttach:]
+	t.Logf("%d attach steps %v", len(attachSteps), attachSteps)
+	t.Logf("%d detach steps %v", len(detachSteps), detachSteps)
+	if len(attachSteps) < 10 || len(detachSteps) < 10 || !slices.Contains(attachSteps, "attach:adding") || !slices.Contains(detachSteps, "detach:detaching") {
+		t.Fatalf("too few steps seen: the crash points are not wired")
+	}
+	cfg := leakcheck.Config{StateDirs: []string{e.state}, IgnoreBridges: []string{testBridge}}
+	baseline, err := leakcheck.Take(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	trial := 0
+	start := time.Now()
+	for _, gone := range []bool{false, true} {
+		for _, op := range []string{"attach", "detach"} {
+			list := attachSteps
+			if op == "detach" {
+				list = detachSteps
+			}
+			for _, step := range list {
+				trial++
+				id := fmt.Sprintf("crash-%d", trial)
+				name := fmt.Sprintf("%s at %s, namespace gone %v", op, step, gone)
+				crashTrial(t, e, name, childSpec{
+					Op: op, State: e.state, ConfDir: e.confDir, RuntimeDir: e.runtimeDir, PluginDirs: e.pluginDirs,
+					ID: id, Networks: networks, Ports: ports,
+				}, step, gone)
+				if t.Failed() {
+					t.Fatalf("stopping after the first failed trial (%s)", name)
+				}
+				after, err := leakcheck.Take(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if leaks := ours(leakcheck.Diff(baseline, after), id, e.state, "10.213.", "ocinet-del-"); len(leaks) > 0 {
+					t.Fatalf("%s: left behind after GC:\n  %s", name, strings.Join(leaks, "\n  "))
+				}
+				for _, br := range []string{testBridge, crashNet.Bridge} {
+					if ports, _ := os.ReadDir(filepath.Join("/sys/class/net", br, "brif")); len(ports) > 0 {
+						t.Fatalf("%s: bridge %s still has ports %v after GC", name, br, ports)
+					}
+				}
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	t.Logf("crash sweep: %d trials (%d steps x 2) in %v, %v per trial", trial, len(steps), elapsed.Round(time.Millisecond), (elapsed / time.Duration(trial)).Round(time.Millisecond))
+	if trial < 50 {
+		t.Errorf("only %d trials; the sweep needs at least 50", trial)
+	}
+}
+
+// crashTrial runs one child that is killed at step, then GC.
+func crashTrial(t *testing.T, e *env, name string, c childSpec, step string, gone bool) {
+	t.Helper()
+	ctx := context.Background()
+	path, err := netns.Create("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer netns.Remove(path)
+	c.NetNS = path
+	if c.Op == "detach" {
+		req := ocinet.AttachRequest{ID: c.ID, NetNS: path, Networks: c.Networks}
+		for _, s := range c.Ports {
+			req.Ports = append(req.Ports, mustParse(t, s))
+		}
+		e.attach(req)
+	}
+	spec, _ := json.Marshal(c)
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+string(spec), ocinet.CrashEnv+"="+step)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || !ee.Sys().(syscall.WaitStatus).Signaled() || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Errorf("%s: the child was not killed at the step: %v: %s", name, err, stderr.Bytes())
+		return
+	}
+	if gone {
+		if err := netns.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report, err := e.m.GC(ctx, func(string) bool { return false }, ocinet.GCOptions{})
+	if err != nil {
+		t.Errorf("%s: GC: %v", name, err)
+		return
+	}
+	if !slices.Contains(report.Finished, c.ID) && !slices.Contains(report.Released, c.ID) && !slices.Contains(report.Ports, c.ID) {
+		t.Errorf("%s: GC did not mention %s: %+v", name, c.ID, report)
+	}
+	if list, _ := e.m.List(); len(list) != 0 {
+		t.Errorf("%s: records after GC: %+v", name, list)
+	}
+	if !gone {
+		if got := addrsIn(t, path); strings.Contains(got, "eth") {
+			t.Errorf("%s: interfaces left in the namespace after GC:\n%s", name, got)
+		}
+	}
+}
+
+// ours keeps the leak lines that can be told to be this test's: those that
+// name one of markers (its container ID, its state root, its subnets).
+// Other tests on the same host come and go meanwhile; the leak check at
+// the end of the test looks at everything.
+func ours(leaks []string, markers ...string) []string {
+	var out []string
+	for _, l := range leaks {
+		for _, m := range markers {
+			if strings.Contains(l, m) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return out
+}

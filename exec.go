@@ -1,0 +1,59 @@
+package ocinet
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/invoke"
+)
+
+// pluginExec wraps the plugin executor. It hands every successful ADD's
+// output to the result sink that the context carries, so that the journal
+// learns a container's addresses as soon as the first plugin of a chain
+// returns, not only when the whole chain is done; and it marks the steps
+// at which the package's tests simulate a crash.
+type pluginExec struct{ invoke.Exec }
+
+// resultSink receives the configuration and the output of a plugin's ADD.
+type resultSink func(conf, out []byte)
+
+type sinkKey struct{}
+
+func withResultSink(ctx context.Context, s resultSink) context.Context {
+	return context.WithValue(ctx, sinkKey{}, s)
+}
+
+func (e pluginExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {
+	cmd := envValue(environ, "CNI_COMMAND")
+	step := cmd + ":" + envValue(environ, "CNI_IFNAME") + ":" + filepath.Base(pluginPath)
+	crashPoint("exec:" + step)
+	out, err := e.Exec.ExecPlugin(ctx, pluginPath, stdin, environ)
+	if err == nil && cmd == "ADD" {
+		if sink, ok := ctx.Value(sinkKey{}).(resultSink); ok {
+			sink(stdin, out)
+		}
+	}
+	crashPoint("done:" + step)
+	return out, err
+}
+
+func envValue(environ []string, key string) string {
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// crashHook, when set, is called at each named step of Attach and Detach
+// and of every plugin execution. Production code never sets it; the
+// package's tests use it to kill the process at each step in turn.
+var crashHook func(step string)
+
+func crashPoint(step string) {
+	if crashHook != nil {
+		crashHook(step)
+	}
+}
