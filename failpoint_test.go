@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,6 +49,7 @@ type fpEntry struct {
 	Command     string `json:"command"`
 	ContainerID string `json:"containerID"`
 	IfName      string `json:"ifName"`
+	Args        string `json:"args"`
 	Valid       []struct {
 		ContainerID string `json:"containerID"`
 		IfName      string `json:"ifname"`
@@ -136,7 +138,8 @@ func TestFailingDetach(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "fp.log")
 	e.writeConf("50-fp.conflist", chainConf("ocit-fp", "1.0.0", "10.213.12.0/24", 1, failpoint("DEL", "fail", `"times":1,"log":"`+log+`"`)))
 	ns := e.ns()
-	e.attach(ocinet.AttachRequest{ID: "delfail", NetNS: ns, Networks: []string{"ocit-fp", "bridge"}})
+	e.attach(ocinet.AttachRequest{ID: "delfail", NetNS: ns, Hostname: "delfail.example", Networks: []string{"ocit-fp", "bridge"},
+		PerNetwork: []ocinet.NetworkOptions{{Network: "ocit-fp", IPs: []netip.Addr{netip.MustParseAddr("10.213.12.40")}}}})
 	err := e.m.Detach(context.Background(), "delfail")
 	if !errors.Is(err, ocinet.ErrPlugin) {
 		t.Fatalf("Detach: err = %v, want ErrPlugin", err)
@@ -155,14 +158,60 @@ func TestFailingDetach(t *testing.T) {
 	if _, err := e.m.Get("delfail"); !errors.Is(err, ocinet.ErrNotFound) {
 		t.Errorf("record still there after the second Detach: %v", err)
 	}
+	// Both DELs got exactly the CNI_ARGS of the ADD: the static address
+	// and the hostname included.
+	var addArgs string
 	var dels int
 	for _, en := range readFPLog(t, log) {
-		if en.Command == "DEL" {
+		switch en.Command {
+		case "ADD":
+			addArgs = en.Args
+		case "DEL":
 			dels++
+			if en.Args != addArgs {
+				t.Errorf("DEL got CNI_ARGS %q, ADD got %q", en.Args, addArgs)
+			}
 		}
 	}
-	if dels != 2 {
-		t.Errorf("failpoint saw %d DELs, want 2", dels)
+	if dels != 2 || !strings.Contains(addArgs, "IP=10.213.12.40") || !strings.Contains(addArgs, "NERDCTL_CNI_DHCP_HOSTNAME=delfail.example") {
+		t.Errorf("failpoint saw %d DELs (want 2), ADD args %q (want the static IP and the hostname)", dels, addArgs)
+	}
+}
+
+// TestGCWaitsForAttach: GC started while an attachment is under way waits
+// for it (CNI requires GC to be exclusive with ADD and DEL), so it never
+// tears down half an attachment; it then finds the attachment complete.
+func TestGCWaitsForAttach(t *testing.T) {
+	e := newEnv(t)
+	testenv.RemoveLinkAtEnd(t, fpBridge)
+	log := filepath.Join(t.TempDir(), "fp.log")
+	e.writeConf("50-fp.conflist", chainConf("ocit-fp", "1.0.0", "10.213.12.0/24", 1, failpoint("ADD", "sleep", `"sleep":"1s","log":"`+log+`"`)))
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.m.Attach(context.Background(), ocinet.AttachRequest{ID: "slow", NetNS: e.ns(), Networks: []string{"ocit-fp"}})
+		done <- err
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if b, _ := os.ReadFile(log); len(b) > 0 {
+			break // the ADD is under way
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the ADD did not start within 30s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	report, err := e.m.GC(context.Background(), func(string) bool { return false }, ocinet.GCOptions{})
+	select {
+	case aerr := <-done:
+		if aerr != nil {
+			t.Errorf("Attach: %v", aerr)
+		}
+	default:
+		t.Fatal("GC returned while the attachment was still under way")
+	}
+	if err != nil || !slices.Equal(report.Released, []string{"slow"}) || len(report.Finished) != 0 {
+		t.Errorf("GC = %+v, %v; want the complete attachment released, nothing half done", report, err)
 	}
 }
 

@@ -92,6 +92,17 @@ func TestCreateNetwork(t *testing.T) {
 		t.Errorf("conflist not in nerdctl's format:\n%s", a.Bytes)
 	}
 
+	// Gateway and IP range as given.
+	r := e.network(ocinet.NetworkConfig{Name: "ocit-r", Subnet: netip.MustParsePrefix("10.213.40.0/24"),
+		Gateway: netip.MustParseAddr("10.213.40.254"), IPRange: netip.MustParsePrefix("10.213.40.0/26")})
+	var rc nerdctlConf
+	if err := json.Unmarshal(r.Bytes, &rc); err != nil {
+		t.Fatal(err)
+	}
+	if rr := rc.Plugins[0].IPAM.Ranges[0][0]; rr.Gateway != "10.213.40.254" || rr.RangeStart != "10.213.40.1" || rr.RangeEnd != "10.213.40.63" {
+		t.Errorf("range %+v: want gateway 10.213.40.254, addresses 10.213.40.1 to .63", rr)
+	}
+
 	nets, err := e.m.Networks()
 	if err != nil {
 		t.Fatal(err)
@@ -100,8 +111,8 @@ func TestCreateNetwork(t *testing.T) {
 	for _, n := range nets {
 		names = append(names, n.Name)
 	}
-	if !slices.Equal(names, []string{"ocit-a", "ocit-b"}) {
-		t.Errorf("Networks = %v, want [ocit-a ocit-b] (the default network is made on first use only)", names)
+	if !slices.Equal(names, []string{"ocit-a", "ocit-b", "ocit-r"}) {
+		t.Errorf("Networks = %v, want [ocit-a ocit-b ocit-r] (the default network is made on first use only)", names)
 	}
 	if got, err := e.m.Network("ocit-a"); err != nil || got.ID != id || got.Labels["tier"] != "front" {
 		t.Errorf("Network(ocit-a) = %+v, %v", got, err)
