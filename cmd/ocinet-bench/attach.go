@@ -141,10 +141,10 @@ func (b *bench) attachSection() error {
 		return err
 	}
 	b.report.add(
-		newRow("attach", "Attach+Detach, default network, 1 port", a).against("go-cni Setup+Remove", base).goal(1.10).
+		newRow("attach", "Attach+Detach, default network, 1 port", a).againstPaired("go-cni Setup+Remove", a, base).goal(1.10).
 			note("ocinet's own work %.1f ms (total less plugin time, %d plugin runs)", ms(own.median()), execs[0]).
 			field("own_work_ms", ms(own.median())).field("plugin_runs", execs[0]),
-		newRow("attach", "Attach", attach).against("go-cni Setup", setup),
-		newRow("attach", "Detach", detach).against("go-cni Remove", remove))
+		newRow("attach", "Attach", attach).againstPaired("go-cni Setup", attach, setup),
+		newRow("attach", "Detach", detach).againstPaired("go-cni Remove", detach, remove))
 	return err
 }

@@ -176,9 +176,9 @@ func (b *bench) containerSection() error {
 		}
 		b.report.add(
 			newRow("container", "start to first answer, hook mode, -p 127.0.0.1", startHook).
-				against("same container, no network", startBare),
+				againstPaired("same container, no network", startHook, startBare),
 			newRow("container", "remove (kill, delete task and container)", rmHook).
-				against("same container, no network", rmBare).
+				againstPaired("same container, no network", rmHook, rmBare).
 				note("attachments left after poststop: %d", left).field("attachments_left", left))
 	}
 	return err

@@ -121,7 +121,7 @@ func (b *bench) hookSection() error {
 		if len(a) == 0 {
 			return nil
 		}
-		b.report.add(newRow("hook", "start of "+h.name, a).against(base.name, bs).goal(2).
+		b.report.add(newRow("hook", "start of "+h.name, a).againstPaired(base.name, a, bs).goal(2).
 			note("binary %.1f MB (minimal %.1f MB)", float64(fileSize(h.path))/1e6, float64(fileSize(minimal))/1e6).
 			field("binary_bytes", fileSize(h.path)).field("minimal_binary_bytes", fileSize(minimal)))
 		ht, err := trace(h)

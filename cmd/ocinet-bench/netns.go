@@ -55,7 +55,7 @@ func (b *bench) netnsSection() error {
 	}
 	a, base, err := interleave(b.fast(), b.stopped, lib, ip)
 	if len(a) > 0 {
-		b.report.add(newRow("netns", "netns.Create+Remove", a).against("ip netns add+del", base))
+		b.report.add(newRow("netns", "netns.Create+Remove", a).againstPaired("ip netns add+del", a, base))
 	}
 	return err
 }

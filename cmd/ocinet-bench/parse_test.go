@@ -85,3 +85,24 @@ func TestOverrideEnv(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+func TestAgainstPaired(t *testing.T) {
+	d := func(v ...int) series {
+		var s series
+		for _, x := range v {
+			s = append(s, time.Duration(x)*time.Millisecond)
+		}
+		return s
+	}
+	// The machine slows down tenfold half way: each pair's ratio is 2.
+	a, b := d(2, 2, 20, 20), d(1, 1, 10, 10)
+	r := newRow("s", "x", a).againstPaired("base", a, b)
+	if !r.Paired || r.Ratio != 2 {
+		t.Errorf("paired ratio %v (paired %v), want 2", r.Ratio, r.Paired)
+	}
+	// Unpaired series fall back to the ratio of the medians.
+	r = newRow("s", "x", a).againstPaired("base", a, d(1, 1, 10))
+	if r.Paired || r.Ratio != r.MedianMS/r.BaseMedianMS {
+		t.Errorf("unpaired: ratio %v, paired %v", r.Ratio, r.Paired)
+	}
+}

@@ -203,7 +203,7 @@ func (b *bench) pluginsSection() error {
 			note("ADD %.1f, DEL %.1f ms", ms(adds[k].median()), ms(dels[k].median())).
 			field("add_median_ms", ms(adds[k].median())).field("del_median_ms", ms(dels[k].median()))
 		if k > 0 {
-			row = row.against("default chain ADD+DEL", total(0))
+			row = row.againstPaired("default chain ADD+DEL", total(k), total(0))
 		}
 		if f := funcs[k]; f != "" {
 			row = row.note("%s", f).field("checks", f)

@@ -54,8 +54,14 @@ type Row struct {
 	BaseN        int     `json:"baseline_n,omitempty"`
 	BaseMedianMS float64 `json:"baseline_median_ms,omitempty"`
 	BaseP90MS    float64 `json:"baseline_p90_ms,omitempty"`
-	// Ratio is MedianMS / BaseMedianMS.
+	// Ratio is the median of the ratios of the pairs measured in turn
+	// (measured[i] / baseline[i]) when the two series are paired, and
+	// MedianMS / BaseMedianMS otherwise.
 	Ratio float64 `json:"ratio,omitempty"`
+	// Paired says the ratio is of pairs; RatioOfMedians is then the other
+	// way to compare, kept for reference.
+	Paired         bool    `json:"paired,omitempty"`
+	RatioOfMedians float64 `json:"ratio_of_medians,omitempty"`
 
 	// Goal is the ratio the project aims for ("<= 1.10"), GoalMax its
 	// bound; Met says whether the ratio is within it.
@@ -82,6 +88,32 @@ func (r Row) against(name string, b series) Row {
 	if r.BaseMedianMS > 0 {
 		r.Ratio = r.MedianMS / r.BaseMedianMS
 	}
+	return r
+}
+
+// againstPaired adds a baseline whose i-th timing was measured right
+// after the i-th of r's (see interleave): the ratio is the median of the
+// pairs' ratios, which cancels the drift of the machine between pairs.
+func (r Row) againstPaired(name string, a, b series) Row {
+	r = r.against(name, b)
+	if len(a) != len(b) || len(a) == 0 {
+		return r
+	}
+	ratios := make([]float64, 0, len(a))
+	for i := range a {
+		if b[i] > 0 {
+			ratios = append(ratios, float64(a[i])/float64(b[i]))
+		}
+	}
+	if len(ratios) == 0 {
+		return r
+	}
+	slices.Sort(ratios)
+	m := ratios[len(ratios)/2]
+	if len(ratios)%2 == 0 {
+		m = (ratios[len(ratios)/2-1] + ratios[len(ratios)/2]) / 2
+	}
+	r.RatioOfMedians, r.Ratio, r.Paired = r.Ratio, m, true
 	return r
 }
 
@@ -159,6 +191,9 @@ func (r *Report) printTable(w io.Writer) {
 			base = row.Baseline
 			bmed, bp90 = fmt.Sprintf("%.2f", row.BaseMedianMS), fmt.Sprintf("%.2f", row.BaseP90MS)
 			ratio = fmt.Sprintf("%.2f", row.Ratio)
+			if row.Paired {
+				ratio += "*"
+			}
 		}
 		goal := row.Goal
 		if row.Met != nil {
@@ -172,6 +207,7 @@ func (r *Report) printTable(w io.Writer) {
 			row.Section, row.Name, row.N, row.MedianMS, row.P90MS, base, bmed, bp90, ratio, goal, row.Note)
 	}
 	tw.Flush()
+	fmt.Fprintln(w, "\nratio: the median of the ratios of pairs measured in turn (marked *), else the ratio of the medians.")
 	var took []string
 	for _, s := range r.Sections {
 		took = append(took, fmt.Sprintf("%s %.0f s", s.Name, s.Seconds))
