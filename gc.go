@@ -223,10 +223,8 @@ func (m *Manager) gcNetworks(ctx context.Context, ours []string, kept []*record,
 	if err != nil {
 		return err
 	}
-	cached, err := m.cni.GetCachedAttachments("")
-	if err != nil {
-		cached = nil // no cache: nothing of others' to protect
-	}
+	var cached []*libcni.NetworkAttachment
+	readCache := true
 	var errs []error
 	for _, n := range nets {
 		if ok, _ := version.GreaterThanOrEqualTo(n.CNIVersion, "1.1.0"); !ok {
@@ -235,6 +233,12 @@ func (m *Manager) gcNetworks(ctx context.Context, ours []string, kept []*record,
 		list, err := libcni.ConfListFromBytes(n.Bytes)
 		if err != nil || list.DisableGC {
 			continue
+		}
+		if readCache {
+			readCache = false
+			if cached, err = m.cni.GetCachedAttachments(""); err != nil {
+				cached = nil // no cache: nothing of others' to protect
+			}
 		}
 		var valid []cnitypes.GCAttachment
 		for _, rec := range kept {
