@@ -49,6 +49,11 @@ type AttachRequest struct {
 	// Ports are the ports to publish. They are published through the first
 	// network whose chain has the portmap plugin.
 	Ports []portmap.Mapping
+	// Labels are recorded with the attachment and returned with it: the
+	// caller's own keys, such as the container and namespace the
+	// attachment belongs to (default: none). At most 32, keys and values
+	// at most 256 bytes each.
+	Labels map[string]string
 }
 
 // NetworkOptions are the settings of one network of an attachment.
@@ -74,6 +79,8 @@ type Attachment struct {
 	Name     string
 	Hostname string
 	NetNS    string
+	// Labels are the request's labels.
+	Labels map[string]string
 	// Interfaces are the container's interfaces, in the order of the
 	// request's networks (eth0 first).
 	Interfaces []Interface
@@ -189,6 +196,7 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, e
 		ID:       req.ID,
 		Name:     req.Name,
 		Hostname: req.Hostname,
+		Labels:   req.Labels,
 		Phase:    phaseAdding,
 		NetNS:    req.NetNS,
 		Created:  time.Now().UTC(),
@@ -242,6 +250,9 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, e
 // checkRequest validates what can be checked without looking at the host's
 // networks: it returns the network names and each one's options.
 func checkRequest(req AttachRequest) ([]string, []NetworkOptions, error) {
+	if err := validLabels(req.Labels); err != nil {
+		return nil, nil, err
+	}
 	if req.Hostname != "" {
 		if err := validHostname(req.Hostname); err != nil {
 			return nil, nil, err
@@ -699,7 +710,7 @@ func (m *Manager) List() ([]*Attachment, error) {
 }
 
 func (r *record) attachment() *Attachment {
-	a := &Attachment{ID: r.ID, Name: r.Name, Hostname: r.Hostname, NetNS: r.NetNS, Ports: r.Ports, Created: r.Created, Complete: r.Phase == phaseAttached}
+	a := &Attachment{ID: r.ID, Name: r.Name, Hostname: r.Hostname, NetNS: r.NetNS, Labels: r.Labels, Ports: r.Ports, Created: r.Created, Complete: r.Phase == phaseAttached}
 	for _, nr := range r.Networks {
 		if nr.IfName == "lo" {
 			continue

@@ -3,6 +3,7 @@ package ocinet
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // validID checks an attachment ID (the CNI container ID): 1 to 128 letters,
@@ -73,4 +74,31 @@ func validHostname(name string) error {
 		}
 	}
 	return nil
+}
+
+// validLabels checks an attachment's labels: at most 32, keys 1 to 256
+// bytes and values at most 256 bytes, valid UTF-8 without control
+// characters.
+func validLabels(labels map[string]string) error {
+	if len(labels) > 32 {
+		return fmt.Errorf("%d labels, at most 32: %w", len(labels), ErrInvalid)
+	}
+	for k, v := range labels {
+		if k == "" || len(k) > 256 || len(v) > 256 || !printable(k) || !printable(v) {
+			return fmt.Errorf("label %q=%q: keys 1 to 256 bytes, values at most 256, printable: %w", k, v, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < ' ' || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }

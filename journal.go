@@ -27,12 +27,13 @@ const journalVersion = 1
 // record is one attachment in the journal. It holds everything DEL needs:
 // the exact conflist bytes and the arguments used at ADD time.
 type record struct {
-	Version  int    `json:"version"`
-	ID       string `json:"id"`
-	Name     string `json:"name,omitempty"`
-	Hostname string `json:"hostname,omitempty"`
-	Phase    string `json:"phase"`
-	NetNS    string `json:"netns"`
+	Version  int               `json:"version"`
+	ID       string            `json:"id"`
+	Name     string            `json:"name,omitempty"`
+	Hostname string            `json:"hostname,omitempty"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	Phase    string            `json:"phase"`
+	NetNS    string            `json:"netns"`
 	// NetNSID identifies the namespace NetNS held at ADD time (device and
 	// inode), so that DEL never runs in another namespace that has taken
 	// the path since (a reused PID in /proc/<pid>/ns/net).
