@@ -89,7 +89,10 @@ func (w *worker) attach(ctx context.Context, containerID, netnsPath string, req 
 	if name == "" {
 		name = containerID
 	}
-	att, err = w.mgr.Attach(ctx, ocinet.AttachRequest{ID: id, Name: name, NetNS: netnsPath, Networks: req.Networks, Ports: req.Ports})
+	att, err = w.mgr.Attach(ctx, ocinet.AttachRequest{
+		ID: id, Name: name, Hostname: req.Hostname, NetNS: netnsPath, Networks: req.Networks, Ports: req.Ports,
+		Labels: map[string]string{LabelNamespace: w.cfg.Namespace, LabelContainer: containerID},
+	})
 	if err != nil {
 		return nil, err
 	}

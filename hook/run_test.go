@@ -276,3 +276,34 @@ func syscallKill(pid int) {
 		_ = p.Kill()
 	}
 }
+
+// TestGC: the container is gone without a poststop (its runtime crashed);
+// GC tears the attachment down and releases the hosts record and the pin.
+func TestGC(t *testing.T) {
+	w := newWorld(t)
+	for _, id := range []string{"gone", "alive"} {
+		if stderr, err := w.run(hook.EventCreateRuntime, state(id, "creating", w.container(), `{"version":1,"name":"`+id+`"}`)); err != nil {
+			t.Fatalf("createRuntime %s: %v: %s", id, err, stderr)
+		}
+	}
+	report, err := hook.GC(context.Background(), w.cfg, func(id string) bool { return id == "alive" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(report.Released) != 1 || report.Released[0] != w.cfg.AttachmentID("gone") {
+		t.Errorf("released %v, want only %s", report.Released, w.cfg.AttachmentID("gone"))
+	}
+	if !netns.Closed(w.cfg.PinPath("gone")) {
+		t.Error("the pin of the gone container is left")
+	}
+	store, _ := w.cfg.HostsStore()
+	if _, err := store.Get("gone"); err == nil {
+		t.Error("the hosts record of the gone container is left")
+	}
+	if _, err := store.Get("alive"); err != nil {
+		t.Errorf("the live container's hosts record: %v", err)
+	}
+	if stderr, err := w.run(hook.EventPoststop, state("alive", "stopped", 0, "")); err != nil {
+		t.Fatalf("poststop: %v: %s", err, stderr)
+	}
+}
