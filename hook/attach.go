@@ -91,7 +91,8 @@ func (w *worker) attach(ctx context.Context, containerID, netnsPath string, req 
 	}
 	att, err = w.mgr.Attach(ctx, ocinet.AttachRequest{
 		ID: id, Name: name, Hostname: req.Hostname, NetNS: netnsPath, Networks: req.Networks, Ports: req.Ports,
-		Labels: map[string]string{LabelNamespace: w.cfg.Namespace, LabelContainer: containerID},
+		PerNetwork: req.perNetwork,
+		Labels:     map[string]string{LabelNamespace: w.cfg.Namespace, LabelContainer: containerID},
 	})
 	if err != nil {
 		return nil, err

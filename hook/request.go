@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 
+	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/hosts"
 	"github.com/ocinet/ocinet/portmap"
 )
@@ -40,6 +42,16 @@ type Request struct {
 	DNSServers []string `json:"dnsServers,omitempty"`
 	DNSSearch  []string `json:"dnsSearch,omitempty"`
 	DNSOptions []string `json:"dnsOptions,omitempty"`
+	// Static are fixed addresses and MACs, per network.
+	Static []Static `json:"static,omitempty"`
+}
+
+// Static fixes a container's addresses (at most one per family) and MAC on
+// one of its networks, like docker's --ip, --ip6 and --mac-address.
+type Static struct {
+	Network string   `json:"network"`
+	IPs     []string `json:"ips,omitempty"`
+	MAC     string   `json:"mac,omitempty"`
 }
 
 // request is a validated Request.
@@ -47,6 +59,7 @@ type request struct {
 	Request
 	extraHosts []hosts.ExtraHost
 	dns        hosts.DNS
+	perNetwork []ocinet.NetworkOptions
 }
 
 // ParseRequest decodes and validates a request annotation. Unknown fields,
@@ -117,5 +130,32 @@ func (r *request) validate() error {
 	}
 	r.dns.Search = r.DNSSearch
 	r.dns.Options = r.DNSOptions
+	if len(r.Static) > 16 {
+		return fmt.Errorf("too many static entries: %w", ErrInvalid)
+	}
+	for _, st := range r.Static {
+		if err := validContainerID(st.Network); err != nil {
+			return fmt.Errorf("static network name: %w", err)
+		}
+		o := ocinet.NetworkOptions{Network: st.Network}
+		if len(st.IPs) > 2 {
+			return fmt.Errorf("static addresses on %q: at most one per family: %w", st.Network, ErrInvalid)
+		}
+		for _, s := range st.IPs {
+			a, err := netip.ParseAddr(s)
+			if err != nil || a.Zone() != "" {
+				return fmt.Errorf("static address %q: not an IP address: %w", s, ErrInvalid)
+			}
+			o.IPs = append(o.IPs, a)
+		}
+		if st.MAC != "" {
+			mac, err := net.ParseMAC(st.MAC)
+			if err != nil || len(mac) != 6 {
+				return fmt.Errorf("MAC address %q: want six bytes like 02:42:ac:11:00:02: %w", st.MAC, ErrInvalid)
+			}
+			o.MAC = mac
+		}
+		r.perNetwork = append(r.perNetwork, o)
+	}
 	return nil
 }

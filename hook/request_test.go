@@ -45,6 +45,10 @@ func TestParseRequestRefuses(t *testing.T) {
 		{"bad extra host", `{"version":1,"extraHosts":["db:not-an-ip"]}`, "not-an-ip"},
 		{"bad dns", `{"version":1,"dnsServers":["1.1.1.1 evil"]}`, "1.1.1.1 evil"},
 		{"too many networks", `{"version":1,"networks":[` + strings.Repeat(`"n",`, 16) + `"n"]}`, "too many"},
+		{"static bad ip", `{"version":1,"static":[{"network":"bridge","ips":["10.0.0.300"]}]}`, "10.0.0.300"},
+		{"static bad mac", `{"version":1,"static":[{"network":"bridge","mac":"02:42"}]}`, "02:42"},
+		{"static three ips", `{"version":1,"static":[{"network":"bridge","ips":["10.0.0.2","10.0.0.3","::2"]}]}`, "one per family"},
+		{"static bad network", `{"version":1,"static":[{"network":"../x"}]}`, "../x"},
 		{"too large", `{"version":1,"name":"` + strings.Repeat("a", maxRequestSize) + `"}`, "larger than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -52,6 +52,9 @@ func cmdRun(ctx context.Context, g *globals, args []string) error {
 	hostname := fs.String("hostname", "", "host name (default: the name)")
 	mode := fs.String("netns-mode", modeHook, "how the container gets its network: hook (an OCI hook attaches it, as nerdctl does), precreate (a named namespace is attached before the container starts, as containerd's CRI plugin does) or task (the created task's namespace is attached before it starts)")
 	autoRemove := fs.Bool("rm", false, "remove the container when it exits (without -d)")
+	ip := fs.String("ip", "", "IPv4 address on the first network")
+	ip6 := fs.String("ip6", "", "IPv6 address on the first network")
+	mac := fs.String("mac-address", "", "MAC address on the first network")
 	var publish, networks, addHosts, dns, dnsSearch, dnsOpts listFlag
 	fs.Var(&publish, "p", "publish a port: [IP:][HOSTPORT:]CONTAINERPORT[/PROTO] (repeatable)")
 	fs.Var(&networks, "network", "network to attach (repeatable; default: bridge)")
@@ -74,6 +77,19 @@ func cmdRun(ctx context.Context, g *globals, args []string) error {
 		DNSServers: dns, DNSSearch: dnsSearch, DNSOptions: dnsOpts}
 	if req.Hostname == "" {
 		req.Hostname = *name
+	}
+	if *ip != "" || *ip6 != "" || *mac != "" {
+		first := ocinet.DefaultNetworkName
+		if len(networks) > 0 {
+			first = networks[0]
+		}
+		st := hook.Static{Network: first, MAC: *mac}
+		for _, a := range []string{*ip, *ip6} {
+			if a != "" {
+				st.IPs = append(st.IPs, a)
+			}
+		}
+		req.Static = []hook.Static{st}
 	}
 	for _, spec := range publish {
 		m, err := portmap.Parse(spec)

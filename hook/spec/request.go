@@ -52,6 +52,21 @@ func WithDNS(servers, search, options []string) oci.SpecOpts {
 	})
 }
 
+// WithStatic fixes the container's addresses (at most one per family) and
+// MAC on one network; mac may be empty. Another call for the same network
+// replaces it.
+func WithStatic(network string, ips []string, mac string) oci.SpecOpts {
+	return editRequest(func(r *hook.Request) {
+		var kept []hook.Static
+		for _, s := range r.Static {
+			if s.Network != network {
+				kept = append(kept, s)
+			}
+		}
+		r.Static = append(kept, hook.Static{Network: network, IPs: append([]string(nil), ips...), MAC: mac})
+	})
+}
+
 // editRequest reads the spec's request (an empty one if there is none),
 // applies edit, validates the result and writes it back. A spec whose
 // annotation is not a valid request is refused rather than overwritten.
