@@ -3,7 +3,6 @@ package hosts
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strings"
 )
 
@@ -47,23 +46,35 @@ func isAlnum(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
-// idPattern is the container ID rule. It keeps an ID safe as a single path
-// element: it cannot be empty, ".", "..", or contain '/'.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,75}$`)
+// fileSafe reports whether s is 1 to max of [A-Za-z0-9_.-], starting with a
+// letter or digit: safe as a single path element (never empty, ".", ".."
+// or containing '/'). It is a loop, not a regexp, because regexps compiled
+// at package init cost the hook binary's start more than its own work.
+func fileSafe(s string, max int) bool {
+	if s == "" || len(s) > max || !isAlnum(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !isAlnum(c) && c != '_' && c != '.' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
 
+// validateID checks the container ID rule.
 func validateID(id string) error {
-	if !idPattern.MatchString(id) {
+	if !fileSafe(id, 76) {
 		return fmt.Errorf("%w container ID %q: want 1 to 76 of [A-Za-z0-9_.-], starting with a letter or digit", ErrInvalid, id)
 	}
 	return nil
 }
 
-// netNamePattern is the network name rule (that of libcni), capped to fit in
-// one path element, since each network has an index directory.
-var netNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-
+// validateNetworkName checks the network name rule (that of libcni),
+// capped to fit in one path element, since each network has an index
+// directory.
 func validateNetworkName(name string) error {
-	if !netNamePattern.MatchString(name) {
+	if !fileSafe(name, 128) {
 		return fmt.Errorf("%w network name %q: want 1 to 128 of [A-Za-z0-9_.-], starting with a letter or digit", ErrInvalid, name)
 	}
 	return nil

@@ -4,7 +4,7 @@
 // expands mappings to concrete Ports, and reserves host ports through an
 // Allocator that detects conflicts with sockets listening on the host and
 // with other containers' reservations, safely across goroutines and
-// processes. The result converts to go-cni's PortMapping (ToCNI) or travels
+// processes. The result converts to go-cni's PortMapping (package portmap/gocni) or travels
 // as JSON in the form of the CNI "portMappings" capability. The package
 // knows nothing of CNI plugins or namespaces; it only decides which ports.
 //

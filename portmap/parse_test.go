@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	gocni "github.com/containerd/go-cni"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -358,17 +357,6 @@ func TestPortFormats(t *testing.T) {
 		t.Errorf("JSON round trip (-want +got):\n%s", diff)
 	}
 
-	wantCNI := []gocni.PortMapping{
-		{HostPort: 8080, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"},
-		{HostPort: 5353, ContainerPort: 53, Protocol: "udp", HostIP: "::1"},
-		{HostPort: 8443, ContainerPort: 443, Protocol: "tcp"},
-	}
-	if diff := cmp.Diff(wantCNI, ToCNI(ports)); diff != "" {
-		t.Errorf("ToCNI (-want +got):\n%s", diff)
-	}
-	if ToCNI(nil) != nil {
-		t.Error("ToCNI(nil) is not nil")
-	}
 }
 
 func TestConflictErrorMessage(t *testing.T) {

@@ -3,8 +3,6 @@ package portmap
 import (
 	"net/netip"
 	"strconv"
-
-	gocni "github.com/containerd/go-cni"
 )
 
 // Port is one concrete host port to container port mapping: the result of
@@ -52,24 +50,4 @@ func (p Port) hostSide() string {
 		return strconv.Itoa(int(p.HostPort)) + "/" + p.Protocol
 	}
 	return p.hostAddr() + "/" + p.Protocol
-}
-
-// ToCNI converts ports to go-cni's PortMapping, in order, for
-// gocni.WithCapabilityPortMap. HostIP is "" for the zero Addr.
-func ToCNI(ports []Port) []gocni.PortMapping {
-	if ports == nil {
-		return nil
-	}
-	out := make([]gocni.PortMapping, len(ports))
-	for i, p := range ports {
-		out[i] = gocni.PortMapping{
-			HostPort:      int32(p.HostPort),
-			ContainerPort: int32(p.ContainerPort),
-			Protocol:      p.Protocol,
-		}
-		if p.HostIP.IsValid() {
-			out[i].HostIP = p.HostIP.String()
-		}
-	}
-	return out
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/portmap"
+	portmapcni "github.com/ocinet/ocinet/portmap/gocni"
 )
 
 // rawCNI is the baseline a user of go-cni writes: the same conflist, given
@@ -29,7 +30,7 @@ func (b *bench) newRawCNI(conflist []byte, ports []portmap.Port) (*rawCNI, error
 	}
 	r := &rawCNI{b: b, cni: c, opts: []gocni.NamespaceOpts{gocni.WithArgs("IgnoreUnknown", "1")}}
 	if len(ports) > 0 {
-		r.opts = append(r.opts, gocni.WithCapabilityPortMap(portmap.ToCNI(ports)))
+		r.opts = append(r.opts, gocni.WithCapabilityPortMap(portmapcni.PortMappings(ports)))
 	}
 	return r, nil
 }
