@@ -265,6 +265,11 @@ func checkRequest(req AttachRequest) ([]string, []NetworkOptions, error) {
 		if err := p.Validate(); err != nil {
 			return nil, nil, err
 		}
+		// Forwarding from loopback needs route_localnet, which IPv6 does
+		// not have: the plugin would install rules that never match.
+		if p.HostIP.Is6() && p.HostIP.Unmap().IsLoopback() {
+			return nil, nil, fmt.Errorf("publish %s: ports cannot be published on IPv6 loopback (the kernel does not forward from ::1); publish on 127.0.0.1, [::] or a global address: %w", p, ErrInvalid)
+		}
 	}
 	names := req.Networks
 	if len(names) == 0 {

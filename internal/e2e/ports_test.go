@@ -106,3 +106,37 @@ func TestPublishConflict(t *testing.T) {
 		t.Errorf("first container after the refusals: got %q", got)
 	}
 }
+
+// TestPublishIPv6: on a dual-stack network a port published on every
+// address answers on the host's IPv6 address of the bridge; [::1] is
+// refused with a clear error, because the kernel does not forward from IPv6
+// loopback (there is no route_localnet for IPv6).
+func TestPublishIPv6(t *testing.T) {
+	e := newEnv(t, "")
+	if b, err := os.ReadFile("/proc/net/if_inet6"); err != nil || !strings.Contains(string(b), " lo\n") {
+		testenv.Skip(t, "the host has no IPv6 on loopback")
+	}
+	e.network("dual", "--ipv6", "--subnet", "10.213.75.0/24", "--subnet", "fd00:ab75::/64")
+	_, errOut, err := e.ocictl(append([]string{"run", "-d", "--network", "dual", "--name", "loop6", "-p", "[::1]:18140:80"}, e.httpd()...)...)
+	if err == nil {
+		e.ocictl("rm", "-f", "loop6")
+		t.Fatal("publishing on [::1] was accepted")
+	}
+	if !strings.Contains(errOut, "IPv6 loopback") {
+		t.Errorf("the refusal does not say why:\n%s", errOut)
+	}
+	e.run("web6", append([]string{"--network", "dual", "-p", "[::]:18141:80"}, e.httpd()...)...)
+	a := e.attachment("web6")
+	var gw6 string
+	for _, g := range a.Interfaces[0].Gateways {
+		if g.Is6() {
+			gw6 = g.String()
+		}
+	}
+	if gw6 == "" {
+		t.Fatalf("no IPv6 gateway on the dual-stack network: %+v", a.Interfaces[0])
+	}
+	if got := get(t, "http://["+gw6+"]:18141/"); got != page {
+		t.Errorf("published on [::], fetched on the bridge's IPv6 address %s: got %q", gw6, got)
+	}
+}
