@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
-	"github.com/containernetworking/cni/pkg/invoke"
 	cnitypes "github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
@@ -125,7 +124,7 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, e
 	fail := func(err error) (*Attachment, error) {
 		return nil, fmt.Errorf("attach %s: %w", name, err)
 	}
-	names, opts, err := checkRequest(req)
+	names, opts, err := checkRequest(req, m.checkNS)
 	if err != nil {
 		return fail(err)
 	}
@@ -161,7 +160,7 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, e
 	// Every plugin binary must be there before anything is changed.
 	for _, n := range append([]*Network{{Name: "ocinet-loopback", Plugins: []string{"loopback"}}}, nets...) {
 		for _, p := range n.Plugins {
-			if _, err := invoke.FindInPath(p, m.pluginDirs); err != nil {
+			if _, err := m.exec.FindInPath(p, m.pluginDirs); err != nil {
 				return fail(&PluginNotFoundError{Network: n.Name, Plugin: p, Dirs: m.pluginDirs})
 			}
 		}
@@ -248,8 +247,9 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, e
 }
 
 // checkRequest validates what can be checked without looking at the host's
-// networks: it returns the network names and each one's options.
-func checkRequest(req AttachRequest) ([]string, []NetworkOptions, error) {
+// networks (checkNS checks the namespace path): it returns the network names
+// and each one's options.
+func checkRequest(req AttachRequest, checkNS func(string) error) ([]string, []NetworkOptions, error) {
 	if err := validLabels(req.Labels); err != nil {
 		return nil, nil, err
 	}
@@ -258,7 +258,7 @@ func checkRequest(req AttachRequest) ([]string, []NetworkOptions, error) {
 			return nil, nil, err
 		}
 	}
-	if err := netns.Check(req.NetNS); err != nil {
+	if err := checkNS(req.NetNS); err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	for _, p := range req.Ports {
@@ -612,8 +612,10 @@ func (m *Manager) detachRecord(ctx context.Context, rec *record, release func() 
 	}
 	// The placeholder's name is fixed per attachment, so one left by a
 	// crash is found here on the next try.
-	if err := netns.Remove(ph); err != nil {
-		errs = append(errs, err)
+	if m.realNS {
+		if err := netns.Remove(ph); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)

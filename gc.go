@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/containernetworking/cni/libcni"
-	"github.com/containernetworking/cni/pkg/invoke"
 	cnitypes "github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
 )
@@ -71,7 +70,7 @@ func (m *Manager) Status(ctx context.Context, name string) error {
 		return fmt.Errorf("status of network %q: %w in %s", name, ErrNotFound, m.confDir)
 	}
 	for _, p := range n.Plugins {
-		if _, err := invoke.FindInPath(p, m.pluginDirs); err != nil {
+		if _, err := m.exec.FindInPath(p, m.pluginDirs); err != nil {
 			return fmt.Errorf("status: %w", &PluginNotFoundError{Network: n.Name, Plugin: p, Dirs: m.pluginDirs})
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/ocinet/ocinet/internal/fsutil"
+	"github.com/ocinet/ocinet/netns"
 	"github.com/ocinet/ocinet/portmap"
 )
 
@@ -32,8 +33,14 @@ type Manager struct {
 	bridge     string
 	subnet     string // fixed default subnet, "" = choose one
 	cni        *libcni.CNIConfig
-	ports      *portmap.Allocator
-	log        *slog.Logger
+	exec       invoke.Exec // finds and runs plugins
+	// checkNS checks a namespace path (netns.Check unless a test replaced
+	// it); realNS says it was not replaced, so that namespaces, bridges
+	// and IPAM directories on the host are real and the Manager's own.
+	checkNS func(path string) error
+	realNS  bool
+	ports   *portmap.Allocator
+	log     *slog.Logger
 }
 
 // New returns a Manager whose state lives in stateDir (an empty string means
@@ -87,6 +94,10 @@ func New(stateDir string, opts ...Option) (*Manager, error) {
 		exec = &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: stderr}, PluginDecoder: version.PluginDecoder{}}
 	}
 	exec = pluginExec{exec}
+	checkNS := o.nsCheck
+	if checkNS == nil {
+		checkNS = netns.Check
+	}
 	logger := o.logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -98,6 +109,9 @@ func New(stateDir string, opts ...Option) (*Manager, error) {
 		runtimeDir: o.runtimeDir,
 		bridge:     o.bridgeName,
 		cni:        libcni.NewCNIConfigWithCacheDir(o.pluginDirs, o.cacheDir, exec),
+		exec:       exec,
+		checkNS:    checkNS,
+		realNS:     o.nsCheck == nil,
 		ports:      ports,
 		log:        logger,
 	}

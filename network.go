@@ -14,7 +14,6 @@ import (
 	"strings"
 
 	"github.com/containernetworking/cni/libcni"
-	"github.com/containernetworking/cni/pkg/invoke"
 
 	"github.com/ocinet/ocinet/internal/fsutil"
 )
@@ -352,7 +351,7 @@ func (m *Manager) CreateNetwork(ctx context.Context, cfg NetworkConfig) (*Networ
 		return fail(err)
 	}
 	for _, p := range list.Plugins {
-		if _, err := invoke.FindInPath(p.Network.Type, m.pluginDirs); err != nil {
+		if _, err := m.exec.FindInPath(p.Network.Type, m.pluginDirs); err != nil {
 			return fail(&PluginNotFoundError{Network: cfg.Name, Plugin: p.Network.Type, Dirs: m.pluginDirs})
 		}
 	}
@@ -576,7 +575,7 @@ func (m *Manager) RemoveNetwork(ctx context.Context, name string) error {
 	}
 	_ = os.Remove(m.warmMarker(compactJSON(n.Bytes)))
 	var errs []error
-	if n.Bridge != "" {
+	if n.Bridge != "" && m.realNS {
 		nets, err := m.Networks()
 		if err != nil {
 			return fail(err)
@@ -591,8 +590,10 @@ func (m *Manager) RemoveNetwork(ctx context.Context, name string) error {
 			}
 		}
 	}
-	if err := removeLeaseDir(n); err != nil {
-		errs = append(errs, err)
+	if m.realNS {
+		if err := removeLeaseDir(n); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	m.log.Info("removed network", "name", name, "file", n.File)
 	if len(errs) > 0 {

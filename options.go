@@ -31,6 +31,7 @@ type options struct {
 	bridgeName    string
 	defaultSubnet netip.Prefix
 	exec          invoke.Exec
+	nsCheck       func(path string) error
 	pluginStderr  io.Writer
 	logger        *slog.Logger
 }
@@ -67,6 +68,18 @@ func WithDefaultSubnet(p netip.Prefix) Option { return func(o *options) { o.defa
 // WithExec replaces the way plugins are executed (the CNI library's
 // invoke.Exec), for tests that run without real plugins.
 func WithExec(e invoke.Exec) Option { return func(o *options) { o.exec = e } }
+
+// WithNamespaceCheck replaces the check that a request's namespace path
+// names a network namespace other than the host's (default: that check),
+// for tests whose plugins are not real (a fake executor given with
+// [WithExec], such as package ocinettest's). Namespace paths are then names
+// that check accepts or refuses, nothing more: DEL gets the recorded path
+// while check accepts it and no path once it refuses it, no placeholder
+// namespace is made, and RemoveNetwork leaves host bridges and IPAM
+// directories alone. Production code leaves it unset.
+func WithNamespaceCheck(check func(path string) error) Option {
+	return func(o *options) { o.nsCheck = check }
+}
 
 // WithPluginStderr sends the plugins' standard error to w (default: dropped;
 // plugins report their errors on standard output, which is returned).

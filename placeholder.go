@@ -105,7 +105,7 @@ func (m *Manager) placeholderNS(ctx context.Context, rec *record, path string, s
 func (m *Manager) delPaths(ctx context.Context, rec *record, ph string) []string {
 	paths := make([]string, len(rec.Networks))
 	stand := map[int]bool{}
-	if netns.Check(rec.NetNS) == nil && (rec.NetNSID == "" || namespaceID(rec.NetNS) == rec.NetNSID) {
+	if m.checkNS(rec.NetNS) == nil && (rec.NetNSID == "" || namespaceID(rec.NetNS) == rec.NetNSID) {
 		names, err := linkNames(rec.NetNS)
 		for i, nr := range rec.Networks {
 			paths[i] = rec.NetNS
@@ -118,8 +118,8 @@ func (m *Manager) delPaths(ctx context.Context, rec *record, ph string) []string
 			stand[i] = true
 		}
 	}
-	if len(stand) == 0 {
-		return paths
+	if len(stand) == 0 || !m.realNS {
+		return paths // with namespaces that are not real: "" where one is gone
 	}
 	p, err := m.placeholderNS(ctx, rec, ph, stand)
 	if err != nil {

@@ -28,6 +28,12 @@ type Config struct {
 	// Timeout bounds one run of the hook (default 60s); it must be shorter
 	// than the hook timeout in the spec.
 	Timeout time.Duration
+	// ManagerOptions are extra options for the Manager that [Attach],
+	// [Detach], [GC] and [Run] open, for a program that calls them in its
+	// own process: a test kit's fake plugin executor, for example (package
+	// ocinettest). They are not part of the command line ([Config.Args]
+	// leaves them out), so a hook that runc starts never has them.
+	ManagerOptions []ocinet.Option
 }
 
 // DefaultTimeout is the hook's internal deadline when Config.Timeout is 0.
@@ -70,7 +76,8 @@ func (c Config) Manager(opts ...ocinet.Option) (*ocinet.Manager, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	opts = append([]ocinet.Option{ocinet.WithCNIConfDir(c.CNIConfDir), ocinet.WithPluginDirs(c.PluginDirs...)}, opts...)
+	base := []ocinet.Option{ocinet.WithCNIConfDir(c.CNIConfDir), ocinet.WithPluginDirs(c.PluginDirs...)}
+	opts = append(append(base, c.ManagerOptions...), opts...)
 	return ocinet.New(c.StateDir, opts...)
 }
 
