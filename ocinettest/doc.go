@@ -16,16 +16,21 @@
 //     cuts off, and [Env.NewManager] is the process that starts after it.
 //     [Env.Leftovers] says what is still recorded.
 //
-// With root (each skips the test with the reason when root or a tool is
-// missing, and fails it instead under CI=true):
+// For tests with the real plugins, which need root (each helper skips the
+// test with the reason when root or a tool it needs is missing, and fails
+// it instead under CI=true):
 //
 //   - [NetNS]: a throwaway network namespace, removed when the test ends;
 //   - [CheckLeaks], [TakeSnapshot], [Diff]: the leak oracle: namespaces,
 //     veth and bridge links, per-container firewall rules, IPAM leases,
 //     the CNI result cache, and ocinet's journal, port and hosts records,
-//     before and after;
+//     before and after (the firewall is read only as root);
 //   - [FailpointPlugin]: a CNI plugin that fails, exits, sleeps or hangs
-//     at a chosen command and call count ([Failpoint]), built for the test.
+//     at a chosen command and call count ([Failpoint]), built for the test
+//     (it needs the go command, not root; the real plugins beside it do).
+//
+// examples/runtime-unittest in the repository is a runtime's unit test
+// written with this package.
 //
 // The fake executor reaches the Manager through ocinet.WithExec and
 // ocinet.WithNamespaceCheck, the same seams any caller has: there is no

@@ -1,0 +1,202 @@
+package ocinettest_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/invoke"
+	cnitypes "github.com/containernetworking/cni/pkg/types"
+
+	"github.com/ocinet/ocinet/internal/testenv"
+	"github.com/ocinet/ocinet/netns"
+	"github.com/ocinet/ocinet/ocinettest"
+)
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// run runs a command and fails the test if it fails.
+func run(t *testing.T, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+func writeFile(t *testing.T, path string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The leak oracle reports each kind of leak it claims to: one of each is
+// made on purpose, found, then cleaned, after which none is reported.
+func TestLeakOracleFindsEachKind(t *testing.T) {
+	ocinettest.RequireRoot(t)
+	testenv.RequireTools(t, "ip", "iptables", "iptables-save")
+	tmp := t.TempDir()
+	c := ocinettest.LeakConfig{
+		NetNSDir:    filepath.Join(tmp, "netns"),
+		CNIDataDir:  filepath.Join(tmp, "networks"),
+		CNICacheDir: filepath.Join(tmp, "results"),
+		StateDirs:   []string{filepath.Join(tmp, "state")},
+	}
+	before, err := ocinettest.TakeSnapshot(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := randomHex(4)
+	id := "ocinettest-" + tag
+	state := c.StateDirs[0]
+	var want []string
+	var clean []func()
+	defer func() {
+		for i := len(clean) - 1; i >= 0; i-- {
+			clean[i]()
+		}
+	}()
+
+	// A namespace file (the oracle counts names in the directory; a plain
+	// file stands in for a bind mount).
+	writeFile(t, filepath.Join(c.NetNSDir, "leak-"+tag))
+	clean = append(clean, func() { _ = os.Remove(filepath.Join(c.NetNSDir, "leak-"+tag)) })
+	want = append(want, "netns: leak-"+tag)
+	// A veth pair and a bridge in this namespace.
+	veth, peer, br := "oktv"+tag, "oktp"+tag, "oktb"+tag
+	run(t, "ip", "link", "add", veth, "type", "veth", "peer", "name", peer)
+	clean = append(clean, func() { _ = exec.Command("ip", "link", "del", veth).Run() })
+	run(t, "ip", "link", "add", br, "type", "bridge")
+	clean = append(clean, func() { _ = exec.Command("ip", "link", "del", br).Run() })
+	want = append(want, "veth: "+veth, "veth: "+peer, "bridge: "+br)
+	// A per-container rule, in a chain of the test's own, for each family.
+	for _, fam := range [][2]string{{"iptables", "iptables-save"}, {"ip6tables", "ip6tables-save"}} {
+		if _, err := exec.LookPath(fam[1]); err != nil || exec.Command(fam[1]).Run() != nil {
+			continue
+		}
+		chain := "OCINETTEST-" + strings.ToUpper(tag)
+		run(t, fam[0], "-w", "-t", "filter", "-N", chain)
+		clean = append(clean, func() { _ = exec.Command(fam[0], "-w", "-t", "filter", "-X", chain).Run() })
+		run(t, fam[0], "-w", "-t", "filter", "-A", chain, "-m", "comment", "--comment", `id: "`+id+`"`, "-j", "RETURN")
+		clean = append(clean, func() { _ = exec.Command(fam[0], "-w", "-t", "filter", "-F", chain).Run() })
+		want = append(want, fam[1]+`: filter -A `+chain+` -m comment --comment "id: \"`+id+`\"" -j RETURN`)
+	}
+	// An IPAM lease, a cached result, and ocinet's records.
+	for _, f := range []struct{ path, item string }{
+		{filepath.Join(c.CNIDataDir, "net-"+tag, "10.99.0.7"), "ipam: net-" + tag + "/10.99.0.7"},
+		{filepath.Join(c.CNIDataDir, "net-"+tag, "fd00::7"), "ipam: net-" + tag + "/fd00::7"},
+		{filepath.Join(c.CNICacheDir, "net-"+tag+"-"+id+"-eth0"), "cni-cache: net-" + tag + "-" + id + "-eth0"},
+		{filepath.Join(state, "attachments", id+".json"), "journal: " + filepath.Join(state, "attachments", id+".json")},
+		{filepath.Join(state, "ports", id+".json"), "ports: " + filepath.Join(state, "ports", id+".json")},
+		{filepath.Join(state, "hosts", "default", "records", id+".json"), "hosts: " + filepath.Join(state, "hosts", "default", "records", id+".json")},
+	} {
+		writeFile(t, f.path)
+		want = append(want, f.item)
+	}
+	// Not leaks: a lease directory's own files, a bridge that is ignored.
+	writeFile(t, filepath.Join(c.CNIDataDir, "net-"+tag, "lock"))
+	writeFile(t, filepath.Join(c.CNIDataDir, "net-"+tag, "last_reserved_ip.0"))
+	clean = append(clean, func() { _ = os.RemoveAll(c.CNIDataDir); _ = os.RemoveAll(c.CNICacheDir); _ = os.RemoveAll(state) })
+
+	after, err := ocinettest.TakeSnapshot(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaks := ocinettest.Diff(before, after)
+	for _, w := range want {
+		if !slices.Contains(leaks, w) {
+			t.Errorf("not reported: %s", w)
+		}
+	}
+	for _, l := range leaks {
+		if strings.Contains(l, "lock") || strings.Contains(l, "last_reserved") {
+			t.Errorf("reported, but not a leak: %s", l)
+		}
+	}
+	ignored := c
+	ignored.IgnoreBridges = []string{br}
+	if s, err := ocinettest.TakeSnapshot(ignored); err != nil || s["bridge"][br] {
+		t.Errorf("ignored bridge %s still counted (%v)", br, err)
+	}
+
+	for i := len(clean) - 1; i >= 0; i-- {
+		clean[i]()
+	}
+	clean = nil
+	final, err := ocinettest.TakeSnapshot(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range ocinettest.Diff(before, final) {
+		if strings.Contains(l, tag) || strings.Contains(l, strings.ToUpper(tag)) {
+			t.Errorf("still reported after cleaning: %s", l)
+		}
+	}
+}
+
+func TestNetNS(t *testing.T) {
+	var path string
+	t.Run("inner", func(t *testing.T) {
+		path = ocinettest.NetNS(t)
+		if err := netns.Check(path); err != nil {
+			t.Fatalf("NetNS gave %s: %v", path, err)
+		}
+	})
+	if path == "" {
+		t.Skip("the inner test skipped")
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s is still there after the test: %v", path, err)
+	}
+}
+
+func TestFailpointPlugin(t *testing.T) {
+	dir := ocinettest.FailpointPlugin(t)
+	log := filepath.Join(t.TempDir(), "log")
+	entry, err := (ocinettest.Failpoint{FailAt: "ADD", Mode: "fail", After: 1, Log: log}).MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := []byte(`{"cniVersion":"1.0.0","name":"fp",` + strings.TrimPrefix(string(entry), "{"))
+	exec := &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}}
+	path := filepath.Join(dir, "failpoint")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	add := func(id string) error {
+		args := &invoke.Args{Command: "ADD", ContainerID: id, NetNS: "/nonexistent", IfName: "eth0", Path: dir}
+		_, err := invoke.ExecPluginWithResult(ctx, path, conf, args, exec)
+		return err
+	}
+	if err := add("first"); err != nil {
+		t.Fatalf("first ADD (let pass): %v", err)
+	}
+	err = add("second")
+	var ce *cnitypes.Error
+	if !errors.As(err, &ce) || ce.Code != ocinettest.FaultCode {
+		t.Fatalf("second ADD: err = %v, want a CNI error with code %d", err, ocinettest.FaultCode)
+	}
+	calls, err := ocinettest.ReadFailpointLog(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 2 || calls[0].Acted || !calls[1].Acted || calls[1].ContainerID != "second" {
+		t.Errorf("log = %+v, want first passed, second acted", calls)
+	}
+}
