@@ -175,24 +175,3 @@ func TestMissingPlugin(t *testing.T) {
 		t.Fatalf("Attach: err = %v, want a PluginNotFoundError naming %s", err, empty)
 	}
 }
-
-func TestAttachLabels(t *testing.T) {
-	m, _, ns := setup(t)
-	ctx := context.Background()
-	labels := map[string]string{"ocinet/container": "web", "ocinet/namespace": "default"}
-	if _, err := m.Attach(ctx, ocinet.AttachRequest{ID: "labelled", NetNS: ns, Labels: labels}); err != nil {
-		t.Fatal(err)
-	}
-	a, err := m.Get("labelled")
-	if err != nil || a.Labels["ocinet/container"] != "web" || a.Labels["ocinet/namespace"] != "default" {
-		t.Errorf("Get = %+v, %v", a, err)
-	}
-	if err := m.Detach(ctx, "labelled"); err != nil {
-		t.Fatal(err)
-	}
-	for _, bad := range []map[string]string{{"": "x"}, {"k": "a\nb"}, {"k": strings.Repeat("v", 257)}} {
-		if _, err := m.Attach(ctx, ocinet.AttachRequest{ID: "badlabel", NetNS: ns, Labels: bad}); !errors.Is(err, ocinet.ErrInvalid) {
-			t.Errorf("labels %q: err = %v, want ErrInvalid", bad, err)
-		}
-	}
-}

@@ -296,6 +296,15 @@ func bridgeConfList(s bridgeSpec) ([]byte, error) {
 	return json.MarshalIndent(conf, "", "  ")
 }
 
+// hostPrefixes returns the host's prefixes (see hostPrefixes), or none
+// when the Manager's networks are not real (WithNamespaceCheck).
+func (m *Manager) hostPrefixes(skip string) []hostPrefix {
+	if !m.realNS {
+		return nil
+	}
+	return hostPrefixes(skip)
+}
+
 // createDefault writes the default network's conflist. The caller holds the
 // netconf lock.
 func (m *Manager) createDefault() (*Network, error) {
@@ -307,7 +316,7 @@ func (m *Manager) createDefault() (*Network, error) {
 		if err != nil {
 			return nil, fmt.Errorf("create default network: %w", err)
 		}
-		if subnet, err = freeSubnet(0, nets, hostPrefixes(m.bridge)); err != nil {
+		if subnet, err = freeSubnet(0, nets, m.hostPrefixes(m.bridge)); err != nil {
 			return nil, fmt.Errorf("create default network: %w", err)
 		}
 	}
@@ -372,7 +381,7 @@ func (m *Manager) CreateNetwork(ctx context.Context, cfg NetworkConfig) (*Networ
 			return fail(fmt.Errorf("a network of that name exists (%s): %w", n.File, ErrConflict))
 		}
 	}
-	host := hostPrefixes(spec.bridge)
+	host := m.hostPrefixes(spec.bridge)
 	if !spec.v4.subnet.IsValid() {
 		subnet, err := freeSubnet(1, nets, host)
 		if err != nil {

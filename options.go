@@ -75,8 +75,9 @@ func WithExec(e invoke.Exec) Option { return func(o *options) { o.exec = e } }
 // [WithExec], such as package ocinettest's). Namespace paths are then names
 // that check accepts or refuses, nothing more: DEL gets the recorded path
 // while check accepts it and no path once it refuses it, no placeholder
-// namespace is made, and RemoveNetwork leaves host bridges and IPAM
-// directories alone. Production code leaves it unset.
+// namespace is made, CreateNetwork chooses and checks subnets without
+// looking at the host's addresses and routes, and RemoveNetwork leaves host
+// bridges and IPAM directories alone. Production code leaves it unset.
 func WithNamespaceCheck(check func(path string) error) Option {
 	return func(o *options) { o.nsCheck = check }
 }
