@@ -60,7 +60,7 @@ func FailpointPlugin(t testing.TB) string {
 	t.Helper()
 	requireTools(t, "go")
 	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "failpoint"), failpointPkg)
+	cmd := exec.Command("go", "build", "-buildvcs=false", "-o", filepath.Join(dir, "failpoint"), failpointPkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ocinettest: go build %s: %v\n%s", failpointPkg, err, out)
