@@ -3,8 +3,10 @@ package ocinettest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -364,4 +366,69 @@ func TestHookOverFake(t *testing.T) {
 		t.Errorf("released = %v, want [%s]", rep.Released, a.ID)
 	}
 	e.CheckClean(t)
+}
+
+// GC sends the CNI GC verb to networks of CNI 1.1.0, naming the
+// attachments that remain; the fake releases the others' addresses.
+func TestGCVerbOverFake(t *testing.T) {
+	e := ocinettest.NewEnv(t)
+	ctx := context.Background()
+	conf := `{"cniVersion":"1.1.0","name":"gcnet","plugins":[{"type":"bridge","bridge":"gc0",` +
+		`"ipam":{"type":"host-local","ranges":[[{"subnet":"10.77.0.0/24"}]]}}]}`
+	if err := os.WriteFile(filepath.Join(e.ConfDir, "gcnet.conflist"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"live", "dead"} {
+		attach(t, e.Manager, ocinet.AttachRequest{ID: id, NetNS: e.NetNS(id), Networks: []string{"gcnet"}})
+	}
+	rep, err := e.Manager.GC(ctx, func(id string) bool { return id == "live" }, ocinet.GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rep.Released, []string{"dead"}) || !slices.Equal(rep.Networks, []string{"gcnet"}) {
+		t.Errorf("report = %+v, want dead released and gcnet collected", rep)
+	}
+	gc := e.CNI.CallsOf("GC")
+	if len(gc) != 1 || !slices.Equal(gc[0].Valid, []cnitypes.GCAttachment{{ContainerID: "live", IfName: "eth0"}}) {
+		t.Errorf("GC calls = %+v, want one naming live/eth0 as valid", gc)
+	}
+	if l := e.CNI.Leases(); len(l) != 1 || l[0].ContainerID != "live" {
+		t.Errorf("leases = %+v, want live's only", l)
+	}
+	detachClean(t, e, "live")
+}
+
+// Attachments at once get distinct addresses and all detach cleanly.
+func TestConcurrentOverFake(t *testing.T) {
+	e := ocinettest.NewEnv(t)
+	const n = 16
+	addrs := make([]netip.Addr, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("c%d", i)
+			a, err := e.Manager.Attach(context.Background(), ocinet.AttachRequest{ID: id, NetNS: e.NetNS(id)})
+			if err == nil {
+				addrs[i] = a.Interfaces[0].IPs[0].Addr()
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	seen := map[netip.Addr]bool{}
+	var ids []string
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("attach c%d: %v", i, err)
+		}
+		if seen[addrs[i]] {
+			t.Errorf("%s given twice", addrs[i])
+		}
+		seen[addrs[i]] = true
+		ids = append(ids, fmt.Sprintf("c%d", i))
+	}
+	detachClean(t, e, ids...)
 }
