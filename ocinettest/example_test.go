@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
+
+	types100 "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/hook"
@@ -222,6 +225,44 @@ func ExampleFailpointPlugin() {
 			t.Fatal(err)
 		}
 		_ = m // attach with Networks: []string{"flaky"}, detach twice; ReadFailpointLog(log) says which calls acted
+	}
+	_ = test
+}
+
+// A plugin of the embedder's own, answered by a handler: here an IPAM-less
+// plugin that gives every container the same fixed address.
+func ExampleFakeCNI_Handle() {
+	t := newExampleT()
+	defer t.finish()
+
+	e := ocinettest.NewEnv(t)
+	conf := `{"cniVersion":"1.0.0","name":"fixed","plugins":[{"type":"my-plugin"}]}`
+	if err := os.WriteFile(filepath.Join(e.ConfDir, "fixed.conflist"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.CNI.Handle("my-plugin", "ADD", func(c ocinettest.Call, prev *ocinettest.Result) (*ocinettest.Result, error) {
+		_, ipn, _ := net.ParseCIDR("192.0.2.10/24")
+		ipn.IP = net.ParseIP("192.0.2.10")
+		return &ocinettest.Result{
+			Interfaces: []*types100.Interface{{Name: c.IfName, Sandbox: c.NetNS}},
+			IPs:        []*types100.IPConfig{{Interface: types100.Int(0), Address: *ipn}},
+		}, nil
+	})
+	a, err := e.Manager.Attach(context.Background(), ocinet.AttachRequest{ID: "web", NetNS: e.NetNS("web"), Networks: []string{"fixed"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println(a.Interfaces[0].Network, a.Interfaces[0].IPs)
+	// Output:
+	// fixed [192.0.2.10/24]
+}
+
+// A test of the embedder's own that needs root skips without it, and
+// fails instead under CI=true.
+func ExampleRequireRoot() {
+	test := func(t *testing.T) {
+		ocinettest.RequireRoot(t)
+		// ... work with real namespaces and plugins ...
 	}
 	_ = test
 }

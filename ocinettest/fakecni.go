@@ -140,7 +140,8 @@ func (f *FakeCNI) Install(plugins ...string) {
 	}
 }
 
-// Calls returns every call so far, in the order they were made.
+// Calls returns every call so far, in the order they were made, those a
+// fault acted on included.
 func (f *FakeCNI) Calls() []Call {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -443,9 +444,7 @@ func (f *FakeCNI) add(c Call, conf *pluginConf, key leaseKey) (*current.Result, 
 		}
 		res.IPs = append(res.IPs, ipc)
 	}
-	for _, r := range conf.IPAM.Routes {
-		res.Routes = append(res.Routes, r)
-	}
+	res.Routes = append(res.Routes, conf.IPAM.Routes...)
 	if len(leased) > 0 {
 		f.leases[key] = leased
 	}
@@ -556,10 +555,10 @@ func macFor(c Call) string {
 }
 
 func mustCIDR(s string) net.IPNet {
-	_, n, err := net.ParseCIDR(s)
+	ip, n, err := net.ParseCIDR(s)
 	if err != nil {
 		panic(err)
 	}
-	ip, _, _ := net.ParseCIDR(s)
-	return net.IPNet{IP: ip, Mask: n.Mask}
+	n.IP = ip
+	return *n
 }

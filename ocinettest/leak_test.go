@@ -48,10 +48,17 @@ func writeFile(t *testing.T, path string) {
 }
 
 // The leak oracle reports each kind of leak it claims to: one of each is
-// made on purpose, found, then cleaned, after which none is reported.
+// made on purpose, found, then cleaned, after which none is reported. The
+// links and firewall rules are made in a namespace of the test's own, so
+// that other tests' leak checks on this host never see them.
 func TestLeakOracleFindsEachKind(t *testing.T) {
 	ocinettest.RequireRoot(t)
 	testenv.RequireTools(t, "ip", "iptables", "iptables-save")
+	h, err := netns.Open(ocinettest.NetNS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
 	tmp := t.TempDir()
 	c := ocinettest.LeakConfig{
 		NetNSDir:    filepath.Join(tmp, "netns"),
@@ -59,6 +66,18 @@ func TestLeakOracleFindsEachKind(t *testing.T) {
 		CNICacheDir: filepath.Join(tmp, "results"),
 		StateDirs:   []string{filepath.Join(tmp, "state")},
 	}
+	// Do runs the function on a thread inside the namespace; the commands
+	// it starts are forked from that thread, so they run there too.
+	err = h.Do(func() error {
+		checkOracle(t, c)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func checkOracle(t *testing.T, c ocinettest.LeakConfig) {
 	before, err := ocinettest.TakeSnapshot(c)
 	if err != nil {
 		t.Fatal(err)
@@ -68,37 +87,39 @@ func TestLeakOracleFindsEachKind(t *testing.T) {
 	state := c.StateDirs[0]
 	var want []string
 	var clean []func()
-	defer func() {
-		for i := len(clean) - 1; i >= 0; i-- {
-			clean[i]()
-		}
-	}()
 
 	// A namespace file (the oracle counts names in the directory; a plain
 	// file stands in for a bind mount).
 	writeFile(t, filepath.Join(c.NetNSDir, "leak-"+tag))
 	clean = append(clean, func() { _ = os.Remove(filepath.Join(c.NetNSDir, "leak-"+tag)) })
 	want = append(want, "netns: leak-"+tag)
-	// A veth pair and a bridge in this namespace.
+	// A veth pair and a bridge.
 	veth, peer, br := "oktv"+tag, "oktp"+tag, "oktb"+tag
 	run(t, "ip", "link", "add", veth, "type", "veth", "peer", "name", peer)
-	clean = append(clean, func() { _ = exec.Command("ip", "link", "del", veth).Run() })
+	clean = append(clean, func() { run(t, "ip", "link", "del", veth) })
 	run(t, "ip", "link", "add", br, "type", "bridge")
-	clean = append(clean, func() { _ = exec.Command("ip", "link", "del", br).Run() })
+	clean = append(clean, func() { run(t, "ip", "link", "del", br) })
 	want = append(want, "veth: "+veth, "veth: "+peer, "bridge: "+br)
-	// A per-container rule, in a chain of the test's own, for each family.
+	// For each family: a rule naming a container, in a chain of the test's
+	// own, and a per-container chain as the plugins name them.
 	for _, fam := range [][2]string{{"iptables", "iptables-save"}, {"ip6tables", "ip6tables-save"}} {
 		if _, err := exec.LookPath(fam[1]); err != nil || exec.Command(fam[1]).Run() != nil {
 			continue
 		}
-		chain := "OCINETTEST-" + strings.ToUpper(tag)
+		chain, cni := "OCINETTEST-"+strings.ToUpper(tag), "CNI-"+tag+randomHex(8)
 		run(t, fam[0], "-w", "-t", "filter", "-N", chain)
-		clean = append(clean, func() { _ = exec.Command(fam[0], "-w", "-t", "filter", "-X", chain).Run() })
 		run(t, fam[0], "-w", "-t", "filter", "-A", chain, "-m", "comment", "--comment", `id: "`+id+`"`, "-j", "RETURN")
-		clean = append(clean, func() { _ = exec.Command(fam[0], "-w", "-t", "filter", "-F", chain).Run() })
-		want = append(want, fam[1]+`: filter -A `+chain+` -m comment --comment "id: \"`+id+`\"" -j RETURN`)
+		run(t, fam[0], "-w", "-t", "nat", "-N", cni)
+		clean = append(clean, func() {
+			run(t, fam[0], "-w", "-t", "filter", "-F", chain)
+			run(t, fam[0], "-w", "-t", "filter", "-X", chain)
+			run(t, fam[0], "-w", "-t", "nat", "-X", cni)
+		})
+		want = append(want,
+			fam[1]+`: filter -A `+chain+` -m comment --comment "id: \"`+id+`\"" -j RETURN`,
+			fam[1]+`: nat :`+cni+` -`)
 	}
-	// An IPAM lease, a cached result, and ocinet's records.
+	// An IPAM lease per family, a cached result, and ocinet's records.
 	for _, f := range []struct{ path, item string }{
 		{filepath.Join(c.CNIDataDir, "net-"+tag, "10.99.0.7"), "ipam: net-" + tag + "/10.99.0.7"},
 		{filepath.Join(c.CNIDataDir, "net-"+tag, "fd00::7"), "ipam: net-" + tag + "/fd00::7"},
@@ -108,12 +129,12 @@ func TestLeakOracleFindsEachKind(t *testing.T) {
 		{filepath.Join(state, "hosts", "default", "records", id+".json"), "hosts: " + filepath.Join(state, "hosts", "default", "records", id+".json")},
 	} {
 		writeFile(t, f.path)
+		clean = append(clean, func() { _ = os.Remove(f.path) })
 		want = append(want, f.item)
 	}
-	// Not leaks: a lease directory's own files, a bridge that is ignored.
+	// Not leaks: a lease directory's own files.
 	writeFile(t, filepath.Join(c.CNIDataDir, "net-"+tag, "lock"))
 	writeFile(t, filepath.Join(c.CNIDataDir, "net-"+tag, "last_reserved_ip.0"))
-	clean = append(clean, func() { _ = os.RemoveAll(c.CNIDataDir); _ = os.RemoveAll(c.CNICacheDir); _ = os.RemoveAll(state) })
 
 	after, err := ocinettest.TakeSnapshot(c)
 	if err != nil {
@@ -126,8 +147,8 @@ func TestLeakOracleFindsEachKind(t *testing.T) {
 		}
 	}
 	for _, l := range leaks {
-		if strings.Contains(l, "lock") || strings.Contains(l, "last_reserved") {
-			t.Errorf("reported, but not a leak: %s", l)
+		if !slices.Contains(want, l) {
+			t.Errorf("reported, but not made by the test: %s", l)
 		}
 	}
 	ignored := c
@@ -139,15 +160,12 @@ func TestLeakOracleFindsEachKind(t *testing.T) {
 	for i := len(clean) - 1; i >= 0; i-- {
 		clean[i]()
 	}
-	clean = nil
 	final, err := ocinettest.TakeSnapshot(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range ocinettest.Diff(before, final) {
-		if strings.Contains(l, tag) || strings.Contains(l, strings.ToUpper(tag)) {
-			t.Errorf("still reported after cleaning: %s", l)
-		}
+	if left := ocinettest.Diff(before, final); len(left) > 0 {
+		t.Errorf("still reported after cleaning:\n  %s", strings.Join(left, "\n  "))
 	}
 }
 
