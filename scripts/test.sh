@@ -8,7 +8,21 @@ FUZZTIME=${FUZZTIME:-10s}
 
 # -p 1: the integration packages share the host's firewall and bridges, and
 # their leak checks must not see each other's work.
-go test -p 1 -count=1 ./...
+log=$(mktemp /tmp/ocinet-test-XXXXXX.log)
+trap 'rm -f "$log"' EXIT
+set +e
+go test -p 1 -count=1 -v ./... 2>&1 | tee "$log" | grep -E '^(ok|FAIL|panic:)|^\s*--- FAIL|^\s+[A-Za-z0-9_]+\.go:[0-9]+: '
+codes=("${PIPESTATUS[@]}")
+set -e
+passed=$(grep -cE '^\s*--- PASS' "$log" || true)
+failed=$(grep -cE '^\s*--- FAIL' "$log" || true)
+skipped=$(grep -cE '^\s*--- SKIP' "$log" || true)
+if [ "${codes[0]}" != 0 ]; then
+	echo "---- the last 200 lines of the verbose log:"
+	tail -n 200 "$log"
+	echo "tests: $passed passed, $failed failed, $skipped skipped"
+	exit 1
+fi
 
 for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
@@ -21,3 +35,4 @@ for pkg in $(go list ./...); do
 	done
 done
 echo "fuzz targets: ok"
+echo "tests: $passed passed, $failed failed, $skipped skipped"
