@@ -210,7 +210,7 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, e
 			return fail(err)
 		}
 		if i == portsNet {
-			if nr.CapArgs, err = mergeCapArgs(nr.CapArgs, "portMappings", ports); err != nil {
+			if nr.CapArgs, err = mergeCapArgs(nr.CapArgs, "portMappings", pluginPorts(ports)); err != nil {
 				_ = m.ports.Release(req.ID)
 				return fail(err)
 			}
@@ -235,6 +235,14 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, e
 		}
 	}
 	crashPoint("attach:added")
+	if portsNet >= 0 {
+		if err := m.startProxies(rec, portsNet); err != nil {
+			if derr := m.detachRecord(ctx, rec, nil); derr != nil {
+				err = errors.Join(err, fmt.Errorf("rollback (the journal keeps the attachment for GC): %w", derr))
+			}
+			return fail(err)
+		}
+	}
 	rec.Phase = phaseAttached
 	if err := m.writeRecord(rec); err != nil {
 		if derr := m.detachRecord(ctx, rec, nil); derr != nil {
@@ -265,10 +273,9 @@ func checkRequest(req AttachRequest, checkNS func(string) error) ([]string, []Ne
 		if err := p.Validate(); err != nil {
 			return nil, nil, err
 		}
-		// Forwarding from loopback needs route_localnet, which IPv6 does
-		// not have: the plugin would install rules that never match.
-		if p.HostIP.Is6() && p.HostIP.Unmap().IsLoopback() {
-			return nil, nil, fmt.Errorf("publish %s: ports cannot be published on IPv6 loopback (the kernel does not forward from ::1); publish on 127.0.0.1, [::] or a global address: %w", p, ErrInvalid)
+		// On IPv6 loopback a proxy relays (see proxy.go): tcp only.
+		if p.HostIP.Is6() && p.HostIP.IsLoopback() && p.Protocol != "" && p.Protocol != "tcp" {
+			return nil, nil, fmt.Errorf("publish %s: on IPv6 loopback only tcp can be published: %w", p, ErrInvalid)
 		}
 	}
 	names := req.Networks
@@ -591,6 +598,9 @@ func (m *Manager) detachRecord(ctx context.Context, rec *record, release func() 
 		return err
 	}
 	crashPoint("detach:detaching")
+	if err := stopProxies(rec); err != nil {
+		return err
+	}
 	// Where the container's namespace is gone (or the path now names another
 	// namespace), or an interface is missing from it, DEL runs in a
 	// placeholder, so that plugins still release addresses and rules.

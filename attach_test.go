@@ -3,10 +3,12 @@ package ocinet_test
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/internal/leakcheck"
@@ -173,5 +175,37 @@ func TestMissingPlugin(t *testing.T) {
 	var pe *ocinet.PluginNotFoundError
 	if !errors.Is(err, ocinet.ErrPluginNotFound) || !errors.As(err, &pe) || !strings.Contains(err.Error(), empty) {
 		t.Fatalf("Attach: err = %v, want a PluginNotFoundError naming %s", err, empty)
+	}
+}
+
+// TestLoopback6Proxy: a port published on [::1] is served by a proxy
+// process (the kernel does not forward from IPv6 loopback); Detach ends it.
+func TestLoopback6Proxy(t *testing.T) {
+	m, _, ns := setup(t)
+	if c, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		testenv.Skip(t, "no IPv6 on loopback: "+err.Error())
+	} else {
+		c.Close()
+	}
+	ctx := context.Background()
+	p, err := portmap.Parse("[::1]:28096:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Attach(ctx, ocinet.AttachRequest{ID: "proxy6", NetNS: ns, Ports: []portmap.Mapping{p}}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialTimeout("tcp", "[::1]:28096", 2*time.Second)
+	if err != nil {
+		t.Errorf("nothing listens on [::1]:28096: %v", err)
+	} else {
+		c.Close()
+	}
+	if err := m.Detach(ctx, "proxy6"); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.DialTimeout("tcp", "[::1]:28096", time.Second); err == nil {
+		c.Close()
+		t.Error("the proxy still listens after Detach")
 	}
 }

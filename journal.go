@@ -41,6 +41,8 @@ type record struct {
 	Created  time.Time       `json:"created"`
 	Networks []networkRecord `json:"networks"`
 	Ports    []portmap.Port  `json:"ports,omitempty"`
+	// Proxies relay the ports published on IPv6 loopback (proxy.go).
+	Proxies []proxyRecord `json:"proxies,omitempty"`
 }
 
 // networkRecord is one network of an attachment, in the order of ADD.

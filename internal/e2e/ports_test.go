@@ -108,24 +108,24 @@ func TestPublishConflict(t *testing.T) {
 }
 
 // TestPublishIPv6: on a dual-stack network a port published on every
-// address answers on the host's IPv6 address of the bridge; [::1] is
-// refused with a clear error, because the kernel does not forward from IPv6
-// loopback (there is no route_localnet for IPv6).
+// address answers on the bridge's IPv6 address, and one published on [::1]
+// answers through the loopback proxy (the kernel does not forward from IPv6
+// loopback), which ends with the container.
 func TestPublishIPv6(t *testing.T) {
 	e := newEnv(t, "")
 	if b, err := os.ReadFile("/proc/net/if_inet6"); err != nil || !strings.Contains(string(b), " lo\n") {
 		testenv.Skip(t, "the host has no IPv6 on loopback")
 	}
 	e.network("dual", "--ipv6", "--subnet", "10.213.75.0/24", "--subnet", "fd00:ab75::/64")
-	_, errOut, err := e.ocictl(append([]string{"run", "-d", "--network", "dual", "--name", "loop6", "-p", "[::1]:18140:80"}, e.httpd()...)...)
+	_, errOut, err := e.ocictl(append([]string{"run", "-d", "--network", "dual", "--name", "udp6", "-p", "[::1]:18142:80/udp"}, e.httpd()...)...)
 	if err == nil {
-		e.ocictl("rm", "-f", "loop6")
-		t.Fatal("publishing on [::1] was accepted")
+		e.ocictl("rm", "-f", "udp6")
+		t.Fatal("publishing udp on [::1] was accepted")
 	}
-	if !strings.Contains(errOut, "IPv6 loopback") {
+	if !strings.Contains(errOut, "only tcp") {
 		t.Errorf("the refusal does not say why:\n%s", errOut)
 	}
-	e.run("web6", append([]string{"--network", "dual", "-p", "[::]:18141:80"}, e.httpd()...)...)
+	e.run("web6", append([]string{"--network", "dual", "-p", "[::]:18141:80", "-p", "[::1]:18140:80"}, e.httpd()...)...)
 	a := e.attachment("web6")
 	var gw6 string
 	for _, g := range a.Interfaces[0].Gateways {
@@ -138,5 +138,16 @@ func TestPublishIPv6(t *testing.T) {
 	}
 	if got := get(t, "http://["+gw6+"]:18141/"); got != page {
 		t.Errorf("published on [::], fetched on the bridge's IPv6 address %s: got %q", gw6, got)
+	}
+	if got := get(t, "http://[::1]:18140/"); got != page {
+		t.Errorf("published on [::1]: got %q", got)
+	}
+	if port := e.mustOcictl("port", "web6"); !strings.Contains(port, "80/tcp -> [::1]:18140") {
+		t.Errorf("port web6:\n%s", port)
+	}
+	e.mustOcictl("rm", "-f", "web6")
+	if c, err := net.DialTimeout("tcp", "[::1]:18140", time.Second); err == nil {
+		c.Close()
+		t.Error("something still listens on [::1]:18140 after rm")
 	}
 }
