@@ -550,9 +550,12 @@ func resultJSON(conf, out []byte) json.RawMessage {
 
 // warmMarker is a file under the runtime dir (gone after a reboot, like the
 // bridges and chains it stands for) that says a network has had an ADD
-// since boot.
+// since boot. It is named by the conflist alone, not the state root: the
+// bridge and chains are the host's, whichever Manager made them, and one
+// marker per network config keeps the directory from growing with every
+// throwaway state root.
 func (m *Manager) warmMarker(conf []byte) string {
-	h := sha256.Sum256(append([]byte(m.root+"\x00"), conf...))
+	h := sha256.Sum256(conf)
 	return filepath.Join(m.runtimeDir, "warm", hex.EncodeToString(h[:12]))
 }
 

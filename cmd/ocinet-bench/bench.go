@@ -219,15 +219,15 @@ func ruleWords(line string) []string {
 const managerLoopbackConf = `{"cniVersion":"1.0.0","name":"ocinet-loopback","plugins":[{"type":"loopback"}]}`
 
 // warmMarker is where the Manager notes that a network has had an ADD since
-// boot (see ocinet's attach.go): a hash of the state root and the compact
-// conflist under /run/ocinet/warm.
-func warmMarker(stateDir string, conflist []byte) string {
+// boot (see ocinet's attach.go): a hash of the compact conflist under
+// /run/ocinet/warm.
+func warmMarker(conflist []byte) string {
 	var c bytes.Buffer
 	if json.Compact(&c, conflist) != nil {
 		c.Reset()
 		c.Write(conflist)
 	}
-	h := sha256.Sum256(append([]byte(stateDir+"\x00"), c.Bytes()...))
+	h := sha256.Sum256(c.Bytes())
 	return filepath.Join("/run/ocinet/warm", hex.EncodeToString(h[:12]))
 }
 

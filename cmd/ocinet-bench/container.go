@@ -80,7 +80,7 @@ func (b *bench) containerSection() error {
 	b.clean.add("hook's network notes", func() error {
 		_, network, _ := b.manager()
 		for _, conf := range [][]byte{network.Bytes, []byte(managerLoopbackConf)} {
-			if err := os.Remove(warmMarker(b.stateDir, conf)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if err := os.Remove(warmMarker(conf)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err
 			}
 		}
