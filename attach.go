@@ -267,7 +267,7 @@ func checkRequest(req AttachRequest, checkNS func(string) error) ([]string, []Ne
 		}
 	}
 	if err := checkNS(req.NetNS); err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: %w", err, ErrInvalid)
 	}
 	for _, p := range req.Ports {
 		if err := p.Validate(); err != nil {

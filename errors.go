@@ -4,13 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/ocinet/ocinet/internal/errdefs"
 )
 
 var (
 	// ErrInvalid reports bad input: nothing on the host was changed.
-	ErrInvalid = errors.New("invalid argument")
+	ErrInvalid = errdefs.ErrInvalid
 	// ErrNotFound reports a network or attachment that does not exist.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = errdefs.ErrNotFound
 	// ErrPluginNotFound reports a CNI plugin binary missing from the plugin
 	// directories.
 	ErrPluginNotFound = errors.New("plugin not found")
@@ -19,7 +21,10 @@ var (
 	// ErrConflict reports a request that collides with existing state: a
 	// network name or subnet already taken, a static address another
 	// container holds, a network removed while containers use it.
-	ErrConflict = errors.New("conflict")
+	ErrConflict = errdefs.ErrConflict
+	// ErrNotSupported reports something this system or build cannot do:
+	// a datapath or plugin field that cannot run in process, for example.
+	ErrNotSupported = errdefs.ErrNotSupported
 	// ErrIncomplete reports an attachment that a crash or a failed teardown
 	// left half done; GC finishes it.
 	ErrIncomplete = errors.New("attachment incomplete")

@@ -566,7 +566,7 @@ func (m *Manager) RemoveNetwork(ctx context.Context, name string) error {
 	}
 	switch {
 	case n == nil:
-		return fail(fmt.Errorf("%w in %s", ErrNotFound, m.confDir))
+		return fail(fmt.Errorf("in %s: %w", m.confDir, ErrNotFound))
 	case n.Default():
 		return fail(fmt.Errorf("the default network cannot be removed: %w", ErrInvalid))
 	case n.ID == "":

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/hosts"
+	"github.com/ocinet/ocinet/internal/ident"
 	"github.com/ocinet/ocinet/netns"
 )
 
@@ -59,8 +60,8 @@ func (c Config) withDefaults() Config {
 }
 
 func (c Config) validate() error {
-	if err := validContainerID(c.Namespace); err != nil {
-		return fmt.Errorf("namespace: %w", err)
+	if err := ident.Namespace(c.Namespace); err != nil {
+		return err
 	}
 	for _, d := range append([]string{c.StateDir, c.NetNSDir, c.CNIConfDir}, c.PluginDirs...) {
 		if !filepath.IsAbs(d) {
@@ -115,25 +116,4 @@ func ValidateContainerID(id string) error {
 	return validContainerID(id)
 }
 
-func validContainerID(id string) error {
-	if id == "" || len(id) > 76 {
-		return fmt.Errorf("id %q: must be 1 to 76 characters: %w", id, ErrInvalid)
-	}
-	prevSep := true
-	for _, c := range []byte(id) {
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		sep := c == '.' || c == '_' || c == '-'
-		switch {
-		case alnum:
-			prevSep = false
-		case sep && !prevSep:
-			prevSep = true
-		default:
-			return fmt.Errorf("id %q: character %q not allowed here: %w", id, c, ErrInvalid)
-		}
-	}
-	if prevSep {
-		return fmt.Errorf("id %q: must end with a letter or digit: %w", id, ErrInvalid)
-	}
-	return nil
-}
+func validContainerID(id string) error { return ident.ContainerID(id) }

@@ -1,7 +1,7 @@
 package hook
 
-import "errors"
+import "github.com/ocinet/ocinet/internal/errdefs"
 
 // ErrInvalid reports an OCI state, request annotation or configuration that
 // was refused. Nothing on the host was changed.
-var ErrInvalid = errors.New("invalid hook input")
+var ErrInvalid = errdefs.ErrInvalid

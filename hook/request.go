@@ -10,6 +10,7 @@ import (
 
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/hosts"
+	"github.com/ocinet/ocinet/internal/ident"
 	"github.com/ocinet/ocinet/portmap"
 )
 
@@ -98,26 +99,26 @@ func (r *request) validate() error {
 		return fmt.Errorf("too many entries: %w", ErrInvalid)
 	}
 	for _, n := range r.Networks {
-		if err := validContainerID(n); err != nil {
-			return fmt.Errorf("network name: %w", err)
+		if err := ident.NetworkName(n); err != nil {
+			return err
 		}
 	}
 	for _, p := range r.Ports {
 		if err := p.Validate(); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
+			return err
 		}
 	}
 	for _, n := range []string{r.Name, r.Hostname} {
 		if n != "" {
 			if err := hosts.ValidateName(n); err != nil {
-				return fmt.Errorf("%w: %w", ErrInvalid, err)
+				return err
 			}
 		}
 	}
 	for _, e := range r.ExtraHosts {
 		h, err := hosts.ParseExtraHost(e)
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
+			return err
 		}
 		r.extraHosts = append(r.extraHosts, h)
 	}
@@ -134,7 +135,7 @@ func (r *request) validate() error {
 		return fmt.Errorf("too many static entries: %w", ErrInvalid)
 	}
 	for _, st := range r.Static {
-		if err := validContainerID(st.Network); err != nil {
+		if err := ident.NetworkName(st.Network); err != nil {
 			return fmt.Errorf("static network name: %w", err)
 		}
 		o := ocinet.NetworkOptions{Network: st.Network}

@@ -24,7 +24,7 @@ func ExampleParseExtraHost() {
 	// db:10.0.0.5 -> name db, ip 10.0.0.5, gateway false
 	// v6:[2001:db8::1] -> name v6, ip 2001:db8::1, gateway false
 	// host.docker.internal:host-gateway -> name host.docker.internal, ip invalid IP, gateway true
-	// error: extra host "bad name:10.0.0.5": invalid name "bad name": it contains ' '; only letters, digits, '-' and '.' are allowed
+	// error: extra host "bad name:10.0.0.5": name "bad name": character ' ' not allowed (letters, digits, '-' and '.'): invalid argument
 }
 
 func ExampleValidateName() {
@@ -34,8 +34,8 @@ func ExampleValidateName() {
 	// Output:
 	// "web": <nil>
 	// "web.example.com": <nil>
-	// "web\n10.6.6.6 evil": invalid name "web\n10.6.6.6 evil": it contains '\n'; only letters, digits, '-' and '.' are allowed
-	// "-web": invalid name "-web": label "-web" starts or ends with '-'
+	// "web\n10.6.6.6 evil": name "web\n10.6.6.6 evil": character '\n' not allowed (letters, digits, '-' and '.'): invalid argument
+	// "-web": name "-web": label "-web" starts or ends with '-': invalid argument
 }
 
 // Two containers on the network "front" see each other by name; a third, on

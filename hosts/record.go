@@ -52,16 +52,16 @@ func (r *Record) validate() error {
 			return err
 		}
 		if seen[n.Name] {
-			return fmt.Errorf("%w networks: network %q is listed twice", ErrInvalid, n.Name)
+			return fmt.Errorf("networks: network %q is listed twice: %w", n.Name, ErrInvalid)
 		}
 		seen[n.Name] = true
 		for _, ip := range n.IPs {
 			if !ip.IsValid() || ip.IsUnspecified() || ip.Zone() != "" {
-				return fmt.Errorf("%w address %q on network %q: want a specified address without a zone", ErrInvalid, ip.String(), n.Name)
+				return fmt.Errorf("address %q on network %q: want a specified address without a zone: %w", ip.String(), n.Name, ErrInvalid)
 			}
 		}
 		if n.Gateway.IsValid() && (n.Gateway.IsUnspecified() || n.Gateway.Zone() != "") {
-			return fmt.Errorf("%w gateway %q of network %q: want a specified address without a zone", ErrInvalid, n.Gateway.String(), n.Name)
+			return fmt.Errorf("gateway %q of network %q: want a specified address without a zone: %w", n.Gateway.String(), n.Name, ErrInvalid)
 		}
 	}
 	for _, e := range r.ExtraHosts {
@@ -70,11 +70,11 @@ func (r *Record) validate() error {
 		}
 		switch {
 		case e.Gateway && e.IP.IsValid():
-			return fmt.Errorf("%w extra host %q: both an address (%s) and %s", ErrInvalid, e.Name, e.IP, HostGateway)
+			return fmt.Errorf("extra host %q: both an address (%s) and %s: %w", e.Name, e.IP, HostGateway, ErrInvalid)
 		case !e.Gateway && !e.IP.IsValid():
-			return fmt.Errorf("%w extra host %q: no address", ErrInvalid, e.Name)
+			return fmt.Errorf("extra host %q: no address: %w", e.Name, ErrInvalid)
 		case e.IP.Zone() != "":
-			return fmt.Errorf("%w extra host %q: address %q has a zone", ErrInvalid, e.Name, e.IP.String())
+			return fmt.Errorf("extra host %q: address %q has a zone: %w", e.Name, e.IP.String(), ErrInvalid)
 		}
 	}
 	return nil

@@ -1,6 +1,8 @@
 package hosts
 
 import (
+	"github.com/ocinet/ocinet/internal/ident"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -122,7 +124,7 @@ func allLoopback(ips []netip.Addr) bool {
 func validateDNS(d *DNS) error {
 	for _, ip := range d.Servers {
 		if !ip.IsValid() || ip.IsUnspecified() {
-			return fmt.Errorf("%w DNS server %q: want a specified address", ErrInvalid, ip.String())
+			return fmt.Errorf("DNS server %q: want a specified address: %w", ip.String(), ErrInvalid)
 		}
 	}
 	for _, s := range d.Search {
@@ -130,12 +132,12 @@ func validateDNS(d *DNS) error {
 			continue
 		}
 		if err := validateWord(s); err != nil {
-			return fmt.Errorf("%w DNS search domain %q: %v", ErrInvalid, s, err)
+			return fmt.Errorf("DNS search domain %q: %v: %w", s, err, ErrInvalid)
 		}
 	}
 	for _, o := range d.Options {
 		if err := validateWord(o); err != nil {
-			return fmt.Errorf("%w DNS option %q: %v", ErrInvalid, o, err)
+			return fmt.Errorf("DNS option %q: %v: %w", o, err, ErrInvalid)
 		}
 	}
 	return nil
@@ -146,8 +148,8 @@ func validateWord(s string) error {
 	if s == "" {
 		return errors.New("it is empty")
 	}
-	if len(s) > maxNameLen+1 {
-		return fmt.Errorf("it is %d bytes long, the limit is %d", len(s), maxNameLen+1)
+	if len(s) > ident.MaxHostname+1 {
+		return fmt.Errorf("it is %d bytes long, the limit is %d", len(s), ident.MaxHostname+1)
 	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c <= ' ' || c == 0x7f || c == '#' || c == ';' {

@@ -1,12 +1,16 @@
 package netns
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/ocinet/ocinet/internal/errdefs"
+)
 
 var (
 	// ErrInvalid reports a bad name, PID, path or argument.
-	ErrInvalid = errors.New("invalid argument")
+	ErrInvalid = errdefs.ErrInvalid
 	// ErrNotFound reports a namespace path or a process that does not exist.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = errdefs.ErrNotFound
 	// ErrNotNetNS reports a path that exists but is not a network namespace.
 	ErrNotNetNS = errors.New("not a network namespace")
 	// ErrHostNamespace reports the host's own network namespace where a
@@ -20,5 +24,5 @@ var (
 	// ErrClosed reports a [NetNS] handle used after Close.
 	ErrClosed = errors.New("namespace handle is closed")
 	// ErrNotSupported is returned on systems without network namespaces.
-	ErrNotSupported = errors.New("network namespaces are not supported on this system")
+	ErrNotSupported = errdefs.ErrNotSupported
 )

@@ -3,18 +3,20 @@ package portmap
 import (
 	"errors"
 	"fmt"
+
+	"github.com/ocinet/ocinet/internal/errdefs"
 )
 
 var (
 	// ErrInvalid means a -p specification, a Mapping built in code, or another
 	// argument (an owner key, an allocator directory) is malformed. The error's
 	// text names the offending part.
-	ErrInvalid = errors.New("invalid port mapping")
+	ErrInvalid = errdefs.ErrInvalid
 
 	// ErrConflict means a host port that was asked for by number is held by a
 	// process on the host or by another owner's reservation. The error is, or
 	// wraps, a *ConflictError that says which.
-	ErrConflict = errors.New("host port in use")
+	ErrConflict = errdefs.ErrConflict
 
 	// ErrExhausted means every port of the range an allocation could choose
 	// from (a host port pool such as 8000-8010:80, or the kernel's local port
