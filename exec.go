@@ -5,34 +5,36 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 )
 
-// pluginExec wraps the plugin executor. It hands every successful ADD's
-// output to the result sink that the context carries, so that the journal
-// learns a container's addresses as soon as the first plugin of a chain
-// returns, not only when the whole chain is done; and it marks the steps
-// at which the package's tests simulate a crash.
-type pluginExec struct{ invoke.Exec }
+// pluginExec is the executor of one call's plugins. It hands every
+// successful ADD's output to its sink, so that the journal learns a
+// container's addresses as soon as the first plugin of a chain returns,
+// not only when the whole chain is done; and it marks the steps at which
+// the package's tests simulate a crash.
+type pluginExec struct {
+	invoke.Exec
+	sink resultSink // nil: none
+}
 
 // resultSink receives the configuration and the output of a plugin's ADD.
 type resultSink func(conf, out []byte)
 
-type sinkKey struct{}
-
-func withResultSink(ctx context.Context, s resultSink) context.Context {
-	return context.WithValue(ctx, sinkKey{}, s)
+// cniFor returns the CNI library over the Manager's executor for one call,
+// with sink (nil for none) receiving every successful ADD's output.
+func (m *Manager) cniFor(sink resultSink) *libcni.CNIConfig {
+	return libcni.NewCNIConfigWithCacheDir(m.pluginDirs, m.cacheDir, &pluginExec{Exec: m.exec, sink: sink})
 }
 
-func (e pluginExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {
+func (e *pluginExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {
 	cmd := envValue(environ, "CNI_COMMAND")
 	step := cmd + ":" + envValue(environ, "CNI_IFNAME") + ":" + filepath.Base(pluginPath)
 	crashPoint("exec:" + step)
 	out, err := e.Exec.ExecPlugin(ctx, pluginPath, stdin, environ)
-	if err == nil && cmd == "ADD" {
-		if sink, ok := ctx.Value(sinkKey{}).(resultSink); ok {
-			sink(stdin, out)
-		}
+	if err == nil && cmd == "ADD" && e.sink != nil {
+		e.sink(stdin, out)
 	}
 	crashPoint("done:" + step)
 	return out, err

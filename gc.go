@@ -14,76 +14,6 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 )
 
-// Check runs CNI CHECK for every network of the attachment id, with the
-// recorded config and arguments: nil when the plugins find the container's
-// network as they set it up. It returns an error wrapping ErrNotFound when
-// id is not attached, ErrIncomplete when the attachment is half done, and
-// ErrPlugin when a plugin reports a difference. Networks whose CNI version
-// has no CHECK (before 0.4.0) or that disable it are skipped.
-func (m *Manager) Check(ctx context.Context, id string) error {
-	rec, unlock, err := m.lockedRecord(id)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	switch {
-	case rec == nil:
-		return fmt.Errorf("check %s: %w", id, ErrNotFound)
-	case rec.Phase != phaseAttached:
-		return fmt.Errorf("check %s: phase %q: %w", id, rec.Phase, ErrIncomplete)
-	}
-	if nsID := namespaceID(rec.NetNS); nsID == "" || (rec.NetNSID != "" && nsID != rec.NetNSID) {
-		return fmt.Errorf("check %s: namespace %s is gone: %w", id, rec.NetNS, ErrIncomplete)
-	}
-	var errs []error
-	for i := range rec.Networks {
-		nr := &rec.Networks[i]
-		list, err := libcni.ConfListFromBytes(nr.ConfList)
-		if err == nil {
-			var rt *libcni.RuntimeConf
-			if rt, err = m.runtimeConf(rec, nr, rec.NetNS); err == nil {
-				err = m.cni.CheckNetworkList(ctx, list, rt)
-			}
-		}
-		if err != nil && !errors.Is(err, libcni.ErrorCheckNotSupp) {
-			errs = append(errs, fmt.Errorf("network %q: %w", nr.Name, pluginError(err)))
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("check %s: %w", id, errors.Join(errs...))
-	}
-	return nil
-}
-
-// Status runs CNI STATUS for the network called name: nil when every plugin
-// of its chain is ready to attach containers, or when its CNI version has
-// no STATUS (before 1.1.0). It returns an error wrapping ErrNotFound for an
-// unknown network (the default network is not made by asking),
-// ErrPluginNotFound for a missing plugin, and ErrPlugin for a plugin that
-// is not ready.
-func (m *Manager) Status(ctx context.Context, name string) error {
-	n, err := m.lookup(name)
-	if err != nil {
-		return err
-	}
-	if n == nil {
-		return fmt.Errorf("status of network %q: %w in %s", name, ErrNotFound, m.confDir)
-	}
-	for _, p := range n.Plugins {
-		if _, err := m.exec.FindInPath(p, m.pluginDirs); err != nil {
-			return fmt.Errorf("status: %w", &PluginNotFoundError{Network: n.Name, Plugin: p, Dirs: m.pluginDirs})
-		}
-	}
-	list, err := libcni.ConfListFromBytes(n.Bytes)
-	if err != nil {
-		return fmt.Errorf("status of network %q: %w", name, err)
-	}
-	if err := m.cni.GetStatusNetworkList(ctx, list); err != nil {
-		return fmt.Errorf("status of network %q: %w", name, pluginError(err))
-	}
-	return nil
-}
-
 // GCOptions are the optional parts of a GC run.
 type GCOptions struct {
 	// OnRelease, when set, is called for every attachment GC tears down,
@@ -235,7 +165,7 @@ func (m *Manager) gcNetworks(ctx context.Context, ours []string, kept []*record,
 		}
 		if readCache {
 			readCache = false
-			if cached, err = m.cni.GetCachedAttachments(""); err != nil {
+			if cached, err = m.cniFor(nil).GetCachedAttachments(""); err != nil {
 				cached = nil // no cache: nothing of others' to protect
 			}
 		}
@@ -252,7 +182,7 @@ func (m *Manager) gcNetworks(ctx context.Context, ours []string, kept []*record,
 				valid = append(valid, cnitypes.GCAttachment{ContainerID: c.ContainerID, IfName: c.IfName})
 			}
 		}
-		if err := m.cni.GCNetworkList(ctx, list, &libcni.GCArgs{ValidAttachments: valid}); err != nil {
+		if err := m.cniFor(nil).GCNetworkList(ctx, list, &libcni.GCArgs{ValidAttachments: valid}); err != nil {
 			errs = append(errs, fmt.Errorf("gc network %q: %w", n.Name, pluginError(err)))
 			continue
 		}

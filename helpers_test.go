@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocinet/ocinet/internal/reexec"
+
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/internal/leakcheck"
 	"github.com/ocinet/ocinet/internal/testenv"
@@ -17,6 +19,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	reexec.Run() // the loopback proxy and the netns holder
 	if spec := os.Getenv(childEnv); spec != "" {
 		os.Exit(crashChild(spec)) // a child of TestCrashSweep
 	}

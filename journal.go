@@ -21,8 +21,10 @@ const (
 	phaseDetaching = "detaching" // written before the first DEL
 )
 
-// journalVersion is the version of the record format.
-const journalVersion = 1
+// journalVersion is the version of the record format. Version 1 kept the
+// loopback network as the first of Networks; readRecord moves it to
+// Loopback, so that records written before an upgrade still detach.
+const journalVersion = 2
 
 // record is one attachment in the journal. It holds everything DEL needs:
 // the exact conflist bytes and the arguments used at ADD time.
@@ -37,12 +39,16 @@ type record struct {
 	// NetNSID identifies the namespace NetNS held at ADD time (device and
 	// inode), so that DEL never runs in another namespace that has taken
 	// the path since (a reused PID in /proc/<pid>/ns/net).
-	NetNSID  string          `json:"netnsID,omitempty"`
-	Created  time.Time       `json:"created"`
+	NetNSID string    `json:"netnsID,omitempty"`
+	Created time.Time `json:"created"`
+	// Loopback is the loopback network, added first and deleted last
+	// (nil in a record that a crash cut short before it was written).
+	Loopback *networkRecord `json:"loopback,omitempty"`
+	// Networks are the container's networks, eth0 first.
 	Networks []networkRecord `json:"networks"`
 	Ports    []portmap.Port  `json:"ports,omitempty"`
-	// Proxies relay the ports published on IPv6 loopback (proxy.go).
-	Proxies []proxyRecord `json:"proxies,omitempty"`
+	// Proxies relay the ports published on IPv6 loopback (portmap.StartProxy).
+	Proxies []portmap.Proxy `json:"proxies,omitempty"`
 }
 
 // networkRecord is one network of an attachment, in the order of ADD.
@@ -58,6 +64,18 @@ type networkRecord struct {
 	// record is attached; while adding, the first result that named an
 	// address, so that a crash mid-chain still leaves the addresses known.
 	Result json.RawMessage `json:"result,omitempty"`
+}
+
+// chain returns rec's networks in the order of ADD: loopback first.
+func (r *record) chain() []*networkRecord {
+	var out []*networkRecord
+	if r.Loopback != nil {
+		out = append(out, r.Loopback)
+	}
+	for i := range r.Networks {
+		out = append(out, &r.Networks[i])
+	}
+	return out
 }
 
 func (m *Manager) journalPath(id string) string {
@@ -84,6 +102,10 @@ func (m *Manager) readRecord(id string) (*record, error) {
 	var r record
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("read journal of %s: %w", id, err)
+	}
+	if r.Version == 1 && len(r.Networks) > 0 && r.Networks[0].Name == loopbackNetwork {
+		r.Loopback, r.Networks = &r.Networks[0], r.Networks[1:]
+		r.Version = journalVersion
 	}
 	if r.Version != journalVersion || r.ID != id {
 		return nil, fmt.Errorf("read journal of %s: unexpected version %d or id %q", id, r.Version, r.ID)

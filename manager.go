@@ -7,12 +7,11 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/ocinet/ocinet/internal/fsutil"
-	"github.com/ocinet/ocinet/netns"
+	"github.com/ocinet/ocinet/internal/host"
 	"github.com/ocinet/ocinet/portmap"
 )
 
@@ -31,16 +30,12 @@ type Manager struct {
 	pluginDirs []string
 	runtimeDir string
 	bridge     string
-	subnet     string // fixed default subnet, "" = choose one
-	cni        *libcni.CNIConfig
+	subnet     string      // fixed default subnet, "" = choose one
+	cacheDir   string      // the CNI library's result cache
 	exec       invoke.Exec // finds and runs plugins
-	// checkNS checks a namespace path (netns.Check unless a test replaced
-	// it); realNS says it was not replaced, so that namespaces, bridges
-	// and IPAM directories on the host are real and the Manager's own.
-	checkNS func(path string) error
-	realNS  bool
-	ports   *portmap.Allocator
-	log     *slog.Logger
+	host       host.Host   // the host outside the plugins (internal/host)
+	ports      *portmap.Allocator
+	log        *slog.Logger
 }
 
 // New returns a Manager whose state lives in stateDir (an empty string means
@@ -93,10 +88,9 @@ func New(stateDir string, opts ...Option) (*Manager, error) {
 		}
 		exec = &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: stderr}, PluginDecoder: version.PluginDecoder{}}
 	}
-	exec = pluginExec{exec}
-	checkNS := o.nsCheck
-	if checkNS == nil {
-		checkNS = netns.Check
+	h := o.host
+	if h == nil {
+		h = host.Real()
 	}
 	logger := o.logger
 	if logger == nil {
@@ -108,10 +102,9 @@ func New(stateDir string, opts ...Option) (*Manager, error) {
 		pluginDirs: o.pluginDirs,
 		runtimeDir: o.runtimeDir,
 		bridge:     o.bridgeName,
-		cni:        libcni.NewCNIConfigWithCacheDir(o.pluginDirs, o.cacheDir, exec),
+		cacheDir:   o.cacheDir,
 		exec:       exec,
-		checkNS:    checkNS,
-		realNS:     o.nsCheck == nil,
+		host:       h,
 		ports:      ports,
 		log:        logger,
 	}

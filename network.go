@@ -11,11 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/containernetworking/cni/libcni"
 
 	"github.com/ocinet/ocinet/internal/fsutil"
+	"github.com/ocinet/ocinet/internal/host"
 )
 
 // Network is a CNI network: a conflist in the conf dir.
@@ -296,13 +296,15 @@ func bridgeConfList(s bridgeSpec) ([]byte, error) {
 	return json.MarshalIndent(conf, "", "  ")
 }
 
-// hostPrefixes returns the host's prefixes (see hostPrefixes), or none
-// when the Manager's networks are not real (WithNamespaceCheck).
-func (m *Manager) hostPrefixes(skip string) []hostPrefix {
-	if !m.realNS {
-		return nil
+// hostPrefixes returns the prefixes in use on the host, except on the
+// device skip (the network's own bridge, left from an earlier network of
+// the same name, whose subnet can be taken again).
+func (m *Manager) hostPrefixes(skip string) ([]host.Prefix, error) {
+	p, err := m.host.Prefixes(skip)
+	if err != nil {
+		return nil, fmt.Errorf("prefixes in use on the host: %w", err)
 	}
-	return hostPrefixes(skip)
+	return p, nil
 }
 
 // createDefault writes the default network's conflist. The caller holds the
@@ -316,7 +318,11 @@ func (m *Manager) createDefault() (*Network, error) {
 		if err != nil {
 			return nil, fmt.Errorf("create default network: %w", err)
 		}
-		if subnet, err = freeSubnet(0, nets, m.hostPrefixes(m.bridge)); err != nil {
+		inUse, err := m.hostPrefixes(m.bridge)
+		if err != nil {
+			return nil, fmt.Errorf("create default network: %w", err)
+		}
+		if subnet, err = freeSubnet(0, nets, inUse); err != nil {
 			return nil, fmt.Errorf("create default network: %w", err)
 		}
 	}
@@ -381,9 +387,12 @@ func (m *Manager) CreateNetwork(ctx context.Context, cfg NetworkConfig) (*Networ
 			return fail(fmt.Errorf("a network of that name exists (%s): %w", n.File, ErrConflict))
 		}
 	}
-	host := m.hostPrefixes(spec.bridge)
+	inUse, err := m.hostPrefixes(spec.bridge)
+	if err != nil {
+		return fail(err)
+	}
 	if !spec.v4.subnet.IsValid() {
-		subnet, err := freeSubnet(1, nets, host)
+		subnet, err := freeSubnet(1, nets, inUse)
 		if err != nil {
 			return fail(err)
 		}
@@ -393,7 +402,7 @@ func (m *Manager) CreateNetwork(ctx context.Context, cfg NetworkConfig) (*Networ
 		if !p.IsValid() {
 			continue
 		}
-		if err := checkOverlap(p, nets, host); err != nil {
+		if err := checkOverlap(p, nets, inUse); err != nil {
 			return fail(err)
 		}
 	}
@@ -510,7 +519,7 @@ func lastAddr(p netip.Prefix) netip.Addr {
 
 // checkOverlap refuses a subnet that overlaps another network's or a host
 // address or route: containers there could not reach the host's peers.
-func checkOverlap(p netip.Prefix, nets []*Network, host []hostPrefix) error {
+func checkOverlap(p netip.Prefix, nets []*Network, inUse []host.Prefix) error {
 	for _, n := range nets {
 		for _, s := range n.Subnets {
 			if s.Overlaps(p) {
@@ -518,9 +527,9 @@ func checkOverlap(p netip.Prefix, nets []*Network, host []hostPrefix) error {
 			}
 		}
 	}
-	for _, h := range host {
-		if h.prefix.Overlaps(p) {
-			return fmt.Errorf("subnet %s overlaps %s on host device %s: %w", p, h.prefix, h.dev, ErrConflict)
+	for _, h := range inUse {
+		if h.Prefix.Overlaps(p) {
+			return fmt.Errorf("subnet %s overlaps %s on host device %s: %w", p, h.Prefix, h.Dev, ErrConflict)
 		}
 	}
 	return nil
@@ -528,10 +537,10 @@ func checkOverlap(p netip.Prefix, nets []*Network, host []hostPrefix) error {
 
 // freeSubnet returns the first 10.4.N.0/24, N >= first, that overlaps no
 // network in nets and nothing on the host.
-func freeSubnet(first int, nets []*Network, host []hostPrefix) (netip.Prefix, error) {
+func freeSubnet(first int, nets []*Network, inUse []host.Prefix) (netip.Prefix, error) {
 	for i := first; i < 256; i++ {
 		cand := netip.MustParsePrefix(fmt.Sprintf(autoSubnetPattern, i))
-		if checkOverlap(cand, nets, host) == nil {
+		if checkOverlap(cand, nets, inUse) == nil {
 			return cand, nil
 		}
 	}
@@ -584,7 +593,7 @@ func (m *Manager) RemoveNetwork(ctx context.Context, name string) error {
 	}
 	_ = os.Remove(m.warmMarker(compactJSON(n.Bytes)))
 	var errs []error
-	if n.Bridge != "" && m.realNS {
+	if n.Bridge != "" {
 		nets, err := m.Networks()
 		if err != nil {
 			return fail(err)
@@ -594,15 +603,13 @@ func (m *Manager) RemoveNetwork(ctx context.Context, name string) error {
 			shared = shared || o.Bridge == n.Bridge
 		}
 		if !shared {
-			if err := deleteBridge(ctx, n.Bridge); err != nil {
+			if err := m.host.DeleteBridge(n.Bridge); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
-	if m.realNS {
-		if err := removeLeaseDir(n); err != nil {
-			errs = append(errs, err)
-		}
+	if err := m.removeLeaseDir(n); err != nil {
+		errs = append(errs, err)
 	}
 	m.log.Info("removed network", "name", name, "file", n.File)
 	if len(errs) > 0 {
@@ -628,7 +635,7 @@ func (m *Manager) networkUsers(name string) ([]string, error) {
 			continue
 		}
 		for _, nr := range rec.Networks {
-			if nr.Name == name && nr.IfName != "lo" {
+			if nr.Name == name {
 				u := rec.Name
 				if u == "" {
 					u = rec.ID
@@ -643,7 +650,7 @@ func (m *Manager) networkUsers(name string) ([]string, error) {
 
 // removeLeaseDir removes host-local's directory of the network when it
 // holds no lease (only its lock and last-reserved files).
-func removeLeaseDir(n *Network) error {
+func (m *Manager) removeLeaseDir(n *Network) error {
 	var conf struct {
 		Plugins []struct {
 			IPAM struct {
@@ -663,18 +670,8 @@ func removeLeaseDir(n *Network) error {
 		if base == "" {
 			base = "/var/lib/cni/networks"
 		}
-		dir := filepath.Join(base, n.Name)
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			continue
-		}
-		for _, e := range ents {
-			if e.Name() != "lock" && !strings.HasPrefix(e.Name(), "last_reserved_ip.") {
-				return nil // a lease: not ours to drop
-			}
-		}
-		if err := os.RemoveAll(dir); err != nil {
-			return fmt.Errorf("remove lease directory: %w", err)
+		if err := m.host.RemoveLeaseDir(filepath.Join(base, n.Name)); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 
 	"github.com/containernetworking/cni/pkg/invoke"
+
+	"github.com/ocinet/ocinet/internal/host"
 )
 
 // Defaults used when an option is not given.
@@ -31,7 +33,7 @@ type options struct {
 	bridgeName    string
 	defaultSubnet netip.Prefix
 	exec          invoke.Exec
-	nsCheck       func(path string) error
+	host          host.Host
 	pluginStderr  io.Writer
 	logger        *slog.Logger
 }
@@ -69,18 +71,12 @@ func WithDefaultSubnet(p netip.Prefix) Option { return func(o *options) { o.defa
 // invoke.Exec), for tests that run without real plugins.
 func WithExec(e invoke.Exec) Option { return func(o *options) { o.exec = e } }
 
-// WithNamespaceCheck replaces the check that a request's namespace path
-// names a network namespace other than the host's (default: that check),
-// for tests whose plugins are not real (a fake executor given with
-// [WithExec], such as package ocinettest's). Namespace paths are then names
-// that check accepts or refuses, nothing more: DEL gets the recorded path
-// while check accepts it and no path once it refuses it, no placeholder
-// namespace is made, CreateNetwork chooses and checks subnets without
-// looking at the host's addresses and routes, and RemoveNetwork leaves host
-// bridges and IPAM directories alone. Production code leaves it unset.
-func WithNamespaceCheck(check func(path string) error) Option {
-	return func(o *options) { o.nsCheck = check }
-}
+// WithHost replaces the Manager's view of the host (namespace checks, the
+// prefixes in use, bridges, placeholder namespaces; default: the host
+// itself, through netlink). It is the seam package ocinettest's fake host
+// uses, together with [WithExec], for tests without root; production code
+// leaves it unset.
+func WithHost(h host.Host) Option { return func(o *options) { o.host = h } }
 
 // WithPluginStderr sends the plugins' standard error to w (default: dropped;
 // plugins report their errors on standard output, which is returned).

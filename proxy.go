@@ -1,75 +1,30 @@
 package ocinet
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"strconv"
-	"strings"
-	"syscall"
-	"time"
 
+	"github.com/ocinet/ocinet/internal/reexec"
 	"github.com/ocinet/ocinet/portmap"
 )
 
-// Ports published on IPv6 loopback ([::1]) cannot go through the portmap
-// plugin: the kernel never forwards a connection from ::1 to another
-// address (IPv6 has no route_localnet), so its DNAT rules would never
-// match. For those ports the Manager runs a small TCP proxy process, as
-// docker does for the same reason: it listens on [::1]:port and relays
-// every connection to the container's address. It is this program itself,
-// started again with proxyEnv set; init below turns such a start into the
-// proxy before anything else runs. The proxy's pid and start time are in
-// the journal, and Detach ends it.
+// RunHelper turns this process into one of ocinet's helper processes when
+// ocinet started it as one, and returns at once otherwise. Programs that
+// embed ocinet call it first thing in main: the netns holder
+// (netns.Hold), the IPv6 loopback proxy (ports published on [::1]) and
+// the DNS responder are this same program, started again from
+// /proc/self/exe. A program that never calls it cannot use those
+// features; nothing in ocinet exits a program on its own.
+func RunHelper() { reexec.Run() }
 
-// proxyEnv carries "LISTEN TARGET" to a proxy process.
-const proxyEnv = "OCINET_LOOPBACK6_PROXY"
-
-func init() {
-	if spec, ok := os.LookupEnv(proxyEnv); ok {
-		os.Exit(runProxy(spec))
-	}
-}
-
-// proxyRecord is one running proxy, as the journal keeps it.
-type proxyRecord struct {
-	PID int `json:"pid"`
-	// Start is the process's start time (/proc/<pid>/stat), so that a
-	// reused pid is never signalled.
-	Start  uint64 `json:"start"`
-	Listen string `json:"listen"`
-	Target string `json:"target"`
-}
-
-// needsProxy reports whether p is published on IPv6 loopback.
-func needsProxy(p portmap.Port) bool {
-	return p.HostIP.Is6() && p.HostIP.IsLoopback()
-}
-
-// pluginPorts returns the ports the portmap plugin publishes: all but
-// those on IPv6 loopback.
-func pluginPorts(ports []portmap.Port) []portmap.Port {
-	out := []portmap.Port{}
-	for _, p := range ports {
-		if !needsProxy(p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// startProxies starts a proxy for every port of rec on IPv6 loopback,
-// relaying to the container's address on the network that publishes ports
+// startProxies starts a proxy (see portmap.StartProxy) for every port of
+// rec on IPv6 loopback, relaying to the container's address on network
 // (its IPv6 address if it has one), and records them in rec.
-func (m *Manager) startProxies(rec *record, portsNet int) error {
+func (m *Manager) startProxies(rec *record, network string) error {
 	var target netip.Addr
 	for _, ifc := range rec.attachment().Interfaces {
-		if ifc.Network != rec.Networks[portsNet+1].Name {
+		if ifc.Network != network {
 			continue
 		}
 		for _, p := range ifc.IPs {
@@ -79,7 +34,7 @@ func (m *Manager) startProxies(rec *record, portsNet int) error {
 		}
 	}
 	for _, p := range rec.Ports {
-		if !needsProxy(p) {
+		if !portmap.NeedsProxy(p) {
 			continue
 		}
 		if p.Protocol != "tcp" {
@@ -88,7 +43,7 @@ func (m *Manager) startProxies(rec *record, portsNet int) error {
 		if !target.IsValid() {
 			return fmt.Errorf("publish %s: the container has no address to relay to", p)
 		}
-		pr, err := startProxy(netip.AddrPortFrom(p.HostIP, p.HostPort), netip.AddrPortFrom(target, p.ContainerPort))
+		pr, err := portmap.StartProxy(netip.AddrPortFrom(p.HostIP, p.HostPort), netip.AddrPortFrom(target, p.ContainerPort))
 		if err != nil {
 			return fmt.Errorf("publish %s: %w", p, err)
 		}
@@ -97,154 +52,13 @@ func (m *Manager) startProxies(rec *record, portsNet int) error {
 	return nil
 }
 
-// startProxy starts a proxy process and waits until it listens.
-func startProxy(listen, target netip.AddrPort) (proxyRecord, error) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		return proxyRecord{}, err
-	}
-	defer r.Close()
-	cmd := exec.Command("/proc/self/exe")
-	cmd.Env = []string{proxyEnv + "=" + listen.String() + " " + target.String()}
-	cmd.ExtraFiles = []*os.File{w}
-	// Its own session: it outlives the (short-lived) hook that starts it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
-	w.Close()
-	if err != nil {
-		return proxyRecord{}, fmt.Errorf("start the loopback proxy: %w", err)
-	}
-	_ = r.SetReadDeadline(time.Now().Add(10 * time.Second))
-	line, _ := bufio.NewReader(r).ReadString('\n')
-	if line != "ok\n" {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return proxyRecord{}, fmt.Errorf("loopback proxy on %s: %s", listen, strings.TrimSpace(strings.TrimPrefix(line, "error: ")))
-	}
-	pr := proxyRecord{PID: cmd.Process.Pid, Start: procStart(cmd.Process.Pid), Listen: listen.String(), Target: target.String()}
-	_ = cmd.Process.Release()
-	return pr, nil
-}
-
 // stopProxies ends rec's proxies. One that is gone already is fine.
 func stopProxies(rec *record) error {
 	var errs []error
 	for _, p := range rec.Proxies {
-		if err := stopProxy(p); err != nil {
+		if err := p.Stop(); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func stopProxy(p proxyRecord) error {
-	if p.PID <= 0 || procStart(p.PID) != p.Start {
-		return nil // gone, or the pid now belongs to another process
-	}
-	if err := syscall.Kill(p.PID, syscall.SIGTERM); err != nil && err != syscall.ESRCH {
-		return fmt.Errorf("stop the loopback proxy %d on %s: %w", p.PID, p.Listen, err)
-	}
-	// Reap it if it is this process's child; otherwise its parent or init
-	// does.
-	done := make(chan struct{})
-	go func() {
-		var ws syscall.WaitStatus
-		_, _ = syscall.Wait4(p.PID, &ws, 0, nil)
-		close(done)
-	}()
-	for i := 0; i < 100; i++ {
-		select {
-		case <-done:
-			return nil
-		case <-time.After(20 * time.Millisecond):
-		}
-		if procStart(p.PID) != p.Start || procState(p.PID) == "Z" {
-			return nil
-		}
-	}
-	return fmt.Errorf("the loopback proxy %d on %s did not stop", p.PID, p.Listen)
-}
-
-// procStart returns the start time of process pid (field 22 of
-// /proc/<pid>/stat), or 0 if there is no such process.
-func procStart(pid int) uint64 {
-	f := procStatFields(pid)
-	if len(f) < 20 {
-		return 0
-	}
-	v, _ := strconv.ParseUint(f[19], 10, 64)
-	return v
-}
-
-// procState returns the state letter of process pid ("" if none).
-func procState(pid int) string {
-	f := procStatFields(pid)
-	if len(f) < 1 {
-		return ""
-	}
-	return f[0]
-}
-
-// procStatFields returns the fields of /proc/<pid>/stat after the command
-// name: state is the first.
-func procStatFields(pid int) []string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return nil
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return nil
-	}
-	return strings.Fields(string(b[i+1:]))
-}
-
-// runProxy is the proxy process: it listens on the spec's first address,
-// says so on file descriptor 3, and relays connections to the second until
-// it is signalled.
-func runProxy(spec string) int {
-	ready := os.NewFile(3, "ready")
-	listen, target, ok := strings.Cut(spec, " ")
-	if !ok || ready == nil {
-		return 2
-	}
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		fmt.Fprintf(ready, "error: %v\n", err)
-		return 1
-	}
-	fmt.Fprintln(ready, "ok")
-	ready.Close()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return 0
-			}
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		go relay(c, target)
-	}
-}
-
-func relay(c net.Conn, target string) {
-	defer c.Close()
-	t, err := net.DialTimeout("tcp", target, 5*time.Second)
-	if err != nil {
-		return
-	}
-	defer t.Close()
-	done := make(chan struct{}, 2)
-	cp := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
-		if tc, ok := dst.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-		done <- struct{}{}
-	}
-	go cp(t, c)
-	go cp(c, t)
-	<-done
-	<-done
 }

@@ -8,155 +8,149 @@ import (
 	"net"
 	"net/netip"
 
-	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/hosts"
-	"github.com/ocinet/ocinet/internal/ident"
 	"github.com/ocinet/ocinet/portmap"
+	"github.com/ocinet/ocinet/sandbox"
 )
 
 // Annotation is the key of the OCI annotation that carries a container's
-// [Request]. The version is part of the key and of the value.
+// request (a [sandbox.Request], as versioned JSON). The version is part of
+// the key and of the value.
 const Annotation = "io.ocinet.network.v1"
 
-// RequestVersion is the version of the [Request] format.
+// RequestVersion is the version of the annotation's format.
 const RequestVersion = 1
 
 // maxRequestSize bounds the annotation the hook will read.
 const maxRequestSize = 64 << 10
 
-// Request is what a container asks of the network. Every field is optional.
-type Request struct {
-	// Version must be RequestVersion.
-	Version int `json:"version"`
-	// Networks to attach, in order (default: the default network).
-	Networks []string `json:"networks,omitempty"`
-	// Ports to publish, in the -p grammar of package portmap.
-	Ports []portmap.Mapping `json:"ports,omitempty"`
-	// Name is the container's name; peers resolve it.
-	Name string `json:"name,omitempty"`
-	// Hostname is the container's host name; peers resolve it too.
-	Hostname string `json:"hostname,omitempty"`
-	// ExtraHosts are "NAME:IP" or "NAME:host-gateway" entries for /etc/hosts.
-	ExtraHosts []string `json:"extraHosts,omitempty"`
-	// DNS servers, search domains and options; each non-empty list
-	// replaces the host's.
-	DNSServers []string `json:"dnsServers,omitempty"`
-	DNSSearch  []string `json:"dnsSearch,omitempty"`
-	DNSOptions []string `json:"dnsOptions,omitempty"`
-	// Static are fixed addresses and MACs, per network.
-	Static []Static `json:"static,omitempty"`
+// wireRequest is the annotation's JSON. Its fields and their names are the
+// format: specs written by every earlier version carry them, so they only
+// ever gain optional fields.
+type wireRequest struct {
+	Version    int               `json:"version"`
+	Networks   []string          `json:"networks,omitempty"`
+	Ports      []portmap.Mapping `json:"ports,omitempty"`
+	Name       string            `json:"name,omitempty"`
+	Hostname   string            `json:"hostname,omitempty"`
+	ExtraHosts []string          `json:"extraHosts,omitempty"`
+	DNSServers []string          `json:"dnsServers,omitempty"`
+	DNSSearch  []string          `json:"dnsSearch,omitempty"`
+	DNSOptions []string          `json:"dnsOptions,omitempty"`
+	Static     []wireStatic      `json:"static,omitempty"`
 }
 
-// Static fixes a container's addresses (at most one per family) and MAC on
-// one of its networks, like docker's --ip, --ip6 and --mac-address.
-type Static struct {
+type wireStatic struct {
 	Network string   `json:"network"`
 	IPs     []string `json:"ips,omitempty"`
 	MAC     string   `json:"mac,omitempty"`
 }
 
-// request is a validated Request.
-type request struct {
-	Request
-	extraHosts []hosts.ExtraHost
-	dns        hosts.DNS
-	perNetwork []ocinet.NetworkOptions
+// EncodeRequest returns the annotation value that carries r. r is
+// validated first; an invalid request is refused with an error wrapping
+// ErrInvalid.
+func EncodeRequest(r sandbox.Request) (string, error) {
+	if err := r.Validate(); err != nil {
+		return "", fmt.Errorf("request: %w", err)
+	}
+	w := wireRequest{Version: RequestVersion, Networks: r.Networks, Ports: r.Ports, Name: r.Name, Hostname: r.Hostname}
+	for _, e := range r.ExtraHosts {
+		w.ExtraHosts = append(w.ExtraHosts, e.String())
+	}
+	for _, a := range r.DNS.Servers {
+		w.DNSServers = append(w.DNSServers, a.String())
+	}
+	w.DNSSearch, w.DNSOptions = r.DNS.Search, r.DNS.Options
+	for _, st := range r.Static {
+		ws := wireStatic{Network: st.Network}
+		for _, a := range st.IPs {
+			ws.IPs = append(ws.IPs, a.String())
+		}
+		if st.MAC != nil {
+			ws.MAC = st.MAC.String()
+		}
+		w.Static = append(w.Static, ws)
+	}
+	b, err := json.Marshal(w)
+	if err != nil {
+		return "", err
+	}
+	if len(b) > maxRequestSize {
+		return "", fmt.Errorf("request: larger than %d bytes as an annotation: %w", maxRequestSize, ErrInvalid)
+	}
+	return string(b), nil
 }
 
-// ParseRequest decodes and validates a request annotation. Unknown fields,
+// DecodeRequest decodes and validates a request annotation. Unknown fields,
 // trailing data, oversized values and invalid names, ports or addresses are
 // refused with an error wrapping ErrInvalid.
-func ParseRequest(s string) (Request, error) {
-	r, err := parseRequest(s)
-	return r.Request, err
-}
-
-func parseRequest(s string) (request, error) {
-	var r request
-	if len(s) > maxRequestSize {
-		return r, fmt.Errorf("annotation %s: larger than %d bytes: %w", Annotation, maxRequestSize, ErrInvalid)
-	}
-	dec := json.NewDecoder(bytes.NewReader([]byte(s)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r.Request); err != nil {
-		return r, fmt.Errorf("annotation %s: %v: %w", Annotation, err, ErrInvalid)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return r, fmt.Errorf("annotation %s: trailing data: %w", Annotation, ErrInvalid)
-	}
-	if err := r.validate(); err != nil {
-		return r, fmt.Errorf("annotation %s: %w", Annotation, err)
+func DecodeRequest(s string) (sandbox.Request, error) {
+	r, err := decodeRequest(s)
+	if err != nil {
+		return sandbox.Request{}, fmt.Errorf("annotation %s: %w", Annotation, err)
 	}
 	return r, nil
 }
 
-func (r *request) validate() error {
-	if r.Version != RequestVersion {
-		return fmt.Errorf("version %d, want %d: %w", r.Version, RequestVersion, ErrInvalid)
+func decodeRequest(s string) (sandbox.Request, error) {
+	var r sandbox.Request
+	if len(s) > maxRequestSize {
+		return r, fmt.Errorf("larger than %d bytes: %w", maxRequestSize, ErrInvalid)
 	}
-	if len(r.Networks) > 16 || len(r.Ports) > 1024 || len(r.ExtraHosts) > 256 ||
-		len(r.DNSServers) > 16 || len(r.DNSSearch) > 16 || len(r.DNSOptions) > 32 {
-		return fmt.Errorf("too many entries: %w", ErrInvalid)
+	var w wireRequest
+	dec := json.NewDecoder(bytes.NewReader([]byte(s)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return r, fmt.Errorf("%v: %w", err, ErrInvalid)
 	}
-	for _, n := range r.Networks {
-		if err := ident.NetworkName(n); err != nil {
-			return err
-		}
+	if _, err := dec.Token(); err != io.EOF {
+		return r, fmt.Errorf("trailing data: %w", ErrInvalid)
 	}
-	for _, p := range r.Ports {
-		if err := p.Validate(); err != nil {
-			return err
-		}
+	if w.Version != RequestVersion {
+		return r, fmt.Errorf("version %d, want %d: %w", w.Version, RequestVersion, ErrInvalid)
 	}
-	for _, n := range []string{r.Name, r.Hostname} {
-		if n != "" {
-			if err := hosts.ValidateName(n); err != nil {
-				return err
-			}
-		}
+	if len(w.ExtraHosts) > 256 || len(w.DNSServers) > 16 || len(w.Static) > 16 {
+		return r, fmt.Errorf("too many entries: %w", ErrInvalid)
 	}
-	for _, e := range r.ExtraHosts {
+	r = sandbox.Request{Networks: w.Networks, Ports: w.Ports, Name: w.Name, Hostname: w.Hostname}
+	for _, e := range w.ExtraHosts {
 		h, err := hosts.ParseExtraHost(e)
 		if err != nil {
-			return err
+			return r, err
 		}
-		r.extraHosts = append(r.extraHosts, h)
+		r.ExtraHosts = append(r.ExtraHosts, h)
 	}
-	for _, s := range r.DNSServers {
+	for _, s := range w.DNSServers {
 		a, err := netip.ParseAddr(s)
 		if err != nil || a.Zone() != "" {
-			return fmt.Errorf("dns server %q: not an IP address: %w", s, ErrInvalid)
+			return r, fmt.Errorf("dns server %q: not an IP address: %w", s, ErrInvalid)
 		}
-		r.dns.Servers = append(r.dns.Servers, a)
+		r.DNS.Servers = append(r.DNS.Servers, a)
 	}
-	r.dns.Search = r.DNSSearch
-	r.dns.Options = r.DNSOptions
-	if len(r.Static) > 16 {
-		return fmt.Errorf("too many static entries: %w", ErrInvalid)
-	}
-	for _, st := range r.Static {
-		if err := ident.NetworkName(st.Network); err != nil {
-			return fmt.Errorf("static network name: %w", err)
+	r.DNS.Search, r.DNS.Options = w.DNSSearch, w.DNSOptions
+	for _, ws := range w.Static {
+		st := sandbox.Static{Network: ws.Network}
+		if len(ws.IPs) > 2 {
+			return r, fmt.Errorf("static addresses on %q: at most one per family: %w", ws.Network, ErrInvalid)
 		}
-		o := ocinet.NetworkOptions{Network: st.Network}
-		if len(st.IPs) > 2 {
-			return fmt.Errorf("static addresses on %q: at most one per family: %w", st.Network, ErrInvalid)
-		}
-		for _, s := range st.IPs {
+		for _, s := range ws.IPs {
 			a, err := netip.ParseAddr(s)
 			if err != nil || a.Zone() != "" {
-				return fmt.Errorf("static address %q: not an IP address: %w", s, ErrInvalid)
+				return r, fmt.Errorf("static address %q: not an IP address: %w", s, ErrInvalid)
 			}
-			o.IPs = append(o.IPs, a)
+			st.IPs = append(st.IPs, a)
 		}
-		if st.MAC != "" {
-			mac, err := net.ParseMAC(st.MAC)
+		if ws.MAC != "" {
+			mac, err := net.ParseMAC(ws.MAC)
 			if err != nil || len(mac) != 6 {
-				return fmt.Errorf("MAC address %q: want six bytes like 02:42:ac:11:00:02: %w", st.MAC, ErrInvalid)
+				return r, fmt.Errorf("MAC address %q: want six bytes like 02:42:ac:11:00:02: %w", ws.MAC, ErrInvalid)
 			}
-			o.MAC = mac
+			st.MAC = mac
 		}
-		r.perNetwork = append(r.perNetwork, o)
+		r.Static = append(r.Static, st)
 	}
-	return nil
+	if err := r.Validate(); err != nil {
+		return r, err
+	}
+	return r, nil
 }

@@ -2,30 +2,62 @@ package hook
 
 import (
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ocinet/ocinet/hosts"
 	"github.com/ocinet/ocinet/portmap"
+	"github.com/ocinet/ocinet/sandbox"
 )
 
-func TestParseRequest(t *testing.T) {
+func TestDecodeRequest(t *testing.T) {
 	good := `{"version":1,"networks":["bridge"],"ports":["127.0.0.1:8080:80/tcp"],"name":"web","hostname":"web.local","extraHosts":["db:10.0.0.5"],"dnsServers":["1.1.1.1"]}`
-	r, err := ParseRequest(good)
+	r, err := DecodeRequest(good)
 	if err != nil {
-		t.Fatalf("ParseRequest(%s): %v", good, err)
+		t.Fatalf("DecodeRequest(%s): %v", good, err)
 	}
-	want := Request{Version: 1, Networks: []string{"bridge"}, Name: "web", Hostname: "web.local",
-		ExtraHosts: []string{"db:10.0.0.5"}, DNSServers: []string{"1.1.1.1"}}
+	want := sandbox.Request{Networks: []string{"bridge"}, Name: "web", Hostname: "web.local",
+		ExtraHosts: []hosts.ExtraHost{{Name: "db", IP: netip.MustParseAddr("10.0.0.5")}},
+		DNS:        hosts.DNS{Servers: []netip.Addr{netip.MustParseAddr("1.1.1.1")}}}
 	m, _ := portmap.Parse("127.0.0.1:8080:80")
 	want.Ports = []portmap.Mapping{m}
-	if diff := cmp.Diff(want, r, cmp.Comparer(func(a, b portmap.Mapping) bool { return a == b })); diff != "" {
+	cmpOpts := cmp.Options{cmp.Comparer(func(a, b portmap.Mapping) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
+	if diff := cmp.Diff(want, r, cmpOpts); diff != "" {
 		t.Errorf("request (-want +got):\n%s", diff)
+	}
+	// The codec round-trips: what EncodeRequest writes decodes to the same.
+	enc, err := EncodeRequest(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := DecodeRequest(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(r, back, cmpOpts); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
 	}
 }
 
-func TestParseRequestRefuses(t *testing.T) {
+// TestDecodeRecordedAnnotation decodes an annotation exactly as a spec
+// written by the first release carries it: specs in the field still attach
+// after an upgrade.
+func TestDecodeRecordedAnnotation(t *testing.T) {
+	recorded := `{"version":1,"networks":["bridge","front-1"],"ports":["127.0.0.1:8080:80/tcp","[::1]:9090:90/tcp","5353:53/udp"],"name":"web","hostname":"web","extraHosts":["db:10.0.0.5","gw:host-gateway"],"dnsServers":["1.1.1.1"],"dnsSearch":["example.com"],"dnsOptions":["ndots:2"],"static":[{"network":"bridge","ips":["10.4.0.9"],"mac":"02:42:ac:11:00:09"}]}`
+	r, err := DecodeRequest(recorded)
+	if err != nil {
+		t.Fatalf("DecodeRequest: %v", err)
+	}
+	if len(r.Ports) != 3 || r.Ports[2].Protocol != "udp" || len(r.ExtraHosts) != 2 || !r.ExtraHosts[1].Gateway ||
+		len(r.Static) != 1 || r.Static[0].MAC.String() != "02:42:ac:11:00:09" || r.DNS.Options[0] != "ndots:2" {
+		t.Errorf("decoded %+v", r)
+	}
+}
+
+func TestDecodeRequestRefuses(t *testing.T) {
 	for _, tc := range []struct {
 		name, in, want string
 	}{
@@ -52,9 +84,9 @@ func TestParseRequestRefuses(t *testing.T) {
 		{"too large", `{"version":1,"name":"` + strings.Repeat("a", maxRequestSize) + `"}`, "larger than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseRequest(tc.in)
+			_, err := DecodeRequest(tc.in)
 			if !errors.Is(err, ErrInvalid) {
-				t.Fatalf("ParseRequest: err = %v, want ErrInvalid", err)
+				t.Fatalf("DecodeRequest: err = %v, want ErrInvalid", err)
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %q does not contain %q", err, tc.want)
@@ -101,7 +133,7 @@ func FuzzParseRequest(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		r, err := parseRequest(s)
+		r, err := DecodeRequest(s)
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("error %v does not wrap ErrInvalid", err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,7 +12,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/netns"
+	"github.com/ocinet/ocinet/sandbox"
 )
 
 // Hook events, as runc passes them as the last argument.
@@ -76,8 +77,8 @@ func Run(ctx context.Context, event string, stdin io.Reader, stderr io.Writer, c
 }
 
 func run(ctx context.Context, event string, stdin io.Reader, cfg Config) error {
-	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	if event != EventCreateRuntime && event != EventPoststop {
@@ -87,7 +88,7 @@ func run(ctx context.Context, event string, stdin io.Reader, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	req, err := parseRequest(st.Annotations[Annotation])
+	req, err := DecodeRequest(st.Annotations[Annotation])
 	if event == EventCreateRuntime && err != nil {
 		return err
 	}
@@ -105,18 +106,23 @@ func run(ctx context.Context, event string, stdin io.Reader, cfg Config) error {
 	}
 	defer logf.Close()
 	log := slog.New(slog.NewTextHandler(logf, nil)).With("event", event, "id", st.ID)
-	w, err := newWorker(cfg, log, logf)
-	if err != nil {
-		return err
-	}
+	cfg.Log = log
+	cfg.ManagerOptions = append(cfg.ManagerOptions[:len(cfg.ManagerOptions):len(cfg.ManagerOptions)], ocinet.WithPluginStderr(logf))
 	if event == EventCreateRuntime {
-		err = createRuntime(ctx, w, st, req)
-		if err != nil {
+		if _, err := sandbox.AttachPinned(ctx, cfg, st.ID, st.Pid, req); err != nil {
 			log.Error("failed", "err", err)
+			return err
 		}
-		return err
+		return nil
 	}
-	poststop(ctx, w, st)
+	// poststop never fails: what it cannot finish stays in the journal
+	// (with the pin, so that DEL can still run in the namespace later) and
+	// is logged.
+	if err := sandbox.DetachPinned(ctx, cfg, st.ID); err != nil {
+		log.Error("detach failed; the journal keeps the attachment for GC", "err", err)
+		return nil
+	}
+	log.Info("detached")
 	return nil
 }
 
@@ -143,47 +149,7 @@ func checkCreated(st State) error {
 		return fmt.Errorf("state: createRuntime needs the container's pid: %w", ErrInvalid)
 	}
 	if err := netns.Check("/proc/" + strconv.Itoa(st.Pid) + "/ns/net"); err != nil {
-		return fmt.Errorf("state: pid %d: %w: %w", st.Pid, ErrInvalid, err)
+		return fmt.Errorf("state: pid %d: %w: %w", st.Pid, err, ErrInvalid)
 	}
 	return nil
-}
-
-func createRuntime(ctx context.Context, w *worker, st State, req request) (err error) {
-	pin := w.cfg.PinPath(st.ID)
-	path, err := netns.Pin(w.cfg.NetNSDir, filepath.Base(pin), st.Pid)
-	if errors.Is(err, netns.ErrExists) {
-		// The name holds an older namespace of this container (createRuntime
-		// after a restart without poststop): release it and pin again.
-		w.log.Info("replacing a stale pin", "path", pin)
-		if derr := w.detach(ctx, st.ID); derr != nil {
-			return derr
-		}
-		if rerr := netns.Remove(pin); rerr != nil {
-			return rerr
-		}
-		path, err = netns.Pin(w.cfg.NetNSDir, filepath.Base(pin), st.Pid)
-	}
-	if err != nil {
-		return err
-	}
-	if _, err := w.attach(ctx, st.ID, path, req); err != nil {
-		_ = netns.Remove(path)
-		return err
-	}
-	return nil
-}
-
-// poststop tears down what createRuntime set up. It never fails: what it
-// cannot finish stays in the journal (with the pin, so that DEL can still
-// run in the namespace later) and is logged.
-func poststop(ctx context.Context, w *worker, st State) {
-	if err := w.detach(ctx, st.ID); err != nil {
-		w.log.Error("detach failed; the journal keeps the attachment for GC", "err", err)
-		return
-	}
-	if err := netns.Remove(w.cfg.PinPath(st.ID)); err != nil {
-		w.log.Error("remove pin failed", "err", err)
-		return
-	}
-	w.log.Info("detached")
 }

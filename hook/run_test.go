@@ -21,6 +21,7 @@ import (
 	"github.com/ocinet/ocinet/internal/leakcheck"
 	"github.com/ocinet/ocinet/internal/testenv"
 	"github.com/ocinet/ocinet/netns"
+	"github.com/ocinet/ocinet/sandbox"
 )
 
 const testBridge = "ocihook0"
@@ -286,7 +287,7 @@ func TestGC(t *testing.T) {
 			t.Fatalf("createRuntime %s: %v: %s", id, err, stderr)
 		}
 	}
-	report, err := hook.GC(context.Background(), w.cfg, func(id string) bool { return id == "alive" })
+	report, err := sandbox.GC(context.Background(), w.cfg, func(id string) bool { return id == "alive" })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,16 +65,8 @@ func (r *Record) validate() error {
 		}
 	}
 	for _, e := range r.ExtraHosts {
-		if err := ValidateName(e.Name); err != nil {
-			return fmt.Errorf("extra host: %w", err)
-		}
-		switch {
-		case e.Gateway && e.IP.IsValid():
-			return fmt.Errorf("extra host %q: both an address (%s) and %s: %w", e.Name, e.IP, HostGateway, ErrInvalid)
-		case !e.Gateway && !e.IP.IsValid():
-			return fmt.Errorf("extra host %q: no address: %w", e.Name, ErrInvalid)
-		case e.IP.Zone() != "":
-			return fmt.Errorf("extra host %q: address %q has a zone: %w", e.Name, e.IP.String(), ErrInvalid)
+		if err := e.Validate(); err != nil {
+			return err
 		}
 	}
 	return nil

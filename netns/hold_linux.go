@@ -5,23 +5,21 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/ocinet/ocinet/internal/reexec"
 	"golang.org/x/sys/unix"
 )
 
-// The holder is this same program, started again from /proc/self/exe with
-// holderArg0 as its argv[0] and holderEnv=<parent pid> as its only
-// environment variable. Package init recognises both and never returns.
-const (
-	holderArg0 = "ocinet-netns-holder"
-	holderEnv  = "OCINET_NETNS_HOLDER_PARENT"
-)
+// The holder is this same program, started again through package
+// internal/reexec as the helper holderHelper, with the parent's pid as its
+// argument. The program opts in by calling ocinet.RunHelper (reexec.Run)
+// first in main.
+const holderHelper = "ocinet-netns-holder"
 
 // The holder's file descriptors.
 const (
@@ -37,22 +35,25 @@ const (
 )
 
 func init() {
-	// One string comparison for every program that is not a holder.
-	if len(os.Args) == 0 || os.Args[0] != holderArg0 {
-		return
-	}
-	if parent, ok := syscall.Getenv(holderEnv); ok {
-		runHolder(parent)
+	reexec.Register(holderHelper, runHolder)
+	// The holder's setns must move the main thread, the one
+	// /proc/<pid>/ns/net shows: locking it here, in init, keeps main (and
+	// so reexec.Run) on it. Programs that are not a holder are not touched.
+	if reexec.Name() == holderHelper {
+		runtime.LockOSThread()
 	}
 }
 
-// runHolder is the holder process. It runs during package initialisation,
-// when the runtime keeps the main goroutine on the main thread, so its
-// setns moves the main thread, the one /proc/<pid>/ns/net shows. It then
-// blocks until the release pipe reports end of file (a release, or the
-// parent's death, which closes the parent's end), and exits without
-// running the program's main.
-func runHolder(parent string) {
+// runHolder is the holder process. It runs from reexec.Run on the main
+// thread, which init locked, so its setns moves the main thread, the one
+// /proc/<pid>/ns/net shows. It then blocks until the release pipe reports
+// end of file (a release, or the parent's death, which closes the parent's
+// end), and exits.
+func runHolder() int {
+	parent := ""
+	if len(os.Args) > 1 {
+		parent = os.Args[1]
+	}
 	fail := func(msg string) {
 		_, _ = unix.Write(holderStatusFD, []byte(msg))
 		unix.Exit(1)
@@ -74,7 +75,7 @@ func runHolder(parent string) {
 			break
 		}
 	}
-	unix.Exit(0)
+	return 0
 }
 
 // Hold starts a small process that joins the network namespace at path and
@@ -84,10 +85,10 @@ func runHolder(parent string) {
 // /var/run/netns/cni-... ("invalid nw name space"): pass them the returned
 // path instead, and release when the plugin is done.
 //
-// The holder is this program itself, started again from /proc/self/exe;
-// package initialisation recognises it and never runs main. (Every package
-// that this program initialises before netns runs its init in the holder
-// too.) The holder dies with this process: it exits when the pipe that
+// The holder is this program itself, started again from /proc/self/exe
+// through package internal/reexec: the program must call ocinet.RunHelper
+// first in main (tests: from TestMain), or the holder never reports and
+// Hold fails when ctx ends. The holder dies with this process: it exits when the pipe that
 // this process holds closes, and is killed by PR_SET_PDEATHSIG as well.
 // release closes the pipe, waits for the holder to exit (killing it after
 // a few seconds) and reaps it; calling it again does nothing. Until
@@ -138,13 +139,9 @@ func startHolder(ns *NetNS) (*holder, error) {
 		releaseW.Close()
 		return nil, err
 	}
-	cmd := &exec.Cmd{
-		Path:        "/proc/self/exe",
-		Args:        []string{holderArg0, ns.path},
-		Env:         []string{holderEnv + "=" + strconv.Itoa(os.Getpid())},
-		ExtraFiles:  []*os.File{releaseR, statusW, ns.f}, // fds 3, 4, 5
-		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
-	}
+	cmd := reexec.Command(holderHelper, strconv.Itoa(os.Getpid()), ns.path)
+	cmd.ExtraFiles = []*os.File{releaseR, statusW, ns.f} // fds 3, 4, 5
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	started := make(chan error, 1)
 	stop := make(chan struct{})
 	reaped := make(chan struct{})

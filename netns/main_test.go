@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocinet/ocinet/internal/reexec"
+
 	"github.com/ocinet/ocinet/internal/leakcheck"
 	"github.com/ocinet/ocinet/internal/testenv"
 	"github.com/ocinet/ocinet/netns"
@@ -28,6 +30,7 @@ const holdParentEnv = "NETNS_TEST_HOLD_PARENT"
 var processNS [2]string
 
 func TestMain(m *testing.M) {
+	reexec.Run() // the holder
 	if path := os.Getenv(holdParentEnv); path != "" {
 		os.Exit(holdParent(path))
 	}

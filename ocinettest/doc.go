@@ -8,7 +8,7 @@
 //     the crash-safe journal, locks, port reservations, DEL from the
 //     recorded config, rollback, GC) over a fake plugin executor,
 //     [FakeCNI], on temporary directories, and a hook.Config on the same
-//     state, so that hook.Attach, hook.Detach and hook.GC (the request's
+//     state, so that sandbox.Attach, sandbox.Detach and sandbox.GC (the request's
 //     parsing and validation, the hosts store) run too. The fake answers
 //     like the real plugins in shape, takes addresses from a small IPAM of
 //     its own, records every call, and fails, crashes the caller or holds
@@ -33,7 +33,7 @@
 // written with this package.
 //
 // The fake executor reaches the Manager through ocinet.WithExec and
-// ocinet.WithNamespaceCheck, the same seams any caller has: there is no
+// ocinet.WithHost, the same seams any caller has: there is no
 // second code path for tests.
 //
 // Errors: helpers that take a testing.TB fail the test on error. Through

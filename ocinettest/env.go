@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/ocinet/ocinet"
-	"github.com/ocinet/ocinet/hook"
 	"github.com/ocinet/ocinet/netns"
+	"github.com/ocinet/ocinet/sandbox"
 )
 
 // DefaultSubnet is the default network's subnet in an [Env], fixed so that
@@ -25,8 +25,8 @@ var DefaultSubnet = netip.MustParsePrefix("10.4.0.0/24")
 // [Env.NetNS]: removing one is what a container's namespace going away
 // looks like to the Manager.
 //
-// Hook is a configuration of package hook on the same state, so that
-// hook.Attach, hook.Detach and hook.GC (the request's parsing and
+// Sandbox is a configuration of package sandbox on the same state, so that
+// sandbox.Attach, sandbox.Detach and sandbox.GC (the request's
 // validation, the hosts store and its files) run over the same fake.
 // hook.Run needs a real process and root, and is not for an Env.
 type Env struct {
@@ -34,9 +34,9 @@ type Env struct {
 	CNI *FakeCNI
 	// Manager is a Manager on the Env's state.
 	Manager *ocinet.Manager
-	// Hook is package hook's configuration of the same state, namespace
-	// "test".
-	Hook hook.Config
+	// Sandbox is package sandbox's configuration of the same state,
+	// namespace "test".
+	Sandbox sandbox.Config
 	// StateDir is the state root; ConfDir the CNI conf dir, where the
 	// default network appears on first use.
 	StateDir, ConfDir string
@@ -71,7 +71,7 @@ func NewEnv(t testing.TB, opts ...ocinet.Option) *Env {
 		}
 	}
 	e.Manager = e.NewManager()
-	e.Hook = hook.Config{
+	e.Sandbox = sandbox.Config{
 		StateDir:       e.StateDir,
 		NetNSDir:       e.netnsDir,
 		CNIConfDir:     e.ConfDir,
@@ -83,7 +83,7 @@ func NewEnv(t testing.TB, opts ...ocinet.Option) *Env {
 }
 
 // Options returns the options of the Env's Managers, for a Manager (or a
-// hook.Config) of the caller's own on the same state and fake.
+// sandbox.Config) of the caller's own on the same state and fake.
 func (e *Env) Options() []ocinet.Option {
 	opts := []ocinet.Option{
 		ocinet.WithCNIConfDir(e.ConfDir),
@@ -92,7 +92,7 @@ func (e *Env) Options() []ocinet.Option {
 		ocinet.WithRuntimeDir(e.runtimeDir),
 		ocinet.WithDefaultSubnet(DefaultSubnet),
 		ocinet.WithExec(e.CNI),
-		ocinet.WithNamespaceCheck(e.checkNetNS),
+		ocinet.WithHost(fakeHost{check: e.checkNetNS}),
 	}
 	return append(opts, e.extra...)
 }

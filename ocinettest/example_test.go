@@ -16,6 +16,7 @@ import (
 	"github.com/ocinet/ocinet/hook"
 	"github.com/ocinet/ocinet/ocinettest"
 	"github.com/ocinet/ocinet/portmap"
+	"github.com/ocinet/ocinet/sandbox"
 )
 
 // exampleT stands in, in these examples, for the *testing.T of a test.
@@ -152,11 +153,11 @@ func ExampleEnv_hook() {
 
 	e := ocinettest.NewEnv(t)
 	ctx := context.Background()
-	_, err := hook.Attach(ctx, e.Hook, "web", e.NetNS("web"), hook.Request{Name: "web"})
+	_, err := sandbox.Attach(ctx, e.Sandbox, "web", e.NetNS("web"), sandbox.Request{Name: "web"})
 	fmt.Println(err)
-	_, err = hook.Attach(ctx, e.Hook, "db", e.NetNS("db"), hook.Request{Name: "db\nevil"})
+	_, err = sandbox.Attach(ctx, e.Sandbox, "db", e.NetNS("db"), sandbox.Request{Name: "db\nevil"})
 	fmt.Println(errors.Is(err, hook.ErrInvalid))
-	report, _ := hook.GC(ctx, e.Hook, func(containerID string) bool { return false })
+	report, _ := sandbox.GC(ctx, e.Sandbox, func(containerID string) bool { return false })
 	fmt.Println(report.Released, len(e.Leftovers()))
 	// Output:
 	// <nil>

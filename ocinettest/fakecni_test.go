@@ -18,6 +18,7 @@ import (
 	"github.com/ocinet/ocinet/hook"
 	"github.com/ocinet/ocinet/ocinettest"
 	"github.com/ocinet/ocinet/portmap"
+	"github.com/ocinet/ocinet/sandbox"
 )
 
 func attach(t *testing.T, m *ocinet.Manager, req ocinet.AttachRequest) *ocinet.Attachment {
@@ -348,17 +349,17 @@ func TestHookOverFake(t *testing.T) {
 	e := ocinettest.NewEnv(t)
 	ctx := context.Background()
 	p, _ := portmap.Parse("8080:80")
-	a, err := hook.Attach(ctx, e.Hook, "web", e.NetNS("web"), hook.Request{Name: "web", Hostname: "web", Ports: []portmap.Mapping{p}})
+	a, err := sandbox.Attach(ctx, e.Sandbox, "web", e.NetNS("web"), sandbox.Request{Name: "web", Hostname: "web", Ports: []portmap.Mapping{p}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.ID != e.Hook.AttachmentID("web") || a.Labels[hook.LabelContainer] != "web" {
+	if a.ID != e.Sandbox.AttachmentID("web") || a.Labels[hook.LabelContainer] != "web" {
 		t.Errorf("attachment %s labels %v", a.ID, a.Labels)
 	}
-	if _, err := hook.Attach(ctx, e.Hook, "bad", e.NetNS("bad"), hook.Request{Name: "a b"}); !errors.Is(err, hook.ErrInvalid) {
+	if _, err := sandbox.Attach(ctx, e.Sandbox, "bad", e.NetNS("bad"), sandbox.Request{Name: "a b"}); !errors.Is(err, hook.ErrInvalid) {
 		t.Errorf("bad name: err = %v, want ErrInvalid", err)
 	}
-	rep, err := hook.GC(ctx, e.Hook, func(string) bool { return false })
+	rep, err := sandbox.GC(ctx, e.Sandbox, func(string) bool { return false })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/ocinet/ocinet/hook"
 	"github.com/ocinet/ocinet/hook/spec"
 	"github.com/ocinet/ocinet/portmap"
+	"github.com/ocinet/ocinet/sandbox"
 )
 
 // containerSection: from creating a container to the first request it
@@ -127,7 +128,7 @@ func (b *bench) containerSection() error {
 		id := fmt.Sprintf("hook%d", i+1)
 		opts := []oci.SpecOpts{
 			spec.WithHooks(ocictl, hookArgs...),
-			spec.WithRequest(hook.Request{Name: id, Ports: []portmap.Mapping{mapping}}),
+			spec.WithRequest(sandbox.Request{Name: id, Ports: []portmap.Mapping{mapping}}),
 			spec.WithEtcFiles(cfg),
 		}
 		get := func(uint32) error {

@@ -40,6 +40,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ocinet/ocinet"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -66,6 +68,7 @@ var sections = map[string]func(*bench) error{
 }
 
 func main() {
+	ocinet.RunHelper() // ocinet's helper processes are this program started again
 	n := flag.Int("n", 10, "iterations of each measured pair; the fast sections (netns, hook, hosts) run 5×n")
 	jsonPath := flag.String("json", "", "write the results as JSON to this file (default: a new temporary file)")
 	only := flag.String("only", strings.Join(sectionOrder, ","), "comma-separated sections to run: "+strings.Join(sectionOrder, ", "))

@@ -17,10 +17,13 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/ocinet/ocinet"
+
 	"github.com/ocinet/ocinet/hook"
 )
 
 func main() {
+	ocinet.RunHelper() // ocinet's helper processes are this program started again
 	var cfg hook.Config
 	fs := flag.NewFlagSet("ocinet-hook", flag.ExitOnError)
 	cfg.RegisterFlags(fs)

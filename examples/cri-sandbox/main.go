@@ -35,6 +35,7 @@ import (
 )
 
 func main() {
+	ocinet.RunHelper() // ocinet's helper processes are this program started again
 	address := flag.String("address", "/run/containerd/containerd.sock", "containerd socket")
 	ns := flag.String("namespace", "cri-sandbox", "containerd namespace")
 	state := flag.String("state", "/var/lib/ocinet-cri-sandbox", "ocinet state root")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -20,11 +21,11 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/ocinet/ocinet"
-	"github.com/ocinet/ocinet/hook"
 	"github.com/ocinet/ocinet/hook/spec"
 	"github.com/ocinet/ocinet/hosts"
 	"github.com/ocinet/ocinet/netns"
 	"github.com/ocinet/ocinet/portmap"
+	"github.com/ocinet/ocinet/sandbox"
 )
 
 // labelName marks containers made by ocictl.
@@ -73,23 +74,49 @@ func cmdRun(ctx context.Context, g *globals, args []string) error {
 	if err := hosts.ValidateName(*name); err != nil {
 		return fmt.Errorf("--name: %w", err)
 	}
-	req := hook.Request{Version: hook.RequestVersion, Networks: networks, Name: *name, Hostname: *hostname, ExtraHosts: addHosts,
-		DNSServers: dns, DNSSearch: dnsSearch, DNSOptions: dnsOpts}
+	req := sandbox.Request{Networks: networks, Name: *name, Hostname: *hostname}
 	if req.Hostname == "" {
 		req.Hostname = *name
 	}
+	for _, e := range addHosts {
+		h, err := hosts.ParseExtraHost(e)
+		if err != nil {
+			return fmt.Errorf("--add-host: %w", err)
+		}
+		req.ExtraHosts = append(req.ExtraHosts, h)
+	}
+	for _, d := range dns {
+		a, err := netip.ParseAddr(d)
+		if err != nil {
+			return fmt.Errorf("--dns %q: not an IP address: %w", d, ocinet.ErrInvalid)
+		}
+		req.DNS.Servers = append(req.DNS.Servers, a)
+	}
+	req.DNS.Search, req.DNS.Options = dnsSearch, dnsOpts
 	if *ip != "" || *ip6 != "" || *mac != "" {
 		first := ocinet.DefaultNetworkName
 		if len(networks) > 0 {
 			first = networks[0]
 		}
-		st := hook.Static{Network: first, MAC: *mac}
-		for _, a := range []string{*ip, *ip6} {
-			if a != "" {
-				st.IPs = append(st.IPs, a)
+		st := sandbox.Static{Network: first}
+		for _, f := range [][2]string{{"--ip", *ip}, {"--ip6", *ip6}} {
+			if f[1] == "" {
+				continue
 			}
+			addr, err := netip.ParseAddr(f[1])
+			if err != nil {
+				return fmt.Errorf("%s %q: not an IP address: %w", f[0], f[1], ocinet.ErrInvalid)
+			}
+			st.IPs = append(st.IPs, addr)
 		}
-		req.Static = []hook.Static{st}
+		if *mac != "" {
+			hw, err := net.ParseMAC(*mac)
+			if err != nil {
+				return fmt.Errorf("--mac-address %q: %w", *mac, ocinet.ErrInvalid)
+			}
+			st.MAC = hw
+		}
+		req.Static = []sandbox.Static{st}
 	}
 	for _, spec := range publish {
 		m, err := portmap.Parse(spec)
@@ -98,7 +125,7 @@ func cmdRun(ctx context.Context, g *globals, args []string) error {
 		}
 		req.Ports = append(req.Ports, m)
 	}
-	if _, err := hook.ParseRequest(mustJSON(req)); err != nil {
+	if err := req.Validate(); err != nil {
 		return err
 	}
 	root, err := filepath.Abs(*rootfs)
@@ -137,7 +164,7 @@ const labelMode = "ocinet/netns-mode"
 type runOptions struct {
 	name, rootfs, mode, exe string
 	args                    []string
-	req                     hook.Request
+	req                     sandbox.Request
 	detach, remove          bool
 }
 
@@ -162,10 +189,10 @@ func runContainer(ctx context.Context, client *containerd.Client, g *globals, o 
 			return err
 		}
 		undo = append(undo, func(context.Context) { _ = netns.Remove(path) })
-		if _, err := hook.Attach(ctx, cfg, o.name, path, o.req); err != nil {
+		if _, err := sandbox.Attach(ctx, cfg, o.name, path, o.req); err != nil {
 			return err
 		}
-		undo = append(undo, func(uctx context.Context) { _ = hook.Detach(uctx, cfg, o.name) })
+		undo = append(undo, func(uctx context.Context) { _ = sandbox.Detach(uctx, cfg, o.name) })
 		return nil
 	}
 
@@ -426,7 +453,7 @@ func stopContainer(ctx context.Context, client *containerd.Client, g *globals, n
 		if m := labels[labelMode]; m == modeHook || m == "" {
 			fmt.Fprintf(os.Stderr, "ocictl: %s: the poststop hook left the attachment; detaching now\n", name)
 		}
-		if err := hook.Detach(ctx, cfg, name); err != nil {
+		if err := sandbox.Detach(ctx, cfg, name); err != nil {
 			return err
 		}
 	}

@@ -71,6 +71,7 @@ func (g *globals) finish() error {
 }
 
 func main() {
+	ocinet.RunHelper() // ocinet's helper processes are this program started again
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:])
 	stop()

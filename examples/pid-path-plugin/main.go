@@ -30,6 +30,7 @@ import (
 const conflist = `{"cniVersion":"1.0.0","name":"pid-only","plugins":[{"type":"pid-only"}]}`
 
 func main() {
+	ocinet.RunHelper() // ocinet's helper processes are this program started again
 	pluginDir := flag.String("plugin-dir", "", "directory holding the pid-only plugin (required)")
 	cniPath := flag.String("cni-path", "/opt/ocinet/cni/bin", "directory of the standard plugins (loopback)")
 	flag.Parse()

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ocinet/ocinet"
+
 	"github.com/containerd/containerd/v2/core/containers"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -32,6 +34,7 @@ import (
 	hookspec "github.com/ocinet/ocinet/hook/spec"
 	"github.com/ocinet/ocinet/internal/httpget"
 	"github.com/ocinet/ocinet/portmap"
+	"github.com/ocinet/ocinet/sandbox"
 )
 
 type config struct {
@@ -53,6 +56,7 @@ func (c *config) hookConfig() hook.Config {
 }
 
 func main() {
+	ocinet.RunHelper() // ocinet's helper processes are this program started again
 	var c config
 	fs := flag.NewFlagSet("runc-bundle", flag.ExitOnError)
 	c.flags(fs)
@@ -121,7 +125,7 @@ func run(c *config) (err error) {
 			return hookspec.WithHooks(exe, hookArgs...)(context.Background(), nil, &containers.Container{ID: c.id}, spec)
 		},
 		func() error {
-			return hookspec.WithRequest(hook.Request{Name: c.id, Ports: []portmap.Mapping{mapping}})(context.Background(), nil, &containers.Container{ID: c.id}, spec)
+			return hookspec.WithRequest(sandbox.Request{Name: c.id, Ports: []portmap.Mapping{mapping}})(context.Background(), nil, &containers.Container{ID: c.id}, spec)
 		},
 		func() error {
 			return hookspec.WithEtcFiles(cfg)(context.Background(), nil, &containers.Container{ID: c.id}, spec)

@@ -3,12 +3,16 @@ package spec
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/oci"
 
 	"github.com/ocinet/ocinet/hook"
+	"github.com/ocinet/ocinet/hosts"
 	"github.com/ocinet/ocinet/portmap"
+	"github.com/ocinet/ocinet/sandbox"
 )
 
 // The options below each set one part of the request annotation and keep
@@ -17,64 +21,66 @@ import (
 
 // WithNetworks sets the networks to attach, in order (eth0 first).
 func WithNetworks(names ...string) oci.SpecOpts {
-	return editRequest(func(r *hook.Request) { r.Networks = append([]string(nil), names...) })
+	return editRequest(func(r *sandbox.Request) { r.Networks = append([]string(nil), names...) })
 }
 
 // WithPorts sets the ports to publish.
 func WithPorts(ports ...portmap.Mapping) oci.SpecOpts {
-	return editRequest(func(r *hook.Request) { r.Ports = append([]portmap.Mapping(nil), ports...) })
+	return editRequest(func(r *sandbox.Request) { r.Ports = append([]portmap.Mapping(nil), ports...) })
 }
 
 // WithName sets the container's name, which peers resolve.
 func WithName(name string) oci.SpecOpts {
-	return editRequest(func(r *hook.Request) { r.Name = name })
+	return editRequest(func(r *sandbox.Request) { r.Name = name })
 }
 
 // WithHostname sets the host name peers resolve. It does not change the
 // spec's own hostname: use oci.WithHostname for that.
 func WithHostname(hostname string) oci.SpecOpts {
-	return editRequest(func(r *hook.Request) { r.Hostname = hostname })
+	return editRequest(func(r *sandbox.Request) { r.Hostname = hostname })
 }
 
-// WithExtraHosts sets extra /etc/hosts entries, "NAME:IP" or
-// "NAME:host-gateway".
-func WithExtraHosts(entries ...string) oci.SpecOpts {
-	return editRequest(func(r *hook.Request) { r.ExtraHosts = append([]string(nil), entries...) })
+// WithExtraHosts sets extra /etc/hosts entries (hosts.ParseExtraHost reads
+// "NAME:IP" and "NAME:host-gateway").
+func WithExtraHosts(entries ...hosts.ExtraHost) oci.SpecOpts {
+	return editRequest(func(r *sandbox.Request) { r.ExtraHosts = append([]hosts.ExtraHost(nil), entries...) })
 }
 
 // WithDNS sets the DNS servers, search domains and options of the
 // container's resolv.conf; an empty list keeps the host's for that part.
-func WithDNS(servers, search, options []string) oci.SpecOpts {
-	return editRequest(func(r *hook.Request) {
-		r.DNSServers = append([]string(nil), servers...)
-		r.DNSSearch = append([]string(nil), search...)
-		r.DNSOptions = append([]string(nil), options...)
+func WithDNS(dns hosts.DNS) oci.SpecOpts {
+	return editRequest(func(r *sandbox.Request) {
+		r.DNS = hosts.DNS{
+			Servers: append([]netip.Addr(nil), dns.Servers...),
+			Search:  append([]string(nil), dns.Search...),
+			Options: append([]string(nil), dns.Options...),
+		}
 	})
 }
 
 // WithStatic fixes the container's addresses (at most one per family) and
-// MAC on one network; mac may be empty. Another call for the same network
+// MAC on one network; mac may be nil. Another call for the same network
 // replaces it.
-func WithStatic(network string, ips []string, mac string) oci.SpecOpts {
-	return editRequest(func(r *hook.Request) {
-		var kept []hook.Static
+func WithStatic(network string, ips []netip.Addr, mac net.HardwareAddr) oci.SpecOpts {
+	return editRequest(func(r *sandbox.Request) {
+		var kept []sandbox.Static
 		for _, s := range r.Static {
 			if s.Network != network {
 				kept = append(kept, s)
 			}
 		}
-		r.Static = append(kept, hook.Static{Network: network, IPs: append([]string(nil), ips...), MAC: mac})
+		r.Static = append(kept, sandbox.Static{Network: network, IPs: append([]netip.Addr(nil), ips...), MAC: mac})
 	})
 }
 
 // editRequest reads the spec's request (an empty one if there is none),
 // applies edit, validates the result and writes it back. A spec whose
 // annotation is not a valid request is refused rather than overwritten.
-func editRequest(edit func(*hook.Request)) oci.SpecOpts {
+func editRequest(edit func(*sandbox.Request)) oci.SpecOpts {
 	return func(ctx context.Context, client oci.Client, c *containers.Container, s *oci.Spec) error {
-		r := hook.Request{Version: hook.RequestVersion}
+		var r sandbox.Request
 		if cur, ok := s.Annotations[hook.Annotation]; ok {
-			parsed, err := hook.ParseRequest(cur)
+			parsed, err := hook.DecodeRequest(cur)
 			if err != nil {
 				return fmt.Errorf("edit request: the spec's annotation: %w", err)
 			}
@@ -86,6 +92,6 @@ func editRequest(edit func(*hook.Request)) oci.SpecOpts {
 }
 
 // RequestOf returns the request a spec carries.
-func RequestOf(s *oci.Spec) (hook.Request, error) {
-	return hook.ParseRequest(s.Annotations[hook.Annotation])
+func RequestOf(s *oci.Spec) (sandbox.Request, error) {
+	return hook.DecodeRequest(s.Annotations[hook.Annotation])
 }

@@ -2,7 +2,6 @@ package spec
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 
@@ -12,6 +11,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ocinet/ocinet/hook"
+	"github.com/ocinet/ocinet/sandbox"
 )
 
 // hookPath is the PATH the hook runs with: plugins exec iptables and ip.
@@ -66,20 +66,16 @@ func replaceHook(hooks []specs.Hook, h specs.Hook) []specs.Hook {
 
 // WithRequest puts r into the spec's annotation, replacing any request that
 // was there. It validates r first.
-func WithRequest(r hook.Request) oci.SpecOpts {
+func WithRequest(r sandbox.Request) oci.SpecOpts {
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
-		r.Version = hook.RequestVersion
-		b, err := json.Marshal(r)
+		v, err := hook.EncodeRequest(r)
 		if err != nil {
-			return err
-		}
-		if _, err := hook.ParseRequest(string(b)); err != nil {
 			return err
 		}
 		if s.Annotations == nil {
 			s.Annotations = map[string]string{}
 		}
-		s.Annotations[hook.Annotation] = string(b)
+		s.Annotations[hook.Annotation] = v
 		return nil
 	}
 }

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/containers"
@@ -11,7 +12,9 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ocinet/ocinet/hook"
+	"github.com/ocinet/ocinet/hosts"
 	"github.com/ocinet/ocinet/portmap"
+	"github.com/ocinet/ocinet/sandbox"
 )
 
 func apply(t *testing.T, s *oci.Spec, opts ...oci.SpecOpts) {
@@ -63,12 +66,12 @@ func TestWithHooksRefusesRelativePath(t *testing.T) {
 
 func TestWithRequestReplaces(t *testing.T) {
 	s := &oci.Spec{Annotations: map[string]string{"other": "kept"}}
-	apply(t, s, WithRequest(hook.Request{Name: "a"}), WithRequest(hook.Request{Name: "b"}))
-	r, err := hook.ParseRequest(s.Annotations[hook.Annotation])
+	apply(t, s, WithRequest(sandbox.Request{Name: "a"}), WithRequest(sandbox.Request{Name: "b"}))
+	r, err := hook.DecodeRequest(s.Annotations[hook.Annotation])
 	if err != nil || r.Name != "b" || s.Annotations["other"] != "kept" {
 		t.Errorf("annotation %q (err %v), others %v", s.Annotations[hook.Annotation], err, s.Annotations)
 	}
-	if err := WithRequest(hook.Request{Name: "bad name"})(context.Background(), nil, &containers.Container{ID: "web"}, s); err == nil {
+	if err := WithRequest(sandbox.Request{Name: "bad name"})(context.Background(), nil, &containers.Container{ID: "web"}, s); err == nil {
 		t.Error("invalid request accepted")
 	}
 }
@@ -101,12 +104,12 @@ func TestRequestOptionsCompose(t *testing.T) {
 		WithPorts(p),
 		WithName("web"),
 		WithHostname("web.local"),
-		WithExtraHosts("db:10.0.0.5"),
-		WithDNS([]string{"192.0.2.53"}, []string{"example.test"}, []string{"ndots:2"}),
+		WithExtraHosts(hosts.ExtraHost{Name: "db", IP: netip.MustParseAddr("10.0.0.5")}),
+		WithDNS(hosts.DNS{Servers: []netip.Addr{netip.MustParseAddr("192.0.2.53")}, Search: []string{"example.test"}, Options: []string{"ndots:2"}}),
 	}
-	want := hook.Request{Version: hook.RequestVersion, Networks: []string{"front", "back"}, Ports: []portmap.Mapping{p},
-		Name: "web", Hostname: "web.local", ExtraHosts: []string{"db:10.0.0.5"},
-		DNSServers: []string{"192.0.2.53"}, DNSSearch: []string{"example.test"}, DNSOptions: []string{"ndots:2"}}
+	want := sandbox.Request{Networks: []string{"front", "back"}, Ports: []portmap.Mapping{p},
+		Name: "web", Hostname: "web.local", ExtraHosts: []hosts.ExtraHost{{Name: "db", IP: netip.MustParseAddr("10.0.0.5")}},
+		DNS: hosts.DNS{Servers: []netip.Addr{netip.MustParseAddr("192.0.2.53")}, Search: []string{"example.test"}, Options: []string{"ndots:2"}}}
 	// Forwards, backwards and applied twice: the same request.
 	orders := [][]oci.SpecOpts{opts, reversed(opts), append(append([]oci.SpecOpts{}, opts...), opts...)}
 	for i, order := range orders {
@@ -116,7 +119,7 @@ func TestRequestOptionsCompose(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b portmap.Mapping) bool { return a == b })); diff != "" {
+		if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b portmap.Mapping) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 			t.Errorf("order %d (-want +got):\n%s", i, diff)
 		}
 	}

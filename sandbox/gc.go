@@ -1,31 +1,28 @@
-package hook
+package sandbox
 
 import (
 	"context"
 	"errors"
 
 	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/internal/ident"
 	"github.com/ocinet/ocinet/netns"
 )
 
-// Labels the hook records with every attachment it makes, so that GC knows
-// whose attachment it is without parsing the attachment ID.
+// Labels recorded with every attachment this package makes, so that GC
+// knows whose attachment it is without parsing the attachment ID.
 const (
 	LabelNamespace = "io.ocinet.namespace"
 	LabelContainer = "io.ocinet.container"
 )
 
-// GC runs the Manager's GC for the containers of cfg.Namespace: it finishes
+// GC runs the Manager's GC for the containers of w.cfg.Namespace: it finishes
 // attachments a crash left half done, tears down those whose container
 // live says is gone (a nil live keeps them all), and releases what the hook
 // owns for each: the hosts record and the pinned namespace. Attachments of
 // other namespaces, and ones made by other callers, count as live.
 func GC(ctx context.Context, cfg Config, live func(containerID string) bool) (*ocinet.GCReport, error) {
-	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
-		return nil, err
-	}
-	w, err := newWorker(cfg, nil, nil)
+	w, err := newWorker(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -35,7 +32,7 @@ func GC(ctx context.Context, cfg Config, live func(containerID string) bool) (*o
 	}
 	owner := map[string]string{} // attachment ID -> container ID, ours only
 	for _, a := range list {
-		if a.Labels[LabelNamespace] == cfg.Namespace && validContainerID(a.Labels[LabelContainer]) == nil {
+		if a.Labels[LabelNamespace] == w.cfg.Namespace && ident.ContainerID(a.Labels[LabelContainer]) == nil {
 			owner[a.ID] = a.Labels[LabelContainer]
 		}
 	}
@@ -44,14 +41,14 @@ func GC(ctx context.Context, cfg Config, live func(containerID string) bool) (*o
 		return !ours || live == nil || live(c)
 	}
 	release := func(a *ocinet.Attachment) error {
-		if a.Labels[LabelNamespace] != cfg.Namespace {
+		if a.Labels[LabelNamespace] != w.cfg.Namespace {
 			return nil
 		}
 		c := a.Labels[LabelContainer]
-		if validContainerID(c) != nil {
+		if ident.ContainerID(c) != nil {
 			return nil
 		}
-		return errors.Join(w.store.Leave(c), netns.Remove(cfg.PinPath(c)))
+		return errors.Join(w.store.Leave(c), netns.Remove(w.cfg.PinPath(c)))
 	}
 	return w.mgr.GC(ctx, liveID, ocinet.GCOptions{OnRelease: release})
 }

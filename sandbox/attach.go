@@ -1,0 +1,210 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+
+	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/hosts"
+	"github.com/ocinet/ocinet/internal/ident"
+	"github.com/ocinet/ocinet/netns"
+)
+
+// Attach connects a container whose network namespace is at netnsPath: CNI
+// ADD through the Manager, then its hosts record, /etc/hosts and
+// /etc/resolv.conf. It is the work of every mode: a namespace the program
+// created before the container (as containerd's CRI plugin does), a task's
+// /proc/<pid>/ns/net while the task is still in the created state, or the
+// OCI hook's pin ([AttachPinned]). If any step fails, the earlier ones are
+// undone.
+func Attach(ctx context.Context, cfg Config, containerID, netnsPath string, r Request) (*ocinet.Attachment, error) {
+	if err := ident.ContainerID(containerID); err != nil {
+		return nil, fmt.Errorf("attach: %w", err)
+	}
+	if err := r.Validate(); err != nil {
+		return nil, fmt.Errorf("attach %s: %w", containerID, err)
+	}
+	w, err := newWorker(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return w.attach(ctx, containerID, netnsPath, r)
+}
+
+// Detach undoes [Attach]: the hosts record, then CNI DEL with the recorded
+// config. The namespace itself is the caller's to remove. Detaching a
+// container that is not attached does nothing.
+func Detach(ctx context.Context, cfg Config, containerID string) error {
+	if err := ident.ContainerID(containerID); err != nil {
+		return fmt.Errorf("detach: %w", err)
+	}
+	w, err := newWorker(cfg)
+	if err != nil {
+		return err
+	}
+	return w.detach(ctx, containerID)
+}
+
+// AttachPinned pins the network namespace of process pid (the container's
+// init, in the created state) at [Config.PinPath], so that DEL can still
+// run in it after the process is gone, and attaches the pin. A pin left by
+// an earlier run of the same container (no poststop after a restart) is
+// detached and replaced. If attaching fails, the pin is removed. It is what
+// the OCI hook does at createRuntime.
+func AttachPinned(ctx context.Context, cfg Config, containerID string, pid int, r Request) (*ocinet.Attachment, error) {
+	if err := ident.ContainerID(containerID); err != nil {
+		return nil, fmt.Errorf("attach: %w", err)
+	}
+	if err := r.Validate(); err != nil {
+		return nil, fmt.Errorf("attach %s: %w", containerID, err)
+	}
+	if pid <= 0 {
+		return nil, fmt.Errorf("attach %s: pid %d: %w", containerID, pid, ErrInvalid)
+	}
+	w, err := newWorker(cfg)
+	if err != nil {
+		return nil, err
+	}
+	pin := w.cfg.PinPath(containerID)
+	path, err := netns.Pin(w.cfg.NetNSDir, filepath.Base(pin), pid)
+	if errors.Is(err, netns.ErrExists) {
+		w.log.Info("replacing a stale pin", "path", pin)
+		if derr := w.detach(ctx, containerID); derr != nil {
+			return nil, derr
+		}
+		if rerr := netns.Remove(pin); rerr != nil {
+			return nil, rerr
+		}
+		path, err = netns.Pin(w.cfg.NetNSDir, filepath.Base(pin), pid)
+	}
+	if err != nil {
+		return nil, err
+	}
+	att, err := w.attach(ctx, containerID, path, r)
+	if err != nil {
+		_ = netns.Remove(path)
+		return nil, err
+	}
+	return att, nil
+}
+
+// DetachPinned undoes [AttachPinned]: [Detach], then the pin is removed.
+// When the detach fails, the pin stays with the journal's record, so that
+// DEL can still run in the namespace when GC tries again.
+func DetachPinned(ctx context.Context, cfg Config, containerID string) error {
+	if err := Detach(ctx, cfg, containerID); err != nil {
+		return err
+	}
+	return netns.Remove(cfg.PinPath(containerID))
+}
+
+// worker holds what attaching and detaching need.
+type worker struct {
+	cfg   Config
+	mgr   *ocinet.Manager
+	store *hosts.Store
+	log   *slog.Logger
+}
+
+// newWorker opens the Manager and hosts store of cfg.
+func newWorker(cfg Config) (*worker, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	mgr, err := cfg.Manager()
+	if err != nil {
+		return nil, err
+	}
+	store, err := cfg.HostsStore()
+	if err != nil {
+		return nil, err
+	}
+	return &worker{cfg: cfg, mgr: mgr, store: store, log: log}, nil
+}
+
+func (w *worker) attach(ctx context.Context, containerID, netnsPath string, r Request) (att *ocinet.Attachment, err error) {
+	id := w.cfg.AttachmentID(containerID)
+	name := r.Name
+	if name == "" {
+		name = containerID
+	}
+	att, err = w.mgr.Attach(ctx, ocinet.AttachRequest{
+		ID: id, Name: name, Hostname: r.Hostname, NetNS: netnsPath, Networks: r.Networks, Ports: r.Ports,
+		PerNetwork: r.perNetwork(),
+		Labels:     map[string]string{LabelNamespace: w.cfg.Namespace, LabelContainer: containerID},
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			if derr := w.mgr.Detach(ctx, id); derr != nil {
+				w.log.Error("rollback detach failed", "err", derr)
+			}
+		}
+	}()
+	rec := hosts.Record{ID: containerID, Name: r.Name, Hostname: r.Hostname, ExtraHosts: r.ExtraHosts}
+	ipv6 := false
+	for _, iface := range att.Interfaces {
+		n := hosts.Network{Name: iface.Network}
+		for _, p := range iface.IPs {
+			n.IPs = append(n.IPs, p.Addr())
+			ipv6 = ipv6 || p.Addr().Is6()
+		}
+		if len(iface.Gateways) > 0 {
+			n.Gateway = iface.Gateways[0]
+		}
+		rec.Networks = append(rec.Networks, n)
+	}
+	if err := w.store.Prepare(containerID); err != nil {
+		return nil, err
+	}
+	if err := w.store.Join(rec); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = w.store.Leave(containerID)
+		}
+	}()
+	if err := w.store.WriteResolvConf(containerID, hosts.ResolvOptions{IPv6: ipv6, DNS: r.DNS}); err != nil {
+		return nil, err
+	}
+	w.log.Info("attached", "netns", netnsPath, "interfaces", ifaceSummary(att.Interfaces), "ports", len(att.Ports))
+	return att, nil
+}
+
+func (w *worker) detach(ctx context.Context, containerID string) error {
+	var errs []error
+	if err := w.store.Leave(containerID); err != nil {
+		errs = append(errs, err)
+	}
+	if err := w.mgr.Detach(ctx, w.cfg.AttachmentID(containerID)); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("detach %s: %w", containerID, errors.Join(errs...))
+	}
+	return nil
+}
+
+func ifaceSummary(ifs []ocinet.Interface) string {
+	var parts []string
+	for _, i := range ifs {
+		var ips []string
+		for _, p := range i.IPs {
+			ips = append(ips, p.String())
+		}
+		parts = append(parts, i.Name+"="+strings.Join(ips, ","))
+	}
+	return strings.Join(parts, " ")
+}
