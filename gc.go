@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/containernetworking/cni/libcni"
 	cnitypes "github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
+	"github.com/ocinet/ocinet/internal/fsutil"
 )
 
 // GCOptions are the optional parts of a GC run.
@@ -100,7 +99,7 @@ func (m *Manager) GC(ctx context.Context, live func(id string) bool, opts GCOpti
 	if err := m.gcPorts(report); err != nil {
 		errs = append(errs, err)
 	}
-	m.gcTempFiles()
+	fsutil.CleanTemp(filepath.Join(m.root, "attachments"))
 	if err := m.gcNetworks(ctx, ids, kept, report); err != nil {
 		errs = append(errs, err)
 	}
@@ -129,21 +128,6 @@ func (m *Manager) gcPorts(report *GCReport) error {
 		report.Ports = append(report.Ports, o)
 	}
 	return errors.Join(errs...)
-}
-
-// gcTempFiles removes the temporary files of journal writes that a crash
-// interrupted.
-func (m *Manager) gcTempFiles() {
-	dir := filepath.Join(m.root, "attachments")
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".tmp-") {
-			_ = os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
 }
 
 // gcNetworks sends the CNI GC verb to every network that supports it.

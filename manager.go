@@ -122,7 +122,11 @@ func (m *Manager) StateDir() string { return m.root }
 func (m *Manager) Ports() *portmap.Allocator { return m.ports }
 
 func (m *Manager) lock(name string, shared bool) (*fsutil.Lock, error) {
-	return fsutil.LockFile(filepath.Join(m.root, "locks", name+".lock"), shared)
+	mode := fsutil.Exclusive
+	if shared {
+		mode = fsutil.Shared
+	}
+	return fsutil.LockFile(filepath.Join(m.root, "locks", name+".lock"), mode)
 }
 
 // lockContainer takes the GC lock shared and the container's lock, for an

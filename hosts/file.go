@@ -10,69 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lockFile takes the store-wide lock: flock(2) on dir/.lock, exclusive for
-// mutations, shared for reads. Every call opens its own file description, so
-// the lock also excludes other goroutines of this process, not only other
-// processes. Closing the returned file releases the lock.
-func lockFile(path string, how int) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("lock hosts store: %w", err)
-	}
-	for {
-		err = unix.Flock(int(f.Fd()), how)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock hosts store %s: %w", path, err)
-	}
-	return f, nil
-}
-
-// writeFileAtomic replaces dir/name with data: a temporary file in dir,
-// fsync, rename, fsync of dir. A reader sees the old or the new content,
-// never a mix, and after a crash one of the two is on disk.
-func writeFileAtomic(dir, name string, data []byte) (err error) {
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(0o600); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 // createEmpty creates an empty file at path with mode 0644 (whatever the
 // umask, since processes in the container read it as any user) unless a file
 // is already there, and reports whether it made one. It never truncates.

@@ -1,6 +1,7 @@
 package hosts
 
 import (
+	"github.com/ocinet/ocinet/internal/fsutil"
 	"github.com/ocinet/ocinet/internal/ident"
 
 	"bytes"
@@ -10,8 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // Default paths of ResolvOptions.
@@ -245,7 +244,7 @@ func (s *Store) WriteResolvConf(id string, o ResolvOptions) error {
 	if err != nil {
 		return fmt.Errorf("write resolv.conf of %q: %w", id, err)
 	}
-	unlock, err := s.lock(unix.LOCK_EX)
+	unlock, err := s.lock(fsutil.Exclusive)
 	if err != nil {
 		return fmt.Errorf("write resolv.conf of %q: %w", id, err)
 	}

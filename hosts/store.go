@@ -10,7 +10,7 @@ import (
 	"slices"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/ocinet/ocinet/internal/fsutil"
 )
 
 // Layout of a store directory:
@@ -33,7 +33,6 @@ const (
 	networksDir   = "networks"
 	containersDir = "containers"
 	recordSuffix  = ".json"
-	tempPrefix    = ".tmp-"
 )
 
 // Store is a hosts store: one directory holding the records and files of the
@@ -90,14 +89,14 @@ func (s *Store) recordPath(id string) string {
 	return filepath.Join(s.dir, recordsDir, id+recordSuffix)
 }
 
-// lock takes the store-wide lock; LOCK_EX around mutations, LOCK_SH around
-// reads. The returned function releases it.
-func (s *Store) lock(how int) (func(), error) {
-	f, err := lockFile(filepath.Join(s.dir, lockName), how)
+// lock takes the store-wide lock (flock(2) on dir/.lock): exclusive around
+// mutations, shared around reads. The returned function releases it.
+func (s *Store) lock(mode fsutil.LockMode) (func(), error) {
+	l, err := fsutil.LockFile(filepath.Join(s.dir, lockName), mode)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("lock hosts store: %w", err)
 	}
-	return func() { f.Close() }, nil
+	return l.Unlock, nil
 }
 
 // Prepare creates the directory of container id and its hosts and
@@ -108,7 +107,7 @@ func (s *Store) Prepare(id string) error {
 	if err := validateID(id); err != nil {
 		return fmt.Errorf("prepare: %w", err)
 	}
-	unlock, err := s.lock(unix.LOCK_EX)
+	unlock, err := s.lock(fsutil.Exclusive)
 	if err != nil {
 		return fmt.Errorf("prepare %q: %w", id, err)
 	}
@@ -135,7 +134,7 @@ func (s *Store) Join(r Record) error {
 	if err := r.validate(); err != nil {
 		return fmt.Errorf("join %q: %w", r.ID, err)
 	}
-	unlock, err := s.lock(unix.LOCK_EX)
+	unlock, err := s.lock(fsutil.Exclusive)
 	if err != nil {
 		return fmt.Errorf("join %q: %w", r.ID, err)
 	}
@@ -175,7 +174,7 @@ func (s *Store) join(r *Record) error {
 		oldData, _ = encodeRecord(old)
 	}
 	if !bytes.Equal(data, oldData) {
-		if err := writeFileAtomic(filepath.Join(s.dir, recordsDir), r.ID+recordSuffix, data); err != nil {
+		if err := fsutil.WriteFileAtomic(filepath.Join(s.dir, recordsDir, r.ID+recordSuffix), data, 0o600); err != nil {
 			return fmt.Errorf("write record: %w", err)
 		}
 	}
@@ -214,7 +213,7 @@ func (s *Store) Leave(id string) error {
 	if err := validateID(id); err != nil {
 		return fmt.Errorf("leave: %w", err)
 	}
-	unlock, err := s.lock(unix.LOCK_EX)
+	unlock, err := s.lock(fsutil.Exclusive)
 	if err != nil {
 		return fmt.Errorf("leave %q: %w", id, err)
 	}
@@ -231,7 +230,7 @@ func (s *Store) Remove(id string) error {
 	if err := validateID(id); err != nil {
 		return fmt.Errorf("remove: %w", err)
 	}
-	unlock, err := s.lock(unix.LOCK_EX)
+	unlock, err := s.lock(fsutil.Exclusive)
 	if err != nil {
 		return fmt.Errorf("remove %q: %w", id, err)
 	}
@@ -255,7 +254,7 @@ func (s *Store) leave(id string) error {
 		if err := os.Remove(s.recordPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove record: %w", err)
 		}
-		return syncDir(filepath.Join(s.dir, recordsDir))
+		return fsutil.SyncDir(filepath.Join(s.dir, recordsDir))
 	}
 	if err != nil || old == nil {
 		return err
@@ -276,7 +275,7 @@ func (s *Store) leave(id string) error {
 	if err := os.Remove(s.recordPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove record: %w", err)
 	}
-	if err := syncDir(filepath.Join(s.dir, recordsDir)); err != nil {
+	if err := fsutil.SyncDir(filepath.Join(s.dir, recordsDir)); err != nil {
 		return err
 	}
 	for _, n := range old.Networks {
@@ -292,7 +291,7 @@ func (s *Store) Get(id string) (Record, error) {
 	if err := validateID(id); err != nil {
 		return Record{}, fmt.Errorf("get record: %w", err)
 	}
-	unlock, err := s.lock(unix.LOCK_SH)
+	unlock, err := s.lock(fsutil.Shared)
 	if err != nil {
 		return Record{}, fmt.Errorf("get record %q: %w", id, err)
 	}
@@ -309,7 +308,7 @@ func (s *Store) Get(id string) (Record, error) {
 
 // List returns every record, sorted by ID.
 func (s *Store) List() ([]Record, error) {
-	unlock, err := s.lock(unix.LOCK_SH)
+	unlock, err := s.lock(fsutil.Shared)
 	if err != nil {
 		return nil, fmt.Errorf("list records: %w", err)
 	}
@@ -338,7 +337,7 @@ func (s *Store) Render(id string) ([]byte, error) {
 	if err := validateID(id); err != nil {
 		return nil, fmt.Errorf("render hosts: %w", err)
 	}
-	unlock, err := s.lock(unix.LOCK_SH)
+	unlock, err := s.lock(fsutil.Shared)
 	if err != nil {
 		return nil, fmt.Errorf("render hosts of %q: %w", id, err)
 	}
@@ -366,7 +365,7 @@ func (s *Store) Render(id string) ([]byte, error) {
 // index entries are dropped, its peers no longer list it) and reported in
 // the error.
 func (s *Store) Repair() error {
-	unlock, err := s.lock(unix.LOCK_EX)
+	unlock, err := s.lock(fsutil.Exclusive)
 	if err != nil {
 		return fmt.Errorf("repair hosts store: %w", err)
 	}
@@ -452,7 +451,7 @@ func (s *Store) recordIDs() ([]string, error) {
 	var ids []string
 	for _, e := range entries {
 		name := e.Name()
-		if strings.HasPrefix(name, tempPrefix) {
+		if fsutil.IsTemp(name) {
 			_ = os.Remove(filepath.Join(dir, name)) // a leftover; best effort
 			continue
 		}
@@ -500,7 +499,7 @@ func (s *Store) addIndex(network, id string) error {
 	err := os.Mkdir(dir, 0o700)
 	switch {
 	case err == nil:
-		if err := syncDir(nets); err != nil {
+		if err := fsutil.SyncDir(nets); err != nil {
 			return err
 		}
 	case !errors.Is(err, fs.ErrExist):
@@ -511,7 +510,7 @@ func (s *Store) addIndex(network, id string) error {
 		return fmt.Errorf("index network %q: %w", network, err)
 	}
 	if created {
-		return syncDir(dir)
+		return fsutil.SyncDir(dir)
 	}
 	return nil
 }

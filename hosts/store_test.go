@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/ocinet/ocinet/internal/fsutil"
 )
 
 func TestPrepare(t *testing.T) {
@@ -469,7 +470,7 @@ func TestStaleIndexAndRepair(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(s.dir, networksDir, "a")); err != nil {
 		t.Fatal(err)
 	}
-	tmp := filepath.Join(s.dir, recordsDir, tempPrefix+"123")
+	tmp := filepath.Join(s.dir, recordsDir, fsutil.TempPrefix+"123")
 	if err := os.WriteFile(tmp, []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ func NewAllocator(dir string) (*Allocator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("port reservation directory %s: %w", dir, err)
 	}
-	f.Close()
+	f.Unlock()
 	return a, nil
 }
 
@@ -108,7 +108,7 @@ func (a *Allocator) Reserve(owner, label string, ms []Mapping) ([]Port, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reserve ports for %q: %w", owner, err)
 	}
-	defer lock.Close()
+	defer lock.Unlock()
 
 	if len(want) == 0 {
 		if err := removeRecord(a.dir, name); err != nil {
@@ -201,7 +201,7 @@ func (a *Allocator) Release(owner string) error {
 	if err != nil {
 		return fmt.Errorf("release ports of %q: %w", owner, err)
 	}
-	defer lock.Close()
+	defer lock.Unlock()
 	if err := removeRecord(a.dir, name); err != nil {
 		return fmt.Errorf("release ports of %q: %w", owner, err)
 	}
@@ -220,7 +220,7 @@ func (a *Allocator) Reserved(owner string) ([]Port, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reserved ports of %q: %w", owner, err)
 	}
-	defer lock.Close()
+	defer lock.Unlock()
 	r, err := readRecord(a.dir, name)
 	if err != nil {
 		return nil, fmt.Errorf("reserved ports of %q: %w", owner, err)
@@ -240,7 +240,7 @@ func (a *Allocator) Owners() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list port reservations: %w", err)
 	}
-	defer lock.Close()
+	defer lock.Unlock()
 	names, err := listRecords(a.dir, false)
 	if err != nil {
 		return nil, err

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/ocinet/ocinet/internal/fsutil"
 )
 
 // Ports of the tests. They are fake (no /proc/net rows are read) except in
@@ -522,7 +523,7 @@ func TestAllocatorOnDisk(t *testing.T) {
 
 	// A stale temporary file left by a crash is removed by the next write;
 	// foreign files are ignored.
-	stale := filepath.Join(dir, tempPrefix+"x.json")
+	stale := filepath.Join(dir, fsutil.TempPrefix+"x.json")
 	if err := os.WriteFile(stale, []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
 	}

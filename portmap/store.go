@@ -11,13 +11,16 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/ocinet/ocinet/internal/fsutil"
+	"golang.org/x/sys/unix"
 )
 
 // On-disk layout of an Allocator's directory:
 //
 //	.lock              flock(2)ed around every read-check-write
 //	<escaped owner>.json  one record per owner
-//	.tmp-<escaped owner>  a record being written (stale if found under the lock)
+//	.tmp-*             a record being written (stale if found under the lock)
 //
 // Records are replaced atomically: write the temp file, fsync it, rename it
 // over the record, fsync the directory. Records and the lock file are opened
@@ -26,7 +29,6 @@ import (
 const (
 	lockName     = ".lock"
 	recordSuffix = ".json"
-	tempPrefix   = ".tmp-"
 	// recordVersion is the version of the record format.
 	recordVersion = 1
 	// maxEscapedOwner bounds a record's file name well below NAME_MAX (255).
@@ -116,40 +118,20 @@ func checkOwner(owner string) (string, error) {
 	return name + recordSuffix, nil
 }
 
-// lockDir opens dir/.lock and flocks it; closing the returned file unlocks.
-func lockDir(dir string, exclusive bool) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE|oNoFollow, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open lock: %w", err)
+// lockDir locks dir/.lock (fsutil.LockFile); Unlock releases it.
+func lockDir(dir string, exclusive bool) (*fsutil.Lock, error) {
+	mode := fsutil.Shared
+	if exclusive {
+		mode = fsutil.Exclusive
 	}
-	if err := checkRegular(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := flock(f, exclusive); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
-}
-
-// checkRegular fails unless f is a regular file.
-func checkRegular(f *os.File) error {
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file (%s)", f.Name(), fi.Mode().Type())
-	}
-	return nil
+	return fsutil.LockFile(filepath.Join(dir, lockName), mode)
 }
 
 // readRecord reads the record in file name of dir; it returns nil, nil when
 // there is none.
 func readRecord(dir, name string) (*record, error) {
 	path := filepath.Join(dir, name)
-	f, err := os.OpenFile(path, os.O_RDONLY|oNoFollow, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -157,7 +139,7 @@ func readRecord(dir, name string) (*record, error) {
 		return nil, fmt.Errorf("open reservation: %w", err)
 	}
 	defer f.Close()
-	if err := checkRegular(f); err != nil {
+	if err := fsutil.CheckRegular(f); err != nil {
 		return nil, fmt.Errorf("open reservation: %w", err)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxRecordSize+1))
@@ -193,7 +175,7 @@ func listRecords(dir string, clean bool) ([]string, error) {
 	var names []string
 	for _, e := range entries {
 		name := e.Name()
-		if clean && strings.HasPrefix(name, tempPrefix) && e.Type().IsRegular() {
+		if clean && fsutil.IsTemp(name) && e.Type().IsRegular() {
 			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return nil, fmt.Errorf("remove stale temporary file: %w", err)
 			}
@@ -241,29 +223,10 @@ func writeRecord(dir string, r *record) error {
 	if err != nil {
 		return fmt.Errorf("encode reservation of %q: %w", r.Owner, err)
 	}
-	tmp := filepath.Join(dir, tempPrefix+name)
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, name), append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write reservation of %q: %w", r.Owner, err)
 	}
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|oNoFollow, 0o600)
-	if err != nil {
-		return fmt.Errorf("write reservation of %q: %w", r.Owner, err)
-	}
-	_, err = f.Write(append(data, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write reservation of %q: %w", r.Owner, err)
-	}
-	return syncDir(dir)
+	return nil
 }
 
 // removeRecord removes the record file name from dir; a missing one is not
@@ -276,21 +239,5 @@ func removeRecord(dir, name string) error {
 	if err != nil {
 		return fmt.Errorf("remove reservation: %w", err)
 	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename or removal in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return fsutil.SyncDir(dir)
 }

@@ -1,11 +1,16 @@
-// Package fsutil holds the small file-system primitives the stores share:
-// flock(2) locks on lock files and atomic, durable record writes.
+// Package fsutil holds the file-system primitives every store of ocinet
+// shares (the journal, the hosts store, the port reservations): flock(2)
+// locks on lock files, atomic and durable record writes, and the clean-up
+// of the temporary files a crash leaves. Lock files and records are opened
+// with O_NOFOLLOW and must be regular files: a symbolic link planted in a
+// state directory is refused, never followed.
 package fsutil
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -13,17 +18,32 @@ import (
 // Lock is a held flock(2) lock on a file.
 type Lock struct{ f *os.File }
 
-// LockFile opens (creating it if needed) the file at path and takes an
-// exclusive lock on it, or a shared one when shared is true. It blocks until
-// the lock is granted.
-func LockFile(path string, shared bool) (*Lock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+// LockMode says how a lock is held.
+type LockMode int
+
+const (
+	// Shared locks exclude Exclusive ones only: readers.
+	Shared LockMode = iota
+	// Exclusive locks exclude every other lock: writers.
+	Exclusive
+)
+
+// LockFile opens (creating it if needed) the regular file at path and locks
+// it in mode, blocking until the lock is granted. Every call opens its own
+// file description, so the lock also excludes other goroutines of this
+// process, not only other processes.
+func LockFile(path string, mode LockMode) (*Lock, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	how := unix.LOCK_EX
-	if shared {
-		how = unix.LOCK_SH
+	if err := CheckRegular(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	how := unix.LOCK_SH
+	if mode == Exclusive {
+		how = unix.LOCK_EX
 	}
 	for {
 		err = unix.Flock(int(f.Fd()), how)
@@ -38,6 +58,18 @@ func LockFile(path string, shared bool) (*Lock, error) {
 	return &Lock{f: f}, nil
 }
 
+// CheckRegular fails unless f is a regular file.
+func CheckRegular(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file (%s)", f.Name(), fi.Mode().Type())
+	}
+	return nil
+}
+
 // Unlock releases the lock. It is safe to call on a nil Lock.
 func (l *Lock) Unlock() {
 	if l == nil || l.f == nil {
@@ -48,12 +80,34 @@ func (l *Lock) Unlock() {
 	l.f = nil
 }
 
+// TempPrefix starts the names of the temporary files WriteFileAtomic
+// writes; [CleanTemp] removes those a crash left.
+const TempPrefix = ".tmp-"
+
+// IsTemp reports whether name is one of WriteFileAtomic's temporary files.
+func IsTemp(name string) bool { return strings.HasPrefix(name, TempPrefix) }
+
+// CleanTemp removes the temporary files that interrupted writes left in
+// dir. Call it under the lock that every writer of dir holds.
+func CleanTemp(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if IsTemp(e.Name()) && e.Type().IsRegular() {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
 // WriteFileAtomic replaces path with data durably: it writes a temporary file
 // in the same directory, fsyncs it, renames it over path and fsyncs the
-// directory. A crash leaves either the old or the new content.
+// directory. A crash leaves either the old or the new content (and maybe a
+// temporary file, which CleanTemp removes).
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	tmp, err := os.CreateTemp(dir, TempPrefix+filepath.Base(path)+"-*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
