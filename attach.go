@@ -101,7 +101,7 @@ func (m *Manager) journalAdding(req AttachRequest, p *attachPlan) (*record, erro
 		NetNSID:  m.host.NamespaceID(req.NetNS),
 		Created:  time.Now().UTC(),
 		Ports:    ports,
-		Loopback: &networkRecord{Name: loopbackNetwork, IfName: "lo", ConfList: json.RawMessage(loopbackConf)},
+		Loopback: &networkRecord{Name: loopbackNetwork, IfName: "lo", ConfList: json.RawMessage(LoopbackConfList)},
 		Networks: p.records,
 	}
 	if p.portsNet >= 0 {

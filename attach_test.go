@@ -14,6 +14,7 @@ import (
 	"github.com/ocinet/ocinet/internal/leakcheck"
 	"github.com/ocinet/ocinet/internal/testenv"
 	"github.com/ocinet/ocinet/netns"
+	"github.com/ocinet/ocinet/ocinettest"
 	"github.com/ocinet/ocinet/portmap"
 )
 
@@ -165,7 +166,7 @@ func TestAttachRefusesBadInput(t *testing.T) {
 func TestMissingPlugin(t *testing.T) {
 	testenv.RequirePlugins(t)
 	state := t.TempDir()
-	leakcheck.Check(t, leakcheck.Config{StateDirs: []string{state}})
+	ocinettest.CheckLeaks(t, leakcheck.Config{StateDirs: []string{state}})
 	empty := t.TempDir()
 	m, err := ocinet.New(state, ocinet.WithCNIConfDir(t.TempDir()), ocinet.WithPluginDirs(empty), ocinet.WithDefaultBridge(testBridge))
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/ocinet/ocinet/internal/leakcheck"
 	"github.com/ocinet/ocinet/internal/testenv"
 	"github.com/ocinet/ocinet/netns"
+	"github.com/ocinet/ocinet/ocinettest"
 )
 
 // BenchmarkAttachDetach measures one Attach and one Detach on the default
@@ -23,7 +24,7 @@ import (
 func BenchmarkAttachDetach(b *testing.B) {
 	plugins := testenv.RequirePlugins(b)
 	state, confDir, runtimeDir := b.TempDir(), b.TempDir(), b.TempDir()
-	leakcheck.Check(b, leakcheck.Config{StateDirs: []string{state}, IgnoreBridges: []string{testBridge}})
+	ocinettest.CheckLeaks(b, leakcheck.Config{StateDirs: []string{state}, IgnoreBridges: []string{testBridge}})
 	testenv.RemoveLinkAtEnd(b, testBridge)
 	m, err := ocinet.New(state, managerOptions(confDir, runtimeDir, []string{plugins})...)
 	if err != nil {

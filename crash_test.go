@@ -118,14 +118,14 @@ func TestCrashSweep(t *testing.T) {
 			if op == "detach" {
 				list = detachSteps
 			}
-			for _, step := range list {
+			for i, step := range list {
 				trial++
 				id := fmt.Sprintf("crash-%d", trial)
 				name := fmt.Sprintf("%s at %s, namespace gone %v", op, step, gone)
 				crashTrial(t, e, name, childSpec{
 					Op: op, State: e.state, ConfDir: e.confDir, RuntimeDir: e.runtimeDir, PluginDirs: e.pluginDirs,
 					ID: id, Networks: networks, Ports: ports,
-				}, step, gone)
+				}, step, gone, recordAfterCrash(op, list, i))
 				if t.Failed() {
 					t.Fatalf("stopping after the first failed trial (%s)", name)
 				}
@@ -151,8 +151,36 @@ func TestCrashSweep(t *testing.T) {
 	}
 }
 
-// crashTrial runs one child that is killed at step, then GC.
-func crashTrial(t *testing.T, e *env, name string, c childSpec, step string, gone bool) {
+// What the journal must hold for an attachment after a crash.
+const (
+	noRecord         = "no record"
+	incompleteRecord = "an incomplete record"
+	completeRecord   = "a complete record"
+)
+
+// recordAfterCrash says what a crash at steps[i] of op must leave in the
+// journal: during attach, nothing before the first write (attach:adding),
+// an incomplete record from it on, a complete one once committed
+// (attach:attached); during detach, an incomplete record at every step,
+// since the first write (detach:detaching) comes before any DEL and the
+// record goes last.
+func recordAfterCrash(op string, steps []string, i int) string {
+	if op == "detach" {
+		return incompleteRecord
+	}
+	switch adding := slices.Index(steps, "attach:adding"); {
+	case i < adding:
+		return noRecord
+	case steps[i] == "attach:attached":
+		return completeRecord
+	default:
+		return incompleteRecord
+	}
+}
+
+// crashTrial runs one child that is killed at step, checks what the
+// journal holds (want, see recordAfterCrash), then runs GC.
+func crashTrial(t *testing.T, e *env, name string, c childSpec, step string, gone bool, want string) {
 	t.Helper()
 	ctx := context.Background()
 	path, err := netns.Create("", "")
@@ -180,6 +208,18 @@ func crashTrial(t *testing.T, e *env, name string, c childSpec, step string, gon
 	if !errors.As(err, &ee) || !ee.Sys().(syscall.WaitStatus).Signaled() || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Errorf("%s: the child was not killed at the step: %v: %s", name, err, stderr.Bytes())
 		return
+	}
+	got := noRecord
+	if a, err := e.m.Get(c.ID); err == nil {
+		got = incompleteRecord
+		if a.Complete {
+			got = completeRecord
+		}
+	} else if !errors.Is(err, ocinet.ErrNotFound) {
+		t.Errorf("%s: reading the journal after the crash: %v", name, err)
+	}
+	if got != want {
+		t.Errorf("%s: the journal holds %s after the crash, want %s", name, got, want)
 	}
 	if gone {
 		if err := netns.Remove(path); err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/internal/testenv"
 	"github.com/ocinet/ocinet/netns"
 	"github.com/ocinet/ocinet/portmap"
 )
@@ -131,5 +132,41 @@ func TestDetachCancelled(t *testing.T) {
 	}
 	if got := addrsIn(t, ns); strings.Contains(got, "eth0") {
 		t.Errorf("eth0 still there:\n%s", got)
+	}
+}
+
+// TestDetachUsesRecordedConfig: DEL runs with the conflist bytes recorded
+// at ADD, not the conf dir's current file. The file is changed so that a
+// DEL from it would fail (a plugin that fails every DEL, and another
+// subnet), or deleted; Detach succeeds either way, and the leak check finds
+// nothing of the attachment left (masquerade rules, lease, veth).
+func TestDetachUsesRecordedConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(e *env)
+	}{
+		{"changed", func(e *env) {
+			e.writeConf("50-rec.conflist", chainConf("ocit-rec", "1.0.0", "10.213.31.0/24", 0, failpoint("DEL", "fail", "")))
+		}},
+		{"deleted", func(e *env) {
+			if err := os.Remove(filepath.Join(e.confDir, "50-rec.conflist")); err != nil {
+				e.t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			testenv.RemoveLinkAtEnd(t, fpBridge)
+			e.writeConf("50-rec.conflist", chainConf("ocit-rec", "1.0.0", "10.213.30.0/24", 3))
+			a := e.attach(ocinet.AttachRequest{ID: "rec", NetNS: e.ns(), Networks: []string{"ocit-rec"}})
+			if len(a.Interfaces) != 1 || len(a.Interfaces[0].IPs) != 1 || !netip.MustParsePrefix("10.213.30.0/24").Contains(a.Interfaces[0].IPs[0].Addr()) {
+				t.Fatalf("attachment %+v, want one address in 10.213.30.0/24", a.Interfaces)
+			}
+			tc.change(e)
+			e.detach("rec")
+			if _, err := e.m.Get("rec"); !errors.Is(err, ocinet.ErrNotFound) {
+				t.Errorf("record after Detach: %v, want ErrNotFound", err)
+			}
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ocinet/ocinet/internal/reexec"
+	"github.com/ocinet/ocinet/ocinettest"
 
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/internal/leakcheck"
@@ -53,7 +54,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	plugins := testenv.RequirePlugins(t)
 	e := &env{t: t, state: t.TempDir(), confDir: t.TempDir(), runtimeDir: t.TempDir()}
-	leakcheck.Check(t, leakcheck.Config{StateDirs: []string{e.state}, IgnoreBridges: []string{testBridge}})
+	ocinettest.CheckLeaks(t, leakcheck.Config{StateDirs: []string{e.state}, IgnoreBridges: []string{testBridge}})
 	testenv.RemoveLinkAtEnd(t, testBridge)
 	e.pluginDirs = []string{filepath.Dir(testenv.Build(t, "./internal/failpoint")), plugins}
 	e.m = e.manager()

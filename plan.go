@@ -91,7 +91,6 @@ type Interface struct {
 // cancelled caller.
 const cleanupTimeout = 2 * time.Minute
 
-const loopbackConf = `{"cniVersion":"1.0.0","name":"ocinet-loopback","plugins":[{"type":"loopback"}]}`
 
 // hostnameArg is the CNI_ARGS key that carries the hostname, as nerdctl
 // passes it.
@@ -100,6 +99,10 @@ const hostnameArg = "NERDCTL_CNI_DHCP_HOSTNAME"
 // loopbackNetwork names the loopback "network" every attachment starts
 // with: the loopback plugin brings lo up in the container's namespace.
 const loopbackNetwork = "ocinet-loopback"
+
+// LoopbackConfList is the conflist of the loopback network every
+// attachment starts with (and ends with at DEL).
+const LoopbackConfList = `{"cniVersion":"1.0.0","name":"` + loopbackNetwork + `","plugins":[{"type":"loopback"}]}`
 
 // attachPlan is an attachment decided before anything on the host changes:
 // the request checked, its networks resolved once, their plugins found,

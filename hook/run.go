@@ -148,6 +148,11 @@ func checkCreated(st State) error {
 	if st.Pid <= 0 {
 		return fmt.Errorf("state: createRuntime needs the container's pid: %w", ErrInvalid)
 	}
+	if st.Pid == 1 {
+		// runc runs hooks in the host's pid namespace, where pid 1 is the
+		// host's init, never a container's.
+		return fmt.Errorf("state: pid 1 is the host's init, not a container being created: %w", ErrInvalid)
+	}
 	if err := netns.Check("/proc/" + strconv.Itoa(st.Pid) + "/ns/net"); err != nil {
 		return fmt.Errorf("state: pid %d: %w: %w", st.Pid, err, ErrInvalid)
 	}

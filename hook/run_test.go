@@ -21,6 +21,7 @@ import (
 	"github.com/ocinet/ocinet/internal/leakcheck"
 	"github.com/ocinet/ocinet/internal/testenv"
 	"github.com/ocinet/ocinet/netns"
+	"github.com/ocinet/ocinet/ocinettest"
 	"github.com/ocinet/ocinet/sandbox"
 )
 
@@ -37,7 +38,7 @@ func newWorld(t *testing.T) *world {
 	t.Helper()
 	installed := testenv.RequirePlugins(t)
 	state := t.TempDir()
-	leakcheck.Check(t, leakcheck.Config{StateDirs: []string{state}, IgnoreBridges: []string{testBridge}})
+	ocinettest.CheckLeaks(t, leakcheck.Config{StateDirs: []string{state}, IgnoreBridges: []string{testBridge}})
 	testenv.RemoveLinkAtEnd(t, testBridge)
 	// A plugin directory of links, so a test can take plugins away.
 	plugins := t.TempDir()
@@ -110,24 +111,29 @@ func TestHostileInputsRefused(t *testing.T) {
 	w := newWorld(t)
 	pid := w.container()
 	ok := `{"version":1}`
-	for _, tc := range []struct{ name, event, stdin string }{
-		{"unknown event", "prestart", state("web", "creating", pid, ok)},
-		{"empty state", hook.EventCreateRuntime, ``},
-		{"state not json", hook.EventCreateRuntime, `id=web`},
-		{"unknown state field", hook.EventCreateRuntime, `{"id":"web","pid":1,"status":"creating","rootfs":"/"}`},
-		{"id with path", hook.EventCreateRuntime, state("../../etc", "creating", pid, ok)},
-		{"id with NUL", hook.EventCreateRuntime, state("web\x00x", "creating", pid, ok)},
-		{"no request", hook.EventCreateRuntime, state("web", "creating", pid, "")},
-		{"unknown request field", hook.EventCreateRuntime, state("web", "creating", pid, `{"version":1,"stateDir":"/etc"}`)},
-		{"newline in name", hook.EventCreateRuntime, state("web", "creating", pid, `{"version":1,"name":"a\nb"}`)},
-		{"oversized request", hook.EventCreateRuntime, state("web", "creating", pid, `{"version":1,"name":"`+strings.Repeat("a", 70000)+`"}`)},
-		{"network path", hook.EventCreateRuntime, state("web", "creating", pid, `{"version":1,"networks":["../../../etc/passwd"]}`)},
-		{"host namespace", hook.EventCreateRuntime, state("web", "creating", os.Getpid(), ok)},
-		{"pid 1", hook.EventCreateRuntime, state("web", "creating", 1, ok)},
-		{"no pid", hook.EventCreateRuntime, state("web", "creating", 0, ok)},
-		{"missing pid", hook.EventCreateRuntime, state("web", "creating", 1<<22+7, ok)},
-		{"running container", hook.EventCreateRuntime, state("web", "running", pid, ok)},
-		{"stopped container", hook.EventCreateRuntime, state("web", "stopped", pid, ok)},
+	// Each case must be refused for the reason it names: want is a part of
+	// the message, or a sentinel the error must wrap besides ErrInvalid.
+	for _, tc := range []struct {
+		name, event, stdin string
+		want               any
+	}{
+		{"unknown event", "prestart", state("web", "creating", pid, ok), `unknown event "prestart"`},
+		{"empty state", hook.EventCreateRuntime, ``, "state: EOF"},
+		{"state not json", hook.EventCreateRuntime, `id=web`, "state: invalid character"},
+		{"unknown state field", hook.EventCreateRuntime, `{"id":"web","pid":1,"status":"creating","rootfs":"/"}`, `unknown field "rootfs"`},
+		{"id with path", hook.EventCreateRuntime, state("../../etc", "creating", pid, ok), `container id "../../etc"`},
+		{"id with NUL", hook.EventCreateRuntime, state("web\x00x", "creating", pid, ok), `container id "web\x00x"`},
+		{"no request", hook.EventCreateRuntime, state("web", "creating", pid, ""), "annotation io.ocinet.network.v1: EOF"},
+		{"unknown request field", hook.EventCreateRuntime, state("web", "creating", pid, `{"version":1,"stateDir":"/etc"}`), `unknown field "stateDir"`},
+		{"newline in name", hook.EventCreateRuntime, state("web", "creating", pid, `{"version":1,"name":"a\nb"}`), `container name: name "a\nb"`},
+		{"oversized request", hook.EventCreateRuntime, state("web", "creating", pid, `{"version":1,"name":"`+strings.Repeat("a", 70000)+`"}`), "larger than"},
+		{"network path", hook.EventCreateRuntime, state("web", "creating", pid, `{"version":1,"networks":["../../../etc/passwd"]}`), `network name "../../../etc/passwd"`},
+		{"host namespace", hook.EventCreateRuntime, state("web", "creating", os.Getpid(), ok), netns.ErrHostNamespace},
+		{"pid 1", hook.EventCreateRuntime, state("web", "creating", 1, ok), "pid 1 is the host's init"},
+		{"no pid", hook.EventCreateRuntime, state("web", "creating", 0, ok), "needs the container's pid"},
+		{"missing pid", hook.EventCreateRuntime, state("web", "creating", 1<<22+7, ok), netns.ErrNotFound},
+		{"running container", hook.EventCreateRuntime, state("web", "running", pid, ok), `status "running"`},
+		{"stopped container", hook.EventCreateRuntime, state("web", "stopped", pid, ok), `status "stopped"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := files(t, w.cfg.StateDir)
@@ -138,6 +144,16 @@ func TestHostileInputsRefused(t *testing.T) {
 			}
 			if !errors.Is(err, hook.ErrInvalid) {
 				t.Errorf("err = %v, want ErrInvalid", err)
+			}
+			switch want := tc.want.(type) {
+			case string:
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("err = %v, want it refused for %q", err, want)
+				}
+			case error:
+				if !errors.Is(err, want) {
+					t.Errorf("err = %v, want it to wrap %v", err, want)
+				}
 			}
 			if strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, "ocinet hook ") {
 				t.Errorf("stderr is not one line: %q", stderr)

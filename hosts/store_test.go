@@ -2,6 +2,8 @@ package hosts
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -510,5 +512,51 @@ func TestRepairWithDamagedRecord(t *testing.T) {
 	want := beginLine + "\n" + localEntries + "10.0.0.2\tweb\n" + endMarker + "\ntorn\n"
 	if got != want {
 		t.Errorf("c1 after Repair:\n%q\nwant:\n%q", got, want)
+	}
+}
+
+// TestInPlaceThroughOpenFile reads the files through descriptors opened
+// before the rewrites, as a container's bind mount holds them: a rewrite
+// that replaced the file (a rename, even one that gets the old inode number
+// back) would leave the descriptor on the old content.
+func TestInPlaceThroughOpenFile(t *testing.T) {
+	s := openStore(t)
+	mustJoin(t, s, Record{ID: "c1", Name: "web", Networks: []Network{net1("a", "10.0.0.2")}})
+	readAll := func(f *os.File) string {
+		t.Helper()
+		b, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	hf, err := os.Open(s.HostsPath("c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hf.Close()
+	rf, err := os.Open(s.ResolvConfPath("c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rf.Close()
+	for i := 3; i < 6; i++ {
+		peer := fmt.Sprintf("peer%d", i)
+		mustJoin(t, s, Record{ID: peer, Name: peer, Networks: []Network{net1("a", fmt.Sprintf("10.0.0.%d", i))}})
+		if got := readAll(hf); !strings.Contains(got, peer) {
+			t.Errorf("after %s joined, the open hosts file reads:\n%s", peer, got)
+		}
+	}
+	host := filepath.Join(t.TempDir(), "resolv.conf")
+	for _, server := range []string{"192.0.2.53", "192.0.2.54"} {
+		if err := os.WriteFile(host, []byte("nameserver "+server+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WriteResolvConf("c1", ResolvOptions{HostPath: host, UpstreamPath: "/nonexistent"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(rf); !strings.Contains(got, "nameserver "+server) {
+			t.Errorf("after writing %s, the open resolv.conf reads:\n%s", server, got)
+		}
 	}
 }

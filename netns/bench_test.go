@@ -16,6 +16,10 @@ package netns_test
 //
 // BenchmarkHold: starting a holder and releasing it, a process start and
 // reap, against BenchmarkNsenter's.
+//
+// BenchmarkRemoveStackedMounts against BenchmarkCreateRemove: removing a
+// namespace file that racing tools left mounted three times (each lazy
+// unmount leaves it busy until the last is off).
 
 import (
 	"context"
@@ -23,6 +27,8 @@ import (
 	"os/exec"
 	"runtime"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ocinet/ocinet/internal/testenv"
 	"github.com/ocinet/ocinet/netns"
@@ -107,5 +113,25 @@ func BenchmarkHold(b *testing.B) {
 			b.Fatal(err)
 		}
 		release()
+	}
+}
+
+func BenchmarkRemoveStackedMounts(b *testing.B) {
+	dir := testDir(b)
+	prefix := name(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		path, err := netns.Create(dir, fmt.Sprintf("%s-%d", prefix, i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for j := 0; j < 2; j++ {
+			if err := unix.Mount(path, path, "none", unix.MS_BIND, ""); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := netns.Remove(path); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

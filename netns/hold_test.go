@@ -101,11 +101,8 @@ func TestHold(t *testing.T) {
 		t.Errorf("after Remove the holder is in %q, want %s", got, want)
 	}
 
-	start := time.Now()
-	release()
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("release took %v", d)
-	}
+	release() // how long it takes is BenchmarkHold's to say
+
 	if _, err := unix.Wait4(pid, nil, unix.WNOHANG, nil); err != unix.ECHILD {
 		t.Errorf("holder %d not reaped by release: wait4 = %v, want ECHILD", pid, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ocinet/ocinet/internal/reexec"
+	"github.com/ocinet/ocinet/ocinettest"
 
 	"github.com/ocinet/ocinet/internal/leakcheck"
 	"github.com/ocinet/ocinet/internal/testenv"
@@ -120,7 +121,7 @@ func testDir(t testing.TB) string {
 		_ = unix.Unmount(dir, unix.MNT_DETACH)
 		_ = os.RemoveAll(dir)
 	})
-	leakcheck.Check(t, leakcheck.Config{NetNSDir: dir})
+	ocinettest.CheckLeaks(t, leakcheck.Config{NetNSDir: dir})
 	return dir
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/ocinet/ocinet/internal/leakcheck"
 	"github.com/ocinet/ocinet/internal/testenv"
 	"github.com/ocinet/ocinet/netns"
+	"github.com/ocinet/ocinet/ocinettest"
 	"golang.org/x/sys/unix"
 )
 
@@ -288,12 +289,9 @@ func TestRemoveStackedMounts(t *testing.T) {
 	if n := mounts(t, path)[path]; n < 3 {
 		t.Fatalf("%d mounts on %s, want at least 3", n, path)
 	}
-	start := time.Now()
+	// How long this takes is BenchmarkRemoveStackedMounts's to say.
 	if err := netns.Remove(path); err != nil {
 		t.Fatalf("Remove of a file mounted three times: %v", err)
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("Remove took %v", d)
 	}
 	if n := mounts(t, path)[path]; n != 0 {
 		t.Errorf("%d mounts left on %s", n, path)
@@ -426,7 +424,7 @@ func TestConcurrentCreateRemove(t *testing.T) {
 		_ = unix.Unmount(dir, unix.MNT_DETACH)
 		_ = os.RemoveAll(base)
 	})
-	leakcheck.Check(t, leakcheck.Config{NetNSDir: dir})
+	ocinettest.CheckLeaks(t, leakcheck.Config{NetNSDir: dir})
 	const n = 50
 	paths := make([]string, n)
 	errs := make([]error, n)

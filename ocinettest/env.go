@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/internal/leakcheck"
 	"github.com/ocinet/ocinet/netns"
 	"github.com/ocinet/ocinet/sandbox"
 )
@@ -146,7 +147,7 @@ func (e *Env) checkNetNS(path string) error {
 // every container is detached or collected, it is empty.
 func (e *Env) Leftovers() []string {
 	var out []string
-	for kind, items := range stateRecords(e.StateDir) {
+	for kind, items := range leakcheck.StateRecords(e.StateDir) {
 		for _, it := range items {
 			out = append(out, kind+": "+it)
 		}

@@ -2,6 +2,7 @@ package ocinettest_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -432,4 +433,44 @@ func TestConcurrentOverFake(t *testing.T) {
 		ids = append(ids, fmt.Sprintf("c%d", i))
 	}
 	detachClean(t, e, ids...)
+}
+
+// The journal is written before the first plugin runs: held at the
+// loopback plugin's ADD (the first of every attachment), a new process
+// already finds the record, in phase adding, naming the network it is
+// about to add.
+func TestJournalBeforeFirstADD(t *testing.T) {
+	e := ocinettest.NewEnv(t)
+	inj := e.CNI.Inject(ocinettest.Fault{Command: "ADD", Plugin: "loopback", Action: ocinettest.Hold})
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Manager.Attach(context.Background(), ocinet.AttachRequest{ID: "web", NetNS: e.NetNS("web")})
+		done <- err
+	}()
+	select {
+	case <-inj.Reached():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held call was not reached")
+	}
+	b, err := os.ReadFile(filepath.Join(e.StateDir, "attachments", "web.json"))
+	if err != nil {
+		t.Fatalf("no journal record at the first plugin's ADD: %v", err)
+	}
+	var rec struct {
+		Phase    string `json:"phase"`
+		Networks []struct {
+			Name string `json:"name"`
+		} `json:"networks"`
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Phase != "adding" || len(rec.Networks) != 1 || rec.Networks[0].Name != ocinet.DefaultNetworkName {
+		t.Errorf("record at the first ADD: %s; want phase adding and the default network", b)
+	}
+	inj.Release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	detachClean(t, e, "web")
 }

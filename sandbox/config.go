@@ -21,6 +21,9 @@ type Config struct {
 	StateDir string
 	// NetNSDir is where namespaces are pinned (default /var/run/netns).
 	NetNSDir string
+	// RuntimeDir holds state that must not survive a reboot (default
+	// /run/ocinet); see ocinet.WithRuntimeDir.
+	RuntimeDir string
 	// CNIConfDir is the conflist directory (default /etc/cni/net.d).
 	CNIConfDir string
 	// PluginDirs are the plugin directories (default /opt/cni/bin).
@@ -52,6 +55,9 @@ func (c Config) WithDefaults() Config {
 	if c.NetNSDir == "" {
 		c.NetNSDir = netns.DefaultDir
 	}
+	if c.RuntimeDir == "" {
+		c.RuntimeDir = ocinet.DefaultRuntimeDir
+	}
 	if c.CNIConfDir == "" {
 		c.CNIConfDir = ocinet.DefaultCNIConfDir
 	}
@@ -70,7 +76,7 @@ func (c Config) Validate() error {
 	if err := ident.Namespace(c.Namespace); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	for _, d := range append([]string{c.StateDir, c.NetNSDir, c.CNIConfDir}, c.PluginDirs...) {
+	for _, d := range append([]string{c.StateDir, c.NetNSDir, c.RuntimeDir, c.CNIConfDir}, c.PluginDirs...) {
 		if !filepath.IsAbs(d) {
 			return fmt.Errorf("config: directory %q is not an absolute path: %w", d, ErrInvalid)
 		}
@@ -84,7 +90,7 @@ func (c Config) Manager(opts ...ocinet.Option) (*ocinet.Manager, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	base := []ocinet.Option{ocinet.WithCNIConfDir(c.CNIConfDir), ocinet.WithPluginDirs(c.PluginDirs...)}
+	base := []ocinet.Option{ocinet.WithCNIConfDir(c.CNIConfDir), ocinet.WithPluginDirs(c.PluginDirs...), ocinet.WithRuntimeDir(c.RuntimeDir)}
 	if c.Log != nil {
 		base = append(base, ocinet.WithLogger(c.Log))
 	}

@@ -8,7 +8,7 @@ import (
 // RegisterFlags adds the configuration's command-line flags to fs, with the
 // names nerdctl uses for the same settings: --data-root, --namespace,
 // --cni-path (directories separated by ':'), --cni-netconfpath, and
-// --netns-dir and --hook-timeout. A program that is its own hook registers
+// --netns-dir, --ocinet-runtime-dir and --hook-timeout. A program that is its own hook registers
 // them among its global flags; [Config.Args] writes them back for the spec.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.StateDir, "data-root", c.StateDir, "ocinet state root (default /var/lib/ocinet)")
@@ -16,6 +16,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var((*pathList)(&c.PluginDirs), "cni-path", "CNI plugin directories, separated by ':' (default /opt/cni/bin)")
 	fs.StringVar(&c.CNIConfDir, "cni-netconfpath", c.CNIConfDir, "CNI conflist directory (default /etc/cni/net.d)")
 	fs.StringVar(&c.NetNSDir, "netns-dir", c.NetNSDir, "where network namespaces are pinned (default /var/run/netns)")
+	fs.StringVar(&c.RuntimeDir, "ocinet-runtime-dir", c.RuntimeDir, "ocinet state that a reboot must clear (default /run/ocinet)")
 	fs.DurationVar(&c.Timeout, "hook-timeout", c.Timeout, "the hook's own deadline (default 60s)")
 }
 
@@ -33,6 +34,7 @@ func (c Config) Args() []string {
 	add("cni-path", strings.Join(c.PluginDirs, ":"))
 	add("cni-netconfpath", c.CNIConfDir)
 	add("netns-dir", c.NetNSDir)
+	add("ocinet-runtime-dir", c.RuntimeDir)
 	if c.Timeout != 0 {
 		add("hook-timeout", c.Timeout.String())
 	}

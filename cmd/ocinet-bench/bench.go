@@ -1,11 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -212,23 +208,6 @@ func ruleWords(line string) []string {
 		words = append(words, cur.String())
 	}
 	return words
-}
-
-// managerLoopbackConf is the loopback network the Manager attaches before
-// the others (see ocinet's attach.go).
-const managerLoopbackConf = `{"cniVersion":"1.0.0","name":"ocinet-loopback","plugins":[{"type":"loopback"}]}`
-
-// warmMarker is where the Manager notes that a network has had an ADD since
-// boot (see ocinet's attach.go): a hash of the compact conflist under
-// /run/ocinet/warm.
-func warmMarker(conflist []byte) string {
-	var c bytes.Buffer
-	if json.Compact(&c, conflist) != nil {
-		c.Reset()
-		c.Write(conflist)
-	}
-	h := sha256.Sum256(c.Bytes())
-	return filepath.Join("/run/ocinet/warm", hex.EncodeToString(h[:12]))
 }
 
 // newNS makes a namespace in the run's own directory and returns its path

@@ -69,24 +69,15 @@ func (b *bench) containerSection() error {
 	defer client.Close()
 	ctx := namespaces.WithNamespace(b.ctx, ctdNamespace)
 
-	cfg := hook.Config{StateDir: b.stateDir, NetNSDir: b.netnsDir, CNIConfDir: b.confDir, PluginDirs: []string{b.pluginDir}, Namespace: ctdNamespace}
+	// The hook's runtime dir is the run's own, so that its notes of the
+	// networks set up since boot go with the run.
+	cfg := hook.Config{StateDir: b.stateDir, NetNSDir: b.netnsDir, RuntimeDir: filepath.Join(b.work, "run"), CNIConfDir: b.confDir, PluginDirs: []string{b.pluginDir}, Namespace: ctdNamespace}
 	store, err := cfg.HostsStore()
 	if err != nil {
 		return err
 	}
 	// The hook is ocictl's own, as `ocictl run` puts it into the spec.
 	hookArgs := append(append([]string{"--address=" + address}, cfg.Args()...), "internal", "oci-hook")
-	// The hook's Manager notes under /run/ocinet that the run's networks
-	// have been set up since boot; those notes go with the run.
-	b.clean.add("hook's network notes", func() error {
-		_, network, _ := b.manager()
-		for _, conf := range [][]byte{network.Bytes, []byte(managerLoopbackConf)} {
-			if err := os.Remove(warmMarker(conf)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
-		}
-		return nil
-	})
 	mapping, ports, err := localMapping()
 	if err != nil {
 		return err

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -38,14 +37,15 @@ func (b *bench) hostsSection() error {
 		}
 		// Joining N peers one by one rewrites every earlier peer's file
 		// each time, O(N²) files; for 1000 peers that is minutes. So the
-		// peers' records are written as the store keeps them and Repair,
-		// the store's own recovery path, indexes them and writes every
-		// hosts file once.
+		// peers are imported (records and index, no file) and Repair
+		// writes every hosts file once.
 		t0, from := time.Now(), have
+		var seed []hosts.Record
 		for ; have < n; have++ {
-			if err := seedRecord(dir, record(fmt.Sprintf("peer-%05d", have), have)); err != nil {
-				return err
-			}
+			seed = append(seed, record(fmt.Sprintf("peer-%05d", have), have))
+		}
+		if err := store.Import(seed); err != nil {
+			return fmt.Errorf("seed %d peers: %w", n, err)
 		}
 		if err := store.Repair(); err != nil {
 			return fmt.Errorf("seed %d peers: %w", n, err)
@@ -138,30 +138,4 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
-}
-
-// seedRecord writes r into the store at dir the way the store keeps its
-// records (records/<id>.json, format version 1), without touching the
-// index or any hosts file: Repair does that.
-func seedRecord(dir string, r hosts.Record) error {
-	type network struct {
-		Name    string       `json:"name"`
-		IPs     []netip.Addr `json:"ips,omitempty"`
-		Gateway netip.Addr   `json:"gateway,omitzero"`
-	}
-	d := struct {
-		Version  int       `json:"version"`
-		ID       string    `json:"id"`
-		Name     string    `json:"name,omitempty"`
-		Hostname string    `json:"hostname,omitempty"`
-		Networks []network `json:"networks,omitempty"`
-	}{Version: 1, ID: r.ID, Name: r.Name, Hostname: r.Hostname}
-	for _, n := range r.Networks {
-		d.Networks = append(d.Networks, network(n))
-	}
-	data, err := json.Marshal(&d)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "records", r.ID+".json"), append(data, '\n'), 0o600)
 }

@@ -234,7 +234,7 @@ func (b *bench) pluginsSection() error {
 // variantChain builds the chain of a variant from the default conflist.
 func (b *bench) variantChain(v variant, conflist []byte, nftEnv []string) (*chain, error) {
 	if v.loopback {
-		return b.newChain(v.name, []byte(managerLoopbackConf), "lo", false, nil)
+		return b.newChain(v.name, []byte(ocinet.LoopbackConfList), "lo", false, nil)
 	}
 	out, err := confEdit(conflist, func(_ map[string]any, plugins []map[string]any) []map[string]any {
 		if v.keep > 0 && v.keep < len(plugins) {

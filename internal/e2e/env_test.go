@@ -14,6 +14,7 @@ import (
 	"github.com/ocinet/ocinet/internal/httpget"
 	"github.com/ocinet/ocinet/internal/leakcheck"
 	"github.com/ocinet/ocinet/internal/testenv"
+	"github.com/ocinet/ocinet/ocinettest"
 )
 
 func TestMain(m *testing.M) {
@@ -43,7 +44,7 @@ func newEnv(t *testing.T, pluginDir string) *env {
 		pluginDir = plugins
 	}
 	e := &env{t: t, state: t.TempDir(), netconf: t.TempDir(), pluginDir: pluginDir}
-	leakcheck.Check(t, leakcheck.Config{StateDirs: []string{e.state}, IgnoreBridges: []string{ocinet.DefaultBridgeName}})
+	ocinettest.CheckLeaks(t, leakcheck.Config{StateDirs: []string{e.state}, IgnoreBridges: []string{ocinet.DefaultBridgeName}})
 	testenv.RemoveLinkAtEnd(t, ocinet.DefaultBridgeName)
 	e.bin = testenv.Build(t, "./examples/ocictl")
 	e.rootfs = testenv.Rootfs(t)
