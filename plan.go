@@ -91,7 +91,6 @@ type Interface struct {
 // cancelled caller.
 const cleanupTimeout = 2 * time.Minute
 
-
 // hostnameArg is the CNI_ARGS key that carries the hostname, as nerdctl
 // passes it.
 const hostnameArg = "NERDCTL_CNI_DHCP_HOSTNAME"
