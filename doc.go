@@ -33,14 +33,35 @@
 // namespace that holds the recorded interfaces, so that plugins still find
 // the addresses and firewall rules to remove.
 //
-// The companion packages do the rest: [github.com/ocinet/ocinet/netns] for
-// namespaces, [github.com/ocinet/ocinet/portmap] for the -p grammar and host
-// port reservations, [github.com/ocinet/ocinet/hosts] for /etc/hosts and
-// /etc/resolv.conf, and [github.com/ocinet/ocinet/hook] for the OCI hook that
-// runs all of it from runc.
+// Attach goes plan → journal → ADD → commit (plan.go, attach.go): the
+// request is checked and its networks resolved once before anything
+// changes; the record is written before the first plugin runs; each
+// network's ADD runs through an executor built for that call, which hands
+// every plugin's result to the journal; the record is committed. Any
+// failure after the first write has one way back, the same teardown Detach
+// runs (detach.go). docs/architecture.md in the repository walks through
+// it step by step.
 //
-// Requirements: attaching runs CNI plugins, which need root on Linux, and
-// the ip(8) command (for placeholder namespaces and bridge removal).
+// The companion packages do the rest: [github.com/ocinet/ocinet/netns] for
+// namespaces, [github.com/ocinet/ocinet/portmap] for the -p grammar, host
+// port reservations and the IPv6 loopback proxy,
+// [github.com/ocinet/ocinet/hosts] for /etc/hosts and /etc/resolv.conf,
+// [github.com/ocinet/ocinet/sandbox] for one container's whole network
+// (Manager, hosts files and pin together), and
+// [github.com/ocinet/ocinet/hook] for the OCI hook that runs it from runc.
+//
+// Requirements: attaching runs CNI plugins, which need root on Linux. What
+// the Manager does to the host itself (placeholder namespaces, bridge
+// removal, the prefixes in use) goes through netlink; it starts no ip,
+// iptables or nft process.
+//
+// Helper processes: the IPv6 loopback proxy and the netns holder are this
+// program started again; a program that embeds ocinet calls [RunHelper]
+// first in main. Nothing in ocinet exits a program from a package init.
+//
+// Threads: no method switches the calling thread's namespace. Work inside
+// a namespace runs through netlink handles opened there, or netns.Do on a
+// goroutine of its own.
 //
 // Locks, in the order they are taken (public methods lock, private ones
 // never): the GC lock (shared for Attach, Detach and Check; exclusive for
