@@ -1,6 +1,8 @@
 // Package hook is ocinet's OCI runtime hook: [Run], the entry point that
-// runc executes, and [Attach] / [Detach], the same work for programs that
-// attach a container themselves. The oci.SpecOpts that put the hook into a
+// runc executes, and the versioned annotation that carries a container's
+// request ([EncodeRequest], [DecodeRequest]). The work itself is package
+// sandbox's ([sandbox.AttachPinned], [sandbox.DetachPinned]), which
+// programs that attach a container themselves call directly. The oci.SpecOpts that put the hook into a
 // container's spec are in the subpackage [github.com/ocinet/ocinet/hook/spec],
 // so that a hook binary that imports only this package does not link
 // containerd's client (runc starts the hook for every container, and package
@@ -17,7 +19,7 @@
 //
 //   - createRuntime: the hook pins /proc/<pid>/ns/net under the namespace
 //     directory, attaches the container through an [ocinet.Manager], and
-//     writes its hosts and resolv.conf files;
+//     writes its hosts and resolv.conf files (sandbox.AttachPinned);
 //   - poststop: it removes the hosts record, detaches (CNI DEL with the
 //     recorded config) and removes the pin.
 //
@@ -27,7 +29,12 @@
 // derived from the hook's own [Config] (fixed when the spec was made) and the
 // validated container ID.
 //
-// Requirements: Linux and root (runc runs hooks as root).
+// Requirements: Linux and root (runc runs hooks as root). The program that
+// runs the hook calls ocinet.RunHelper first in main (cmd/ocinet-hook
+// does).
+//
+// Compatibility: the annotation's JSON only ever gains optional fields; a
+// spec written by an earlier version still attaches and detaches.
 //
 // Errors: [Run] returns nil or an error whose message is one line, meant for
 // the user; errors.Is(err, ErrInvalid) means the state or the request was
