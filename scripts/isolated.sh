@@ -14,5 +14,12 @@ for d in /run/netns /var/lib/cni /run/ocinet /var/lib/ocinet /etc/cni/net.d; do
 	mkdir -p "$d"
 	mount -t tmpfs -o mode=0755 tmpfs "$d"
 done
+# /sys/class/net shows the namespace that mounted sysfs: mount a fresh one,
+# keeping the cgroup mounts that runc needs.
+cg=$(mktemp -d)
+mount --rbind /sys/fs/cgroup "$cg"
+mount -t sysfs sysfs /sys
+mount --move "$cg" /sys/fs/cgroup
+rmdir "$cg"
 ip link set lo up
 exec "$@"' isolated "$@"
