@@ -128,10 +128,15 @@ func (s *Store) Prepare(id string) error {
 // share a network with r, before or after this call. The record is written
 // atomically (temporary file, fsync, rename, fsync of the directory); the
 // hosts files in place. Join is idempotent: repeating it repairs what an
-// interrupted one left. Invalid input gives ErrInvalid and changes nothing.
+// interrupted one left. Invalid input gives ErrInvalid and changes nothing;
+// so does an extra host of host-gateway when r has no network or its first
+// network has no gateway (the error names the network).
 func (s *Store) Join(r Record) error {
 	r = r.clone()
 	if err := r.validate(); err != nil {
+		return fmt.Errorf("join %q: %w", r.ID, err)
+	}
+	if err := r.checkHostGateway(); err != nil {
 		return fmt.Errorf("join %q: %w", r.ID, err)
 	}
 	unlock, err := s.lock(fsutil.Exclusive)

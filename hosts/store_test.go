@@ -82,6 +82,11 @@ func TestJoinInvalid(t *testing.T) {
 		{"bad extra host name", good(func(r *Record) { r.ExtraHosts[0].Name = "a b" }), `"a b"`},
 		{"extra host without address", good(func(r *Record) { r.ExtraHosts[0] = ExtraHost{Name: "x"} }), `"x"`},
 		{"extra host with address and gateway", good(func(r *Record) { r.ExtraHosts[0].Gateway = true }), `"x"`},
+		{"host-gateway on a network without a gateway", good(func(r *Record) { r.ExtraHosts[0] = ExtraHost{Name: "gw", Gateway: true} }), `network "a" has no gateway`},
+		{"host-gateway without a network", good(func(r *Record) {
+			r.Networks = nil
+			r.ExtraHosts[0] = ExtraHost{Name: "gw", Gateway: true}
+		}), `"gw:host-gateway"`},
 		{"bad ID", good(func(r *Record) { r.ID = "../c9" }), `"../c9"`},
 		{"empty ID", good(func(r *Record) { r.ID = "" }), `""`},
 		{"bad network name", good(func(r *Record) { r.Networks[0].Name = "../a" }), `"../a"`},
