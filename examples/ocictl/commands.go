@@ -59,7 +59,7 @@ func cmdRun(ctx context.Context, g *globals, args []string) error {
 	var publish, networks, addHosts, dns, dnsSearch, dnsOpts listFlag
 	fs.Var(&publish, "p", "publish a port: [IP:][HOSTPORT:]CONTAINERPORT[/PROTO] (repeatable)")
 	fs.Var(&networks, "network", "network to attach (repeatable; default: bridge)")
-	fs.Var(&addHosts, "add-host", "extra /etc/hosts entry NAME:IP or NAME:host-gateway (repeatable)")
+	fs.Var(&addHosts, "add-host", "extra /etc/hosts entry NAME:IP, NAME=IP or NAME:host-gateway, listed before the containers' own names and winning over them (repeatable)")
 	fs.Var(&dns, "dns", "DNS server (repeatable)")
 	fs.Var(&dnsSearch, "dns-search", "DNS search domain (repeatable)")
 	fs.Var(&dnsOpts, "dns-option", "DNS option (repeatable)")
