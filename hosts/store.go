@@ -335,6 +335,32 @@ func (s *Store) List() ([]Record, error) {
 	return out, nil
 }
 
+// IDs returns, sorted, every container ID that has a record or a directory
+// of files in the store: what Remove would find something of. A container
+// that left (Leave) but was not removed is among them.
+func (s *Store) IDs() ([]string, error) {
+	unlock, err := s.lock(fsutil.Shared)
+	if err != nil {
+		return nil, fmt.Errorf("list container IDs: %w", err)
+	}
+	defer unlock()
+	ids, err := s.recordIDs()
+	if err != nil {
+		return nil, fmt.Errorf("list container IDs: %w", err)
+	}
+	entries, err := os.ReadDir(filepath.Join(s.dir, containersDir))
+	if err != nil {
+		return nil, fmt.Errorf("list container IDs: %w", err)
+	}
+	for _, e := range entries {
+		if e.IsDir() && validateID(e.Name()) == nil {
+			ids = append(ids, e.Name())
+		}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
+}
+
 // Render returns the managed block that the hosts file of container id
 // should hold, computed from the records: what Join writes, before the
 // user's lines. The error wraps ErrNotFound when id has no record.

@@ -565,3 +565,28 @@ func TestInPlaceThroughOpenFile(t *testing.T) {
 		}
 	}
 }
+
+// TestIDs: every container with a record or files is listed, once, sorted;
+// a removed one is not.
+func TestIDs(t *testing.T) {
+	s := openStore(t)
+	mustJoin(t, s, Record{ID: "c3", Name: "left", Networks: []Network{net1("a", "10.0.0.3")}},
+		Record{ID: "c1", Name: "web", Networks: []Network{net1("a", "10.0.0.2")}},
+		Record{ID: "c4", Name: "gone", Networks: []Network{net1("a", "10.0.0.4")}})
+	for _, step := range []struct {
+		name string
+		do   func(string) error
+		id   string
+	}{{"prepare", s.Prepare, "c2"}, {"prepare", s.Prepare, "c1"}, {"prepare", s.Prepare, "c3"}, {"leave", s.Leave, "c3"}, {"remove", s.Remove, "c4"}} {
+		if err := step.do(step.id); err != nil {
+			t.Fatalf("%s %s: %v", step.name, step.id, err)
+		}
+	}
+	got, err := s.IDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"c1", "c2", "c3"}, got); diff != "" {
+		t.Errorf("IDs (-want +got):\n%s", diff)
+	}
+}

@@ -394,6 +394,14 @@ func cmdRm(ctx context.Context, g *globals, args []string) error {
 
 func removeContainer(ctx context.Context, client *containerd.Client, g *globals, name string, force bool) error {
 	c, err := client.LoadContainer(ctx, name)
+	if errdefs.IsNotFound(err) {
+		// containerd no longer knows it (a crash, another client removed
+		// it): release what ocinet still holds of it.
+		found, rerr := releaseLeftovers(ctx, g, name, true)
+		if rerr != nil || found {
+			return rerr
+		}
+	}
 	if err != nil {
 		return err
 	}
