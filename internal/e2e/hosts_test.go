@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ocinet/ocinet/internal/testenv"
 )
 
 func (e *env) hostsFile(name string) string {
@@ -94,5 +96,34 @@ func TestAddHostWinsOverPeer(t *testing.T) {
 		if got := fetch("with-add-host-"+string(rune('a'+i)), h); got != otherPage {
 			t.Errorf("with --add-host %s, http://svc/ gave %q, want the target's page %q", h, got, otherPage)
 		}
+	}
+}
+
+// TestHostGatewayWithoutGateway: --add-host NAME:host-gateway on a network
+// whose plugins give no gateway (a bridge without isGateway, static IPAM)
+// is refused with an error that names the network, and nothing is left.
+func TestHostGatewayWithoutGateway(t *testing.T) {
+	e := newEnv(t, "")
+	const bridge = "ocinet-nogw0"
+	testenv.RemoveLinkAtEnd(t, bridge)
+	conf := `{"cniVersion":"1.0.0","name":"nogw","plugins":[{"type":"bridge","bridge":"` + bridge + `","isGateway":false,` +
+		`"ipam":{"type":"static","addresses":[{"address":"10.213.99.2/24"}]}}]}`
+	if err := os.WriteFile(filepath.Join(e.netconf, "nogw.conflist"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"hook", "precreate"} {
+		t.Run(mode, func(t *testing.T) {
+			_, errOut, err := e.ocictl("run", "--rm", "--netns-mode", mode, "--name", "nogw-"+mode, "--network", "nogw",
+				"--add-host", "gw:host-gateway", "--rootfs", e.rootfs, "--", "/bin/true")
+			if err == nil {
+				t.Fatal("run with host-gateway on a network without a gateway succeeded")
+			}
+			if want := `network "nogw" has no gateway`; !strings.Contains(errOut, want) {
+				t.Errorf("error does not say %q:\n%s", want, errOut)
+			}
+			if ps := e.mustOcictl("ps"); strings.Contains(ps, "nogw-") {
+				t.Errorf("the refused container is still listed:\n%s", ps)
+			}
+		})
 	}
 }
