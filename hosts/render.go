@@ -99,7 +99,7 @@ type hostsWriter struct {
 }
 
 func (w *hostsWriter) add(ip netip.Addr, names ...string) {
-	names = slices.DeleteFunc(names, func(s string) bool { return s == "" || w.shadowed[strings.ToLower(s)] })
+	names = slices.DeleteFunc(names, func(s string) bool { return s == "" || len(w.shadowed) > 0 && w.shadowed[strings.ToLower(s)] })
 	names = slices.Compact(names)
 	if !ip.IsValid() || len(names) == 0 {
 		return
