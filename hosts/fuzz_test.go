@@ -66,9 +66,11 @@ func FuzzValidateName(f *testing.F) {
 		if strings.ContainsAny(s, "#\x00:_") || strings.ContainsFunc(s, unicode.IsSpace) || strings.ContainsFunc(s, func(r rune) bool { return r > unicode.MaxASCII }) {
 			t.Fatalf("accepted %q", s)
 		}
-		e, err := ParseExtraHost(s + ":192.0.2.1")
-		if err != nil || e.Name != s {
-			t.Fatalf("ParseExtraHost of accepted name %q = %+v, %v", s, e, err)
+		for _, entry := range []string{s + ":192.0.2.1", s + "=192.0.2.1"} {
+			e, err := ParseExtraHost(entry)
+			if err != nil || e.Name != s {
+				t.Fatalf("ParseExtraHost(%q) of an accepted name = %+v, %v", entry, e, err)
+			}
 		}
 	})
 }
