@@ -8,6 +8,12 @@
 // network with it, found through a per-network index, so the cost of an
 // event grows with its peers and not with every container in the scope.
 //
+// A hosts file lists, as docker, podman and nerdctl do, the local entries,
+// then the extra hosts (--add-host), then the container's own names, then
+// its peers'. An extra host wins: the names it defines are left out of the
+// lines after it, so a name that a peer and an extra host both define
+// resolves to the extra host's address.
+//
 // # Requirements
 //
 // Linux (flock(2)). No root is needed: a Store only touches files under its
@@ -51,8 +57,9 @@
 //
 //   - nil: done.
 //   - errors.Is(err, ErrInvalid): bad input (container ID, name, network
-//     name, address, extra host, DNS setting); the message quotes the bad
-//     value and nothing on disk has changed.
+//     name, address, extra host, host-gateway on a network without a
+//     gateway, DNS setting, a host resolv.conf over 64 KiB); the message
+//     quotes the bad value and nothing on disk has changed.
 //   - errors.Is(err, ErrNotFound): Get or Render of a container without a
 //     record.
 //   - anything else: an I/O error, or a damaged record file, which the

@@ -80,9 +80,9 @@ func ExampleStore_Join() {
 	// ff00::0 ip6-mcastprefix
 	// ff02::1 ip6-allnodes
 	// ff02::2 ip6-allrouters
+	// 10.4.0.1 host.internal
 	// 10.4.0.2 web
 	// 10.4.0.3 db.internal db
-	// 10.4.0.1 host.internal
 	// # ocinet: end of managed entries
 	// hosts resolv.conf
 }

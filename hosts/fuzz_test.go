@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // FuzzParseHostsFile feeds arbitrary hosts files to the reader that splits
@@ -63,9 +66,39 @@ func FuzzValidateName(f *testing.F) {
 		if strings.ContainsAny(s, "#\x00:_") || strings.ContainsFunc(s, unicode.IsSpace) || strings.ContainsFunc(s, func(r rune) bool { return r > unicode.MaxASCII }) {
 			t.Fatalf("accepted %q", s)
 		}
-		e, err := ParseExtraHost(s + ":192.0.2.1")
-		if err != nil || e.Name != s {
-			t.Fatalf("ParseExtraHost of accepted name %q = %+v, %v", s, e, err)
+		for _, entry := range []string{s + ":192.0.2.1", s + "=192.0.2.1"} {
+			e, err := ParseExtraHost(entry)
+			if err != nil || e.Name != s {
+				t.Fatalf("ParseExtraHost(%q) of an accepted name = %+v, %v", entry, e, err)
+			}
+		}
+	})
+}
+
+// FuzzParseResolvConf feeds arbitrary resolv.conf files to the parser: it
+// must not panic, every kept line must be one line without a comment or a
+// known directive in it, and writing what it found and reading that back
+// must give the same.
+func FuzzParseResolvConf(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := parseResolvConf(data)
+		for _, l := range c.other {
+			if l == "" || strings.ContainsAny(l, "\n") || l != strings.TrimSpace(l) || l[0] == '#' || l[0] == ';' {
+				t.Fatalf("kept line %q", l)
+			}
+			switch strings.Fields(l)[0] {
+			case "nameserver", "search", "domain", "options":
+				t.Fatalf("kept a known directive as another: %q", l)
+			}
+		}
+		for _, ip := range c.servers {
+			if !ip.IsValid() || ip.Zone() != "" {
+				t.Fatalf("kept server %v", ip)
+			}
+		}
+		out := c.render()
+		if got := parseResolvConf(out); !cmp.Equal(c, got, cmp.AllowUnexported(resolvConf{}), equateAddr, cmpopts.EquateEmpty()) {
+			t.Fatalf("round trip changed the content:\n got %+v\nwant %+v\nfrom %q", got, c, out)
 		}
 	})
 }

@@ -31,8 +31,8 @@ type ExtraHost struct {
 	Name string     // a name accepted by ValidateName
 	IP   netip.Addr // the address; zero when Gateway is set
 	// Gateway means "the gateway of the container's first network" instead
-	// of IP. When that network has no gateway, or the container has no
-	// network, the entry is left out of the hosts file.
+	// of IP. [Store.Join] refuses it when the container has no network or
+	// its first network has no gateway.
 	Gateway bool
 }
 
@@ -44,13 +44,18 @@ func (e ExtraHost) String() string {
 	return e.Name + ":" + e.IP.String()
 }
 
-// ParseExtraHost parses an --add-host value: "NAME:IP" (an IPv6 address may
-// be bare, "h:::1", or bracketed, "h:[::1]") or "NAME:host-gateway". Errors
-// wrap ErrInvalid.
+// ParseExtraHost parses an --add-host value, as docker reads it: "NAME:IP"
+// or "NAME=IP" (an IPv6 address may be bare, "h:::1", or bracketed,
+// "h:[::1]"), or "NAME:host-gateway" ("NAME=host-gateway"). The name ends at
+// the first '=' when there is one, else at the first ':'. Errors wrap
+// ErrInvalid.
 func ParseExtraHost(s string) (ExtraHost, error) {
-	name, value, ok := strings.Cut(s, ":")
+	name, value, ok := strings.Cut(s, "=")
 	if !ok {
-		return ExtraHost{}, fmt.Errorf("extra host %q: want NAME:IP or NAME:%s: %w", s, HostGateway, ErrInvalid)
+		name, value, ok = strings.Cut(s, ":")
+	}
+	if !ok {
+		return ExtraHost{}, fmt.Errorf("extra host %q: want NAME:IP, NAME=IP or NAME:%s: %w", s, HostGateway, ErrInvalid)
 	}
 	if err := ValidateName(name); err != nil {
 		return ExtraHost{}, fmt.Errorf("extra host %q: %w", s, err)

@@ -72,6 +72,26 @@ func (r *Record) validate() error {
 	return nil
 }
 
+// checkHostGateway refuses an extra host that stands for the gateway of
+// r's first network when there is no such gateway, naming the network, as
+// podman and nerdctl do: dropping the entry would leave the name
+// unresolved without a word. It is a rule for new records (Join), not for
+// reading old ones back, whose unresolvable entries are left out.
+func (r *Record) checkHostGateway() error {
+	for _, e := range r.ExtraHosts {
+		if !e.Gateway {
+			continue
+		}
+		switch {
+		case len(r.Networks) == 0:
+			return fmt.Errorf("extra host %q: %s needs a network with a gateway, and the container has no network: %w", e.String(), HostGateway, ErrInvalid)
+		case !r.Networks[0].Gateway.IsValid():
+			return fmt.Errorf("extra host %q: network %q has no gateway for %s to stand for: %w", e.String(), r.Networks[0].Name, HostGateway, ErrInvalid)
+		}
+	}
+	return nil
+}
+
 // network returns r's network called name, or nil.
 func (r *Record) network(name string) *Network {
 	for i := range r.Networks {

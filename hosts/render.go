@@ -88,14 +88,18 @@ func composeHosts(managed []byte, user [][]byte) []byte {
 	return out
 }
 
-// hostsWriter collects hosts lines, dropping exact repeats.
+// hostsWriter collects hosts lines, dropping exact repeats and, from the
+// lines added after the extra hosts, the names those define.
 type hostsWriter struct {
 	buf  bytes.Buffer
 	seen map[string]bool
+	// shadowed are the names (lower case: lookups ignore case) that an
+	// extra host defines; later lines leave them out.
+	shadowed map[string]bool
 }
 
 func (w *hostsWriter) add(ip netip.Addr, names ...string) {
-	names = slices.DeleteFunc(names, func(s string) bool { return s == "" })
+	names = slices.DeleteFunc(names, func(s string) bool { return s == "" || len(w.shadowed) > 0 && w.shadowed[strings.ToLower(s)] })
 	names = slices.Compact(names)
 	if !ip.IsValid() || len(names) == 0 {
 		return
@@ -111,15 +115,32 @@ func (w *hostsWriter) add(ip netip.Addr, names ...string) {
 // renderManaged returns the managed block of r's hosts file. It asks v for
 // the peers on each of r's networks.
 //
-// Order: the local entries; r's own addresses (network by network) with its
-// hostname and name; for each of r's networks in order, each peer on it
-// (sorted by ID) with its addresses on that network only, by hostname and
-// name; then the extra hosts in order, host-gateway resolved to the gateway
-// of r's first network (left out when there is none).
+// Order: the local entries; the extra hosts in order, host-gateway resolved
+// to the gateway of r's first network (left out when there is none, which
+// Join refuses but an old record may hold); r's own addresses (network by
+// network) with its hostname and name; then, for each of r's networks in
+// order, each peer on it (sorted by ID) with its addresses on that network
+// only, by hostname and name. The extra hosts come first and win, as with
+// docker, podman and nerdctl: a name an extra host defines is left out of
+// the own and peer lines after it, so that a resolver that collects every
+// line naming it still finds only the extra host's address.
 func renderManaged(r *Record, v *view) ([]byte, error) {
-	w := hostsWriter{seen: map[string]bool{}}
+	w := hostsWriter{seen: map[string]bool{}, shadowed: map[string]bool{}}
 	w.buf.WriteString(beginLine + "\n")
 	w.buf.WriteString(localEntries)
+	for _, e := range r.ExtraHosts {
+		ip := e.IP
+		if e.Gateway {
+			ip = netip.Addr{}
+			if len(r.Networks) > 0 {
+				ip = r.Networks[0].Gateway
+			}
+		}
+		w.add(ip, e.Name)
+	}
+	for _, e := range r.ExtraHosts {
+		w.shadowed[strings.ToLower(e.Name)] = true
+	}
 	for _, n := range r.Networks {
 		for _, ip := range n.IPs {
 			w.add(ip, r.Hostname, r.Name)
@@ -139,16 +160,6 @@ func renderManaged(r *Record, v *view) ([]byte, error) {
 				w.add(ip, p.Hostname, p.Name)
 			}
 		}
-	}
-	for _, e := range r.ExtraHosts {
-		ip := e.IP
-		if e.Gateway {
-			ip = netip.Addr{}
-			if len(r.Networks) > 0 {
-				ip = r.Networks[0].Gateway
-			}
-		}
-		w.add(ip, e.Name)
 	}
 	w.buf.WriteString(endMarker + "\n")
 	return w.buf.Bytes(), nil

@@ -2,9 +2,12 @@ package hosts
 
 import (
 	"errors"
+	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/ocinet/ocinet/internal/fsutil"
 )
 
 func TestRender(t *testing.T) {
@@ -87,7 +90,7 @@ func TestRender(t *testing.T) {
 			want: []string{"10.0.0.2\tweb"},
 		},
 		{
-			name: "extra hosts in order, the same name with two addresses",
+			name: "extra hosts first, in order, the same name with two addresses",
 			records: []Record{{ID: "c1", Name: "web", Networks: []Network{net1("a", "10.0.0.2")},
 				ExtraHosts: []ExtraHost{
 					{Name: "api", IP: ip("192.0.2.1")},
@@ -95,7 +98,7 @@ func TestRender(t *testing.T) {
 					{Name: "blocked.example.com", IP: ip("0.0.0.0")},
 				}}},
 			id:   "c1",
-			want: []string{"10.0.0.2\tweb", "192.0.2.1\tapi", "2001:db8::1\tapi", "0.0.0.0\tblocked.example.com"},
+			want: []string{"192.0.2.1\tapi", "2001:db8::1\tapi", "0.0.0.0\tblocked.example.com", "10.0.0.2\tweb"},
 		},
 		{
 			name: "host-gateway is the gateway of the first network",
@@ -106,24 +109,36 @@ func TestRender(t *testing.T) {
 				},
 				ExtraHosts: []ExtraHost{{Name: "host.docker.internal", Gateway: true}}}},
 			id:   "c1",
-			want: []string{"10.0.0.2\tweb", "10.1.0.2\tweb", "10.0.0.1\thost.docker.internal"},
+			want: []string{"10.0.0.1\thost.docker.internal", "10.0.0.2\tweb", "10.1.0.2\tweb"},
 		},
 		{
-			name: "host-gateway without a gateway on the first network is left out",
-			records: []Record{{ID: "c1", Name: "web",
-				Networks: []Network{
-					{Name: "a", IPs: ips("10.0.0.2")},
-					{Name: "b", IPs: ips("10.1.0.2"), Gateway: ip("10.1.0.1")},
-				},
-				ExtraHosts: []ExtraHost{{Name: "gw", Gateway: true}, {Name: "x", IP: ip("192.0.2.9")}}}},
+			name: "an extra host wins over a peer of the same name",
+			records: []Record{
+				{ID: "c1", Name: "web", Networks: []Network{net1("a", "10.0.0.2")},
+					ExtraHosts: []ExtraHost{{Name: "db", IP: ip("10.0.0.9")}}},
+				{ID: "c2", Name: "db", Hostname: "db-host", Networks: []Network{net1("a", "10.0.0.3")}},
+				{ID: "c3", Name: "DB", Networks: []Network{net1("a", "10.0.0.4")}},
+			},
 			id:   "c1",
-			want: []string{"10.0.0.2\tweb", "10.1.0.2\tweb", "192.0.2.9\tx"},
+			want: []string{"10.0.0.9\tdb", "10.0.0.2\tweb", "10.0.0.3\tdb-host"},
 		},
 		{
-			name: "host-gateway without a network is left out",
-			records: []Record{{ID: "c1", Name: "web",
-				ExtraHosts: []ExtraHost{{Name: "gw", Gateway: true}}}},
-			id: "c1",
+			name: "an extra host wins over the container's own name and hostname",
+			records: []Record{{ID: "c1", Name: "web", Hostname: "web.example",
+				Networks:   []Network{net1("a", "10.0.0.2")},
+				ExtraHosts: []ExtraHost{{Name: "Web", IP: ip("192.0.2.7")}, {Name: "web.example", IP: ip("192.0.2.8")}}}},
+			id:   "c1",
+			want: []string{"192.0.2.7\tWeb", "192.0.2.8\tweb.example"},
+		},
+		{
+			name: "the peers see the container's own name, not its extra hosts",
+			records: []Record{
+				{ID: "c1", Name: "web", Networks: []Network{net1("a", "10.0.0.2")},
+					ExtraHosts: []ExtraHost{{Name: "db", IP: ip("10.0.0.9")}}},
+				{ID: "c2", Name: "db", Networks: []Network{net1("a", "10.0.0.3")}},
+			},
+			id:   "c2",
+			want: []string{"10.0.0.3\tdb", "10.0.0.2\tweb"},
 		},
 	}
 	for _, tt := range tests {
@@ -138,6 +153,28 @@ func TestRender(t *testing.T) {
 				t.Errorf("hosts file differs from Render:\nfile:\n%s\nrender:\n%s", file, got)
 			}
 		})
+	}
+}
+
+// TestRenderOldHostGateway: a record stored before Join refused host-gateway
+// without a gateway is still read and rendered; the entry is left out.
+func TestRenderOldHostGateway(t *testing.T) {
+	s := openStore(t)
+	r := Record{ID: "c1", Name: "web", Networks: []Network{net1("a", "10.0.0.2")},
+		ExtraHosts: []ExtraHost{{Name: "gw", Gateway: true}, {Name: "x", IP: ip("192.0.2.9")}}}
+	data, err := encodeRecord(&r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fsutil.WriteFileAtomic(filepath.Join(s.dir, recordsDir, r.ID+recordSuffix), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Repair(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"192.0.2.9\tx", "10.0.0.2\tweb"}
+	if diff := cmp.Diff(want, entries(t, mustRender(t, s, "c1"))); diff != "" {
+		t.Errorf("entries (-want +got):\n%s", diff)
 	}
 }
 

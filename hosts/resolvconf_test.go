@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -72,9 +73,26 @@ func TestBuildResolvConf(t *testing.T) {
 			want: head + "nameserver 8.8.8.8\nnameserver 8.8.4.4\n",
 		},
 		{
-			name: "comments, domain, zones, junk",
+			name: "comments, domain, zones, junk; sortlist kept",
 			host: "# c\n; c\nnameserver fe80::1%eth0\nnameserver nonsense\nnameserver 192.0.2.1 # trailing\ndomain example.com\nsortlist 10.0.0.0\n",
-			want: head + "nameserver 192.0.2.1\nsearch example.com\n",
+			want: head + "nameserver 192.0.2.1\nsearch example.com\nsortlist 10.0.0.0\n",
+		},
+		{
+			name: "other directives kept in order after the rest, trimmed; empty known ones dropped",
+			host: "sortlist 130.155.160.0/255.255.240.0 130.155.0.0\n  lookup file bind  \nnameserver 192.0.2.1\nsearch\noptions\nrotate\r\nsearch a.example\n",
+			want: head + "nameserver 192.0.2.1\nsearch a.example\nsortlist 130.155.160.0/255.255.240.0 130.155.0.0\nlookup file bind\nrotate\n",
+		},
+		{
+			name: "other directives kept with every override",
+			host: "nameserver 192.0.2.1\nsearch a.example\noptions ndots:2\nsortlist 10.0.0.0\n",
+			dns:  DNS{Servers: ips("192.0.2.53"), Search: []string{"."}, Options: []string{"edns0"}},
+			want: head + "nameserver 192.0.2.53\noptions edns0\nsortlist 10.0.0.0\n",
+		},
+		{
+			name:     "other directives come from the upstream file when it is read",
+			host:     "nameserver 127.0.0.53\nsortlist 10.0.0.0\n",
+			upstream: "nameserver 192.0.2.1\nsortlist 192.0.2.0\n",
+			want:     head + "nameserver 192.0.2.1\nsortlist 192.0.2.0\n",
 		},
 		{
 			name: "overrides per category",
@@ -151,6 +169,67 @@ func TestBuildResolvConfInvalid(t *testing.T) {
 	err := s.WriteResolvConf("c1", ResolvOptions{DNS: DNS{Search: []string{"a b"}}})
 	if !errors.Is(err, ErrInvalid) {
 		t.Fatalf("WriteResolvConf = %v, want ErrInvalid", err)
+	}
+	if got := readFile(t, s.ResolvConfPath("c1")); got != "" {
+		t.Errorf("a refused WriteResolvConf wrote %q", got)
+	}
+}
+
+// TestBuildResolvConfTooLarge: the host's and the upstream file are read up
+// to 64 KiB; a larger one is refused with an error that names it, and a
+// file of exactly 64 KiB is read.
+func TestBuildResolvConfTooLarge(t *testing.T) {
+	dir := t.TempDir()
+	fill := func(n int) []byte {
+		b := []byte("nameserver 192.0.2.1\n")
+		for len(b) < n {
+			b = append(b, "# padding\n"...)
+		}
+		return b[:n]
+	}
+	tests := []struct {
+		name           string
+		host, upstream []byte
+		wantErr        string // the path the error must name; "" for success
+	}{
+		{name: "host file of 64 KiB", host: fill(64 << 10)},
+		{name: "host file over 64 KiB", host: fill(64<<10 + 1), wantErr: "host"},
+		{name: "upstream file over 64 KiB", host: []byte("nameserver 127.0.0.53\n"), upstream: fill(1 << 20), wantErr: "upstream"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := ResolvOptions{HostPath: filepath.Join(dir, "host"), UpstreamPath: filepath.Join(dir, "upstream")}
+			for path, content := range map[string][]byte{o.HostPath: tt.host, o.UpstreamPath: tt.upstream} {
+				os.Remove(path)
+				if content != nil {
+					if err := os.WriteFile(path, content, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			got, err := BuildResolvConf(o)
+			if tt.wantErr == "" {
+				if err != nil || !strings.Contains(string(got), "nameserver 192.0.2.1\n") {
+					t.Fatalf("BuildResolvConf = %q, %v", got, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), filepath.Join(dir, tt.wantErr)) || !strings.Contains(err.Error(), "64 KiB") {
+				t.Fatalf("BuildResolvConf = %v; want ErrInvalid naming %s and the limit", err, tt.wantErr)
+			}
+		})
+	}
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, fill(64<<10+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t)
+	if err := s.Prepare("c1"); err != nil {
+		t.Fatal(err)
+	}
+	err := s.WriteResolvConf("c1", ResolvOptions{HostPath: big, UpstreamPath: filepath.Join(dir, "none")})
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("WriteResolvConf with an oversized host file = %v, want ErrInvalid", err)
 	}
 	if got := readFile(t, s.ResolvConfPath("c1")); got != "" {
 		t.Errorf("a refused WriteResolvConf wrote %q", got)

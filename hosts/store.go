@@ -128,10 +128,15 @@ func (s *Store) Prepare(id string) error {
 // share a network with r, before or after this call. The record is written
 // atomically (temporary file, fsync, rename, fsync of the directory); the
 // hosts files in place. Join is idempotent: repeating it repairs what an
-// interrupted one left. Invalid input gives ErrInvalid and changes nothing.
+// interrupted one left. Invalid input gives ErrInvalid and changes nothing;
+// so does an extra host of host-gateway when r has no network or its first
+// network has no gateway (the error names the network).
 func (s *Store) Join(r Record) error {
 	r = r.clone()
 	if err := r.validate(); err != nil {
+		return fmt.Errorf("join %q: %w", r.ID, err)
+	}
+	if err := r.checkHostGateway(); err != nil {
 		return fmt.Errorf("join %q: %w", r.ID, err)
 	}
 	unlock, err := s.lock(fsutil.Exclusive)
@@ -328,6 +333,32 @@ func (s *Store) List() ([]Record, error) {
 		}
 	}
 	return out, nil
+}
+
+// IDs returns, sorted, every container ID that has a record or a directory
+// of files in the store: what Remove would find something of. A container
+// that left (Leave) but was not removed is among them.
+func (s *Store) IDs() ([]string, error) {
+	unlock, err := s.lock(fsutil.Shared)
+	if err != nil {
+		return nil, fmt.Errorf("list container IDs: %w", err)
+	}
+	defer unlock()
+	ids, err := s.recordIDs()
+	if err != nil {
+		return nil, fmt.Errorf("list container IDs: %w", err)
+	}
+	entries, err := os.ReadDir(filepath.Join(s.dir, containersDir))
+	if err != nil {
+		return nil, fmt.Errorf("list container IDs: %w", err)
+	}
+	for _, e := range entries {
+		if e.IsDir() && validateID(e.Name()) == nil {
+			ids = append(ids, e.Name())
+		}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
 }
 
 // Render returns the managed block that the hosts file of container id

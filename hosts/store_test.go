@@ -82,6 +82,11 @@ func TestJoinInvalid(t *testing.T) {
 		{"bad extra host name", good(func(r *Record) { r.ExtraHosts[0].Name = "a b" }), `"a b"`},
 		{"extra host without address", good(func(r *Record) { r.ExtraHosts[0] = ExtraHost{Name: "x"} }), `"x"`},
 		{"extra host with address and gateway", good(func(r *Record) { r.ExtraHosts[0].Gateway = true }), `"x"`},
+		{"host-gateway on a network without a gateway", good(func(r *Record) { r.ExtraHosts[0] = ExtraHost{Name: "gw", Gateway: true} }), `network "a" has no gateway`},
+		{"host-gateway without a network", good(func(r *Record) {
+			r.Networks = nil
+			r.ExtraHosts[0] = ExtraHost{Name: "gw", Gateway: true}
+		}), `"gw:host-gateway"`},
 		{"bad ID", good(func(r *Record) { r.ID = "../c9" }), `"../c9"`},
 		{"empty ID", good(func(r *Record) { r.ID = "" }), `""`},
 		{"bad network name", good(func(r *Record) { r.Networks[0].Name = "../a" }), `"../a"`},
@@ -558,5 +563,30 @@ func TestInPlaceThroughOpenFile(t *testing.T) {
 		if got := readAll(rf); !strings.Contains(got, "nameserver "+server) {
 			t.Errorf("after writing %s, the open resolv.conf reads:\n%s", server, got)
 		}
+	}
+}
+
+// TestIDs: every container with a record or files is listed, once, sorted;
+// a removed one is not.
+func TestIDs(t *testing.T) {
+	s := openStore(t)
+	mustJoin(t, s, Record{ID: "c3", Name: "left", Networks: []Network{net1("a", "10.0.0.3")}},
+		Record{ID: "c1", Name: "web", Networks: []Network{net1("a", "10.0.0.2")}},
+		Record{ID: "c4", Name: "gone", Networks: []Network{net1("a", "10.0.0.4")}})
+	for _, step := range []struct {
+		name string
+		do   func(string) error
+		id   string
+	}{{"prepare", s.Prepare, "c2"}, {"prepare", s.Prepare, "c1"}, {"prepare", s.Prepare, "c3"}, {"leave", s.Leave, "c3"}, {"remove", s.Remove, "c4"}} {
+		if err := step.do(step.id); err != nil {
+			t.Fatalf("%s %s: %v", step.name, step.id, err)
+		}
+	}
+	got, err := s.IDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"c1", "c2", "c3"}, got); diff != "" {
+		t.Errorf("IDs (-want +got):\n%s", diff)
 	}
 }

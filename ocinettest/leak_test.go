@@ -65,6 +65,8 @@ func TestLeakOracleFindsEachKind(t *testing.T) {
 		CNIDataDir:  filepath.Join(tmp, "networks"),
 		CNICacheDir: filepath.Join(tmp, "results"),
 		StateDirs:   []string{filepath.Join(tmp, "state")},
+		// Counted here so that the test also checks those kinds.
+		ContainerFiles: true,
 	}
 	// Do runs the function on a thread inside the namespace; the commands
 	// it starts are forked from that thread, so they run there too.
@@ -132,6 +134,16 @@ func checkOracle(t *testing.T, c ocinettest.LeakConfig) {
 		clean = append(clean, func() { _ = os.Remove(f.path) })
 		want = append(want, f.item)
 	}
+	// With ContainerFiles: a container's directory of hosts files and its
+	// directory of logs, counted as directories.
+	for _, f := range []struct{ dir, file, kind string }{
+		{filepath.Join(state, "hosts", "default", "containers", id), "resolv.conf", "hosts-files"},
+		{filepath.Join(state, "containers", "default", id), "hook.log", "container-dirs"},
+	} {
+		writeFile(t, filepath.Join(f.dir, f.file))
+		clean = append(clean, func() { _ = os.RemoveAll(f.dir) })
+		want = append(want, f.kind+": "+f.dir)
+	}
 	// Not leaks: a lease directory's own files.
 	writeFile(t, filepath.Join(c.CNIDataDir, "net-"+tag, "lock"))
 	writeFile(t, filepath.Join(c.CNIDataDir, "net-"+tag, "last_reserved_ip.0"))
@@ -150,6 +162,11 @@ func checkOracle(t *testing.T, c ocinettest.LeakConfig) {
 		if !slices.Contains(want, l) {
 			t.Errorf("reported, but not made by the test: %s", l)
 		}
+	}
+	noFiles := c
+	noFiles.ContainerFiles = false
+	if s, err := ocinettest.TakeSnapshot(noFiles); err != nil || len(s["hosts-files"])+len(s["container-dirs"]) > 0 {
+		t.Errorf("container files counted without ContainerFiles (%v): %v %v", err, s["hosts-files"], s["container-dirs"])
 	}
 	ignored := c
 	ignored.IgnoreBridges = []string{br}

@@ -31,22 +31,37 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# has_version BIN MODULE VERSION: true when BIN was built from MODULE@VERSION.
+# has_version BIN MODULE VERSION [LDFLAGS]: true when BIN was built from
+# MODULE@VERSION, and, when LDFLAGS is given, linked with exactly those
+# -ldflags (so that a build that lacks the version stamp is rebuilt).
 has_version() {
-	[ -x "$1" ] && go version -m "$1" 2>/dev/null | awk '$1=="mod"{print $2, $3}' | grep -qx "$2 $3"
+	[ -x "$1" ] || return 1
+	local info
+	info=$(go version -m "$1" 2>/dev/null) || return 1
+	awk '$1=="mod"{print $2, $3}' <<<"$info" | grep -qx "$2 $3" || return 1
+	[ $# -lt 4 ] || awk -F'\t' '$2=="build" && $3 ~ /^-ldflags=/ {print $3}' <<<"$info" | grep -qxF -- "-ldflags=\"$4\""
 }
 
-# CNI plugins.
+# CNI plugins: every standard plugin of the release, built as the release
+# builds them, with the version stamped into buildversion so that each
+# answers --version with it (nerdctl and libcni read it: an unstamped
+# firewall counts as older than 1.1.0).
 mkdir -p "$CNI_BIN"
-plugins=(main/bridge main/loopback ipam/host-local meta/portmap meta/firewall meta/tuning)
+CNI_MODULE=github.com/containernetworking/plugins
+CNI_LDFLAGS="-X $CNI_MODULE/pkg/utils/buildversion.BuildVersion=$CNI_PLUGINS_VERSION"
+plugins=(
+	main/bridge main/ipvlan main/macvlan main/ptp main/vlan main/host-device main/dummy main/tap main/loopback
+	ipam/host-local ipam/dhcp ipam/static
+	meta/portmap meta/firewall meta/tuning meta/bandwidth meta/sbr meta/vrf
+)
 need=()
 for p in "${plugins[@]}"; do
-	has_version "$CNI_BIN/${p#*/}" github.com/containernetworking/plugins "$CNI_PLUGINS_VERSION" ||
-		need+=("github.com/containernetworking/plugins/plugins/$p@$CNI_PLUGINS_VERSION")
+	has_version "$CNI_BIN/${p#*/}" "$CNI_MODULE" "$CNI_PLUGINS_VERSION" "$CNI_LDFLAGS" ||
+		need+=("$CNI_MODULE/plugins/$p@$CNI_PLUGINS_VERSION")
 done
 if [ ${#need[@]} -gt 0 ]; then
-	log "building CNI plugins $CNI_PLUGINS_VERSION into $CNI_BIN"
-	GOBIN=$CNI_BIN CGO_ENABLED=0 go install "${need[@]}"
+	log "building ${#need[@]} CNI plugins $CNI_PLUGINS_VERSION into $CNI_BIN"
+	GOBIN=$CNI_BIN CGO_ENABLED=0 go install -ldflags "$CNI_LDFLAGS" "${need[@]}"
 fi
 
 # containerd and its runc shim.

@@ -59,7 +59,7 @@ func cmdRun(ctx context.Context, g *globals, args []string) error {
 	var publish, networks, addHosts, dns, dnsSearch, dnsOpts listFlag
 	fs.Var(&publish, "p", "publish a port: [IP:][HOSTPORT:]CONTAINERPORT[/PROTO] (repeatable)")
 	fs.Var(&networks, "network", "network to attach (repeatable; default: bridge)")
-	fs.Var(&addHosts, "add-host", "extra /etc/hosts entry NAME:IP or NAME:host-gateway (repeatable)")
+	fs.Var(&addHosts, "add-host", "extra /etc/hosts entry NAME:IP, NAME=IP or NAME:host-gateway, listed before the containers' own names and winning over them (repeatable)")
 	fs.Var(&dns, "dns", "DNS server (repeatable)")
 	fs.Var(&dnsSearch, "dns-search", "DNS search domain (repeatable)")
 	fs.Var(&dnsOpts, "dns-option", "DNS option (repeatable)")
@@ -189,6 +189,9 @@ func runContainer(ctx context.Context, client *containerd.Client, g *globals, o 
 			return err
 		}
 		undo = append(undo, func(context.Context) { _ = netns.Remove(path) })
+		// A failed Attach undoes its network work but keeps the hosts
+		// files it prepared (they may be another caller's bind mounts).
+		undo = append(undo, func(context.Context) { removeFiles(g, o.name) })
 		if _, err := sandbox.Attach(ctx, cfg, o.name, path, o.req); err != nil {
 			return err
 		}
@@ -394,6 +397,14 @@ func cmdRm(ctx context.Context, g *globals, args []string) error {
 
 func removeContainer(ctx context.Context, client *containerd.Client, g *globals, name string, force bool) error {
 	c, err := client.LoadContainer(ctx, name)
+	if errdefs.IsNotFound(err) {
+		// containerd no longer knows it (a crash, another client removed
+		// it): release what ocinet still holds of it.
+		found, rerr := releaseLeftovers(ctx, g, name, true)
+		if rerr != nil || found {
+			return rerr
+		}
+	}
 	if err != nil {
 		return err
 	}

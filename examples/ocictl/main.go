@@ -12,6 +12,7 @@
 //	ocictl [global flags] ps
 //	ocictl [global flags] port NAME
 //	ocictl [global flags] rm [-f] NAME...
+//	ocictl [global flags] gc
 //
 // Global flags: --address, --namespace, --data-root, --cni-path,
 // --cni-netconfpath, --netns-dir, --hook-timeout, --hook-binary. Run as root
@@ -94,6 +95,7 @@ commands:
   ps
   port NAME
   rm [-f] NAME...
+  gc
   network create|ls|inspect|rm ...
 
 global flags: --address --namespace --data-root --cni-path --cni-netconfpath --netns-dir
@@ -125,6 +127,8 @@ func run(ctx context.Context, args []string) error {
 		return cmdPort(ctx, &g, rest)
 	case "rm":
 		return cmdRm(ctx, &g, rest)
+	case "gc":
+		return cmdGC(ctx, &g, rest)
 	case "network":
 		return cmdNetwork(ctx, &g, rest)
 	case "internal":

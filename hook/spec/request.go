@@ -41,7 +41,7 @@ func WithHostname(hostname string) oci.SpecOpts {
 }
 
 // WithExtraHosts sets extra /etc/hosts entries (hosts.ParseExtraHost reads
-// "NAME:IP" and "NAME:host-gateway").
+// "NAME:IP", "NAME=IP" and "NAME:host-gateway").
 func WithExtraHosts(entries ...hosts.ExtraHost) oci.SpecOpts {
 	return editRequest(func(r *sandbox.Request) { r.ExtraHosts = append([]hosts.ExtraHost(nil), entries...) })
 }

@@ -44,12 +44,18 @@ func newEnv(t *testing.T, pluginDir string) *env {
 		pluginDir = plugins
 	}
 	e := &env{t: t, state: t.TempDir(), netconf: t.TempDir(), pluginDir: pluginDir}
-	ocinettest.CheckLeaks(t, leakcheck.Config{StateDirs: []string{e.state}, IgnoreBridges: []string{ocinet.DefaultBridgeName}})
+	ocinettest.CheckLeaks(t, e.leakConfig())
 	testenv.RemoveLinkAtEnd(t, ocinet.DefaultBridgeName)
 	e.bin = testenv.Build(t, "./examples/ocictl")
 	e.rootfs = testenv.Rootfs(t)
 	e.address = testenv.SharedContainerd(t)
 	return e
+}
+
+// leakConfig is what the env's leak check looks at: every test removes its
+// containers, so their hosts files and log directories count too.
+func (e *env) leakConfig() leakcheck.Config {
+	return leakcheck.Config{StateDirs: []string{e.state}, IgnoreBridges: []string{ocinet.DefaultBridgeName}, ContainerFiles: true}
 }
 
 func (e *env) globalArgs() []string {

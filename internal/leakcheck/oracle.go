@@ -35,6 +35,13 @@ type Config struct {
 	// IgnoreBridges are bridge names not counted: a network's bridge lives
 	// as long as the network, not the container; the test removes it.
 	IgnoreBridges []string
+	// ContainerFiles also counts, under each of StateDirs, every
+	// container's directory of hosts and resolv.conf files in the hosts
+	// store ("hosts-files") and its directory of logs ("container-dirs").
+	// It is off by default because a container that only stopped keeps
+	// them (Leave keeps the files for a restart); turn it on where every
+	// container is removed in the end.
+	ContainerFiles bool
 }
 
 // Snapshot is what one look at the host found: the items of each kind.
@@ -51,7 +58,10 @@ type Config struct {
 //   - "ipam": an address that host-local holds (<network>/<address>);
 //   - "cni-cache": an entry of the CNI library's result cache;
 //   - "journal", "ports", "hosts": an ocinet state root's attachment
-//     record, port reservation, or hosts record.
+//     record, port reservation, or hosts record;
+//   - "hosts-files", "container-dirs" (with Config.ContainerFiles): a
+//     container's directory of hosts and resolv.conf files in the hosts
+//     store, or its directory of logs, under a state root.
 type Snapshot map[string]map[string]bool
 
 // Take looks at the host. It needs ip(8); it reads the firewall
@@ -127,18 +137,41 @@ func Take(c Config) (Snapshot, error) {
 				add(kind, it)
 			}
 		}
+		if c.ContainerFiles {
+			for kind, items := range ContainerFiles(root) {
+				for _, it := range items {
+					add(kind, it)
+				}
+			}
+		}
 	}
 	return s, nil
 }
 
 // StateRecords returns the records under an ocinet state root, by kind.
 func StateRecords(root string) map[string][]string {
-	out := map[string][]string{}
-	for kind, pattern := range map[string]string{
+	return globKinds(root, map[string]string{
 		"journal": "attachments/*.json",
 		"ports":   "ports/*.json",
 		"hosts":   "hosts/*/records/*.json",
-	} {
+	})
+}
+
+// ContainerFiles returns the containers' directories of files under an
+// ocinet state root, by kind: "hosts-files" (hosts and resolv.conf in the
+// hosts store) and "container-dirs" (logs).
+func ContainerFiles(root string) map[string][]string {
+	return globKinds(root, map[string]string{
+		"hosts-files":    "hosts/*/containers/*",
+		"container-dirs": "containers/*/*",
+	})
+}
+
+// globKinds returns, for each kind, the paths under root that match its
+// pattern.
+func globKinds(root string, patterns map[string]string) map[string][]string {
+	out := map[string][]string{}
+	for kind, pattern := range patterns {
 		matches, _ := filepath.Glob(filepath.Join(root, pattern))
 		out[kind] = append(out[kind], matches...)
 	}

@@ -78,17 +78,7 @@ func RepoRoot() string {
 // the test ends, and returns its socket address.
 func Containerd(t testing.TB) string {
 	t.Helper()
-	requireContainerd(t)
-	dir, addr, err := startContainerd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := stopContainerd(dir); err != nil {
-			t.Error(err)
-		}
-	})
-	return addr
+	return CrashableContainerd(t).Address
 }
 
 var shared struct {
