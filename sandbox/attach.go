@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -165,17 +166,25 @@ func (w *worker) attach(ctx context.Context, containerID, netnsPath string, r Re
 		}
 		rec.Networks = append(rec.Networks, n)
 	}
+	// Files that were there before (the hook's bind mounts, made by
+	// spec.WithEtcFiles) stay on failure; files this call made go.
+	_, statErr := os.Stat(w.store.HostsPath(containerID))
+	made := errors.Is(statErr, os.ErrNotExist)
 	if err := w.store.Prepare(containerID); err != nil {
-		return nil, err
-	}
-	if err := w.store.Join(rec); err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			_ = w.store.Leave(containerID)
+			if made {
+				_ = w.store.Remove(containerID)
+			} else {
+				_ = w.store.Leave(containerID)
+			}
 		}
 	}()
+	if err := w.store.Join(rec); err != nil {
+		return nil, err
+	}
 	if err := w.store.WriteResolvConf(containerID, hosts.ResolvOptions{IPv6: ipv6, DNS: r.DNS}); err != nil {
 		return nil, err
 	}

@@ -189,9 +189,6 @@ func runContainer(ctx context.Context, client *containerd.Client, g *globals, o 
 			return err
 		}
 		undo = append(undo, func(context.Context) { _ = netns.Remove(path) })
-		// A failed Attach undoes its network work but keeps the hosts
-		// files it prepared (they may be another caller's bind mounts).
-		undo = append(undo, func(context.Context) { removeFiles(g, o.name) })
 		if _, err := sandbox.Attach(ctx, cfg, o.name, path, o.req); err != nil {
 			return err
 		}
