@@ -20,6 +20,9 @@ var (
 	// network name or subnet already taken, a static address another
 	// container holds, a network removed while containers use it.
 	ErrConflict = errors.New("conflict")
+	// ErrNotSupported reports a request that is well formed but asks for
+	// what ocinet does not do (IPv6 on a macvlan network, say).
+	ErrNotSupported = errors.New("not supported")
 	// ErrIncomplete reports an attachment that a crash or a failed teardown
 	// left half done; GC finishes it.
 	ErrIncomplete = errors.New("attachment incomplete")

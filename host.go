@@ -2,13 +2,10 @@ package ocinet
 
 import (
 	"bufio"
-	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -76,24 +73,6 @@ func hostPrefixes(skip string) []hostPrefix {
 		out = append(out, hostPrefix{prefix: netip.PrefixFrom(addr, ones).Masked(), dev: fields[0]})
 	}
 	return out
-}
-
-// deleteBridge deletes the host bridge device name, if there is one (a
-// device of that name that is not a bridge is left alone).
-func deleteBridge(ctx context.Context, name string) error {
-	if validIfaceName(name) != nil {
-		return nil
-	}
-	if _, err := os.Stat("/sys/class/net/" + name + "/bridge"); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		return fmt.Errorf("bridge %s: %w", name, err)
-	}
-	if out, err := exec.CommandContext(ctx, "ip", "link", "del", "dev", name).CombinedOutput(); err != nil {
-		return fmt.Errorf("delete bridge %s: %v: %s", name, err, strings.TrimSpace(string(out)))
-	}
-	return nil
 }
 
 // linkNames returns the names of the network interfaces inside the

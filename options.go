@@ -34,6 +34,7 @@ type options struct {
 	nsCheck       func(path string) error
 	pluginStderr  io.Writer
 	logger        *slog.Logger
+	namespace     string
 }
 
 // WithCNIConfDir sets the directory of network conflists (default
@@ -76,8 +77,9 @@ func WithExec(e invoke.Exec) Option { return func(o *options) { o.exec = e } }
 // that check accepts or refuses, nothing more: DEL gets the recorded path
 // while check accepts it and no path once it refuses it, no placeholder
 // namespace is made, CreateNetwork chooses and checks subnets without
-// looking at the host's addresses and routes, and RemoveNetwork leaves host
-// bridges and IPAM directories alone. Production code leaves it unset.
+// looking at the host's addresses and routes nor for a macvlan or ipvlan
+// parent device, and RemoveNetwork leaves host bridges, firewall rules and
+// IPAM directories alone. Production code leaves it unset.
 func WithNamespaceCheck(check func(path string) error) Option {
 	return func(o *options) { o.nsCheck = check }
 }
@@ -88,3 +90,10 @@ func WithPluginStderr(w io.Writer) Option { return func(o *options) { o.pluginSt
 
 // WithLogger makes the Manager report progress to l (default: silent).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithNamespace sets the containerd namespace whose networks the Manager
+// sees, as nerdctl v2 keeps them: those at the top level of the conf dir
+// and those in its <namespace> directory, where CreateNetwork puts new ones
+// as nerdctl-<name>.conflist (default: none; only the top level is seen and
+// written). The name is checked as containerd checks namespaces.
+func WithNamespace(ns string) Option { return func(o *options) { o.namespace = ns } }

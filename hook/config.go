@@ -76,7 +76,7 @@ func (c Config) Manager(opts ...ocinet.Option) (*ocinet.Manager, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	base := []ocinet.Option{ocinet.WithCNIConfDir(c.CNIConfDir), ocinet.WithPluginDirs(c.PluginDirs...)}
+	base := []ocinet.Option{ocinet.WithCNIConfDir(c.CNIConfDir), ocinet.WithPluginDirs(c.PluginDirs...), ocinet.WithNamespace(c.Namespace)}
 	opts = append(append(base, c.ManagerOptions...), opts...)
 	return ocinet.New(c.StateDir, opts...)
 }

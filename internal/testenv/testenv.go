@@ -59,7 +59,7 @@ func RequirePlugins(t testing.TB) string {
 	t.Helper()
 	RequireRoot(t)
 	RequireTools(t, "iptables", "ip")
-	for _, p := range []string{"bridge", "host-local", "loopback", "portmap", "firewall"} {
+	for _, p := range []string{"bridge", "host-local", "loopback", "portmap", "firewall", "tuning"} {
 		if _, err := os.Stat(filepath.Join(PluginDir, p)); err != nil {
 			Skip(t, fmt.Sprintf("needs the CNI plugin %s in %s (run scripts/install.sh)", p, PluginDir))
 		}
