@@ -487,9 +487,15 @@ func TestCreateWaitsForNerdctlLock(t *testing.T) {
 		{"create", func() error {
 			_, err := m.CreateNetwork(ctx, ocinet.NetworkConfig{Name: "new"})
 			return err
-		}, func() bool { _, err := os.Stat(filepath.Join(e.ConfDir, "default", "nerdctl-new.conflist")); return err == nil }},
+		}, func() bool {
+			_, err := os.Stat(filepath.Join(e.ConfDir, "default", "nerdctl-new.conflist"))
+			return err == nil
+		}},
 		{"remove", func() error { return m.RemoveNetwork(ctx, "old") },
-			func() bool { _, err := os.Stat(filepath.Join(e.ConfDir, "default", "nerdctl-old.conflist")); return err != nil }},
+			func() bool {
+				_, err := os.Stat(filepath.Join(e.ConfDir, "default", "nerdctl-old.conflist"))
+				return err != nil
+			}},
 	} {
 		release := hold()
 		errc := make(chan error, 1)
