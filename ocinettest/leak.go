@@ -43,6 +43,10 @@ type LeakConfig struct {
 //     address (/32, /128); the shared chains the plugins keep on purpose
 //     (CNI-FORWARD, CNI-HOSTPORT-DNAT, ...) and their fixed rules are not
 //     counted;
+//   - "isolation": a rule of the firewall plugin's chains
+//     CNI-ISOLATION-STAGE-1 and -2 (iptables-save or ip6tables-save, then
+//     the rule) that names a device (-i, -o) the host no longer has: the
+//     plugin never removes them; RemoveNetwork does;
 //   - "ipam": an address that host-local holds (<network>/<address>);
 //   - "cni-cache": an entry of the CNI library's result cache;
 //   - "journal", "ports", "hosts": an ocinet state root's attachment
@@ -91,6 +95,16 @@ func TakeSnapshot(c LeakConfig) (Snapshot, error) {
 			add(kind, name)
 		}
 	}
+	links := map[string]bool{}
+	if out, err := exec.Command("ip", "-o", "link", "show").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 {
+				links[strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0]] = true
+			}
+		}
+	} else {
+		return nil, fmt.Errorf("ip link show: %w", err)
+	}
 	for _, tool := range []string{"iptables-save", "ip6tables-save"} {
 		out, err := exec.Command(tool).Output()
 		if err != nil {
@@ -98,6 +112,9 @@ func TakeSnapshot(c LeakConfig) (Snapshot, error) {
 		}
 		for _, r := range containerRules(out) {
 			add(tool, r)
+		}
+		for _, r := range staleIsolationRules(out, links) {
+			add("isolation", tool+" "+r)
 		}
 	}
 	// host-local keeps one file per address it holds.
@@ -164,6 +181,33 @@ func containerRules(dump []byte) []string {
 		line = counters.ReplaceAllString(line, "")
 		if perContainer.MatchString(line) {
 			out = append(out, table+" "+strings.TrimSpace(line))
+		}
+	}
+	return out
+}
+
+// staleIsolationRules returns the rules of the isolation chains in an
+// iptables-save dump's filter table that name a device not in links.
+func staleIsolationRules(dump []byte, links map[string]bool) []string {
+	var out []string
+	table := ""
+	sc := bufio.NewScanner(bytes.NewReader(dump))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "*") {
+			table = line[1:]
+			continue
+		}
+		if table != "filter" || !strings.HasPrefix(line, "-A CNI-ISOLATION-STAGE-") {
+			continue
+		}
+		f := strings.Fields(line)
+		for i := 0; i+1 < len(f); i++ {
+			if (f[i] == "-i" || f[i] == "-o") && !links[f[i+1]] {
+				out = append(out, line)
+				break
+			}
 		}
 	}
 	return out

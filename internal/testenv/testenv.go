@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/ocinet/ocinet/internal/nftfw"
 )
 
 // Prefix is where scripts/install.sh puts containerd and the CNI plugins.
@@ -222,11 +224,17 @@ func exitErr(err error) error {
 
 // RemoveLinkAtEnd deletes the link called name when the test ends, if it did
 // not exist when this was called: a bridge made by the test's network lives
-// as long as that network, and the test owns it.
+// as long as that network, and the test owns it. The firewall plugin's
+// isolation rules that name it go with it, as with RemoveNetwork.
 func RemoveLinkAtEnd(t testing.TB, name string) {
 	t.Helper()
 	if exec.Command("ip", "link", "show", name).Run() == nil {
 		return
 	}
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", name).Run() })
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "link", "del", name).Run()
+		if _, err := nftfw.RemoveBridge(name); err != nil {
+			t.Errorf("remove isolation rules of %s: %v", name, err)
+		}
+	})
 }
