@@ -59,28 +59,6 @@ func installFirewall(t *testing.T, e *ocinettest.Env) {
 	}
 }
 
-// copyTree copies the directory src into dst.
-func copyTree(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // confFiles lists the conflists under dir, relative to it.
 func confFiles(t *testing.T, dir string) []string {
 	t.Helper()
@@ -241,7 +219,7 @@ func TestFirewallRelease(t *testing.T) {
 func TestNamespacedNetworks(t *testing.T) {
 	ctx := context.Background()
 	e := ocinettest.NewEnv(t)
-	copyTree(t, fixtures, e.ConfDir)
+	testenv.CopyTree(t, fixtures, e.ConfDir)
 	names := func(m *ocinet.Manager) []string {
 		t.Helper()
 		nets, err := m.Networks()

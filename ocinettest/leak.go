@@ -162,10 +162,9 @@ var (
 	counters     = regexp.MustCompile(`\[\d+:\d+\]`)
 )
 
-// containerRules returns the lines of an iptables-save dump that belong to
-// one container, prefixed by their table.
-func containerRules(dump []byte) []string {
-	var out []string
+// eachRule calls f with each rule line of an iptables-save dump and its
+// table, counters removed.
+func eachRule(dump []byte, f func(table, line string)) {
 	table := ""
 	sc := bufio.NewScanner(bytes.NewReader(dump))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -178,11 +177,19 @@ func containerRules(dump []byte) []string {
 		case line == "" || strings.HasPrefix(line, "#") || line == "COMMIT":
 			continue
 		}
-		line = counters.ReplaceAllString(line, "")
-		if perContainer.MatchString(line) {
-			out = append(out, table+" "+strings.TrimSpace(line))
-		}
+		f(table, strings.TrimSpace(counters.ReplaceAllString(line, "")))
 	}
+}
+
+// containerRules returns the lines of an iptables-save dump that belong to
+// one container, prefixed by their table.
+func containerRules(dump []byte) []string {
+	var out []string
+	eachRule(dump, func(table, line string) {
+		if perContainer.MatchString(line) {
+			out = append(out, table+" "+line)
+		}
+	})
 	return out
 }
 
@@ -190,26 +197,18 @@ func containerRules(dump []byte) []string {
 // iptables-save dump's filter table that name a device not in links.
 func staleIsolationRules(dump []byte, links map[string]bool) []string {
 	var out []string
-	table := ""
-	sc := bufio.NewScanner(bytes.NewReader(dump))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "*") {
-			table = line[1:]
-			continue
-		}
+	eachRule(dump, func(table, line string) {
 		if table != "filter" || !strings.HasPrefix(line, "-A CNI-ISOLATION-STAGE-") {
-			continue
+			return
 		}
 		f := strings.Fields(line)
 		for i := 0; i+1 < len(f); i++ {
 			if (f[i] == "-i" || f[i] == "-o") && !links[f[i+1]] {
 				out = append(out, line)
-				break
+				return
 			}
 		}
-	}
+	})
 	return out
 }
 

@@ -9,23 +9,16 @@ import (
 
 	"github.com/ocinet/ocinet/internal/nftfw"
 	"github.com/ocinet/ocinet/internal/testenv"
-	"github.com/ocinet/ocinet/netns"
+	"github.com/ocinet/ocinet/ocinettest"
 )
 
-// newNS makes a network namespace for the test and removes it at the end.
+// newNS makes a network namespace for the test, removed at the end, and
+// returns its path and an open descriptor.
 func newNS(t *testing.T) (path string, fd int) {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireTools(t, "iptables", "ip6tables", "nsenter")
-	path, err := netns.Create("", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := netns.Remove(path); err != nil {
-			t.Error(err)
-		}
-	})
+	path = ocinettest.NetNS(t)
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
