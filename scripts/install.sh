@@ -38,7 +38,7 @@ has_version() {
 
 # CNI plugins.
 mkdir -p "$CNI_BIN"
-plugins=(main/bridge main/loopback ipam/host-local meta/portmap meta/firewall meta/tuning)
+plugins=(main/bridge main/loopback main/macvlan main/ipvlan ipam/host-local meta/portmap meta/firewall meta/tuning)
 need=()
 for p in "${plugins[@]}"; do
 	has_version "$CNI_BIN/${p#*/}" github.com/containernetworking/plugins "$CNI_PLUGINS_VERSION" ||
