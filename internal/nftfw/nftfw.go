@@ -82,8 +82,8 @@ var families = []struct {
 	family nftables.TableFamily
 	legacy string // the x_tables list of the family's loaded tables
 }{
-	{"ip", nftables.TableFamilyIPv4, "/proc/net/ip_tables_names"},
-	{"ip6", nftables.TableFamilyIPv6, "/proc/net/ip6_tables_names"},
+	{"ip", nftables.TableFamilyIPv4, "/proc/thread-self/net/ip_tables_names"},
+	{"ip6", nftables.TableFamilyIPv6, "/proc/thread-self/net/ip6_tables_names"},
 }
 
 // IsolationRules returns the rules of the isolation chains in the tables
@@ -115,7 +115,7 @@ type nftRule struct {
 }
 
 // familyRules lists one family's isolation rules; found says whether the
-// family has an nftables filter table at all.
+// family has an isolation chain in nftables at all.
 func familyRules(conn *nftables.Conn, family nftables.TableFamily, name string) (rules []nftRule, found bool, err error) {
 	tables, err := conn.ListTablesOfFamily(family)
 	if err != nil {
@@ -132,12 +132,13 @@ func familyRules(conn *nftables.Conn, family nftables.TableFamily, name string) 
 	}
 	chains, err := conn.ListChainsOfTableFamily(family)
 	if err != nil {
-		return nil, true, fmt.Errorf("list %s chains: %w", name, err)
+		return nil, false, fmt.Errorf("list %s chains: %w", name, err)
 	}
 	for _, ch := range chains {
 		if ch.Table.Name != "filter" || !isIsolationChain(ch.Name) {
 			continue
 		}
+		found = true
 		rs, err := conn.GetRules(table, ch)
 		if err != nil {
 			return nil, true, fmt.Errorf("list rules of %s filter %s: %w", name, ch.Name, err)
@@ -149,7 +150,7 @@ func familyRules(conn *nftables.Conn, family nftables.TableFamily, name string) 
 			})
 		}
 	}
-	return rules, true, nil
+	return rules, found, nil
 }
 
 func isIsolationChain(name string) bool {
@@ -188,8 +189,10 @@ func interfaces(exprs []expr.Any) []string {
 }
 
 // RemoveBridge deletes the isolation rules that name the device bridge, in
-// both families. A family whose filter table is not in nftables but in
-// legacy iptables is listed in the report's Legacy and left alone.
+// both families. A family that has no isolation chain in nftables but a
+// filter table in legacy iptables (x_tables, read from
+// /proc/thread-self/net: the calling thread's namespace) is listed in the
+// report's Legacy and left alone.
 func RemoveBridge(bridge string, opts ...Option) (Report, error) {
 	var rep Report
 	if bridge == "" || len(bridge) >= unix.IFNAMSIZ || strings.ContainsAny(bridge, "/ \x00") {
@@ -231,8 +234,8 @@ func RemoveBridge(bridge string, opts ...Option) (Report, error) {
 }
 
 // legacyTable reports whether legacy iptables has a filter table loaded in
-// the caller's namespace. With WithNetNS the x_tables list of another
-// namespace is not read and the answer is false.
+// the calling thread's namespace. With WithNetNS the x_tables list of
+// another namespace is not read and the answer is false.
 func legacyTable(list string, opts []Option) bool {
 	c := config{netnsFd: -1}
 	for _, o := range opts {

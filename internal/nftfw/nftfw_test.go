@@ -9,6 +9,7 @@ import (
 
 	"github.com/ocinet/ocinet/internal/nftfw"
 	"github.com/ocinet/ocinet/internal/testenv"
+	"github.com/ocinet/ocinet/netns"
 	"github.com/ocinet/ocinet/ocinettest"
 )
 
@@ -144,5 +145,35 @@ func TestBadName(t *testing.T) {
 		if _, err := nftfw.RemoveBridge(name); err == nil {
 			t.Errorf("RemoveBridge(%q): no error", name)
 		}
+	}
+}
+
+// TestLegacy: rules that legacy iptables holds are out of nftables' reach:
+// they are reported and left alone.
+func TestLegacy(t *testing.T) {
+	testenv.RequireTools(t, "iptables-legacy")
+	ns, _ := newNS(t)
+	ipt(t, ns, "iptables-legacy", "-N", "CNI-ISOLATION-STAGE-2")
+	ipt(t, ns, "iptables-legacy", "-A", "CNI-ISOLATION-STAGE-2", "-o", "br-legacy", "-j", "DROP")
+	h, err := netns.Open(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var rep nftfw.Report
+	// Inside the namespace's thread: the legacy tables are read from
+	// there.
+	if err := h.Do(func() error {
+		var err error
+		rep, err = nftfw.RemoveBridge("br-legacy")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Removed) != 0 || !slices.Equal(rep.Legacy, []string{"ip"}) {
+		t.Errorf("report %+v: want nothing removed, family ip legacy", rep)
+	}
+	if got := ipt(t, ns, "iptables-legacy", "-S", "CNI-ISOLATION-STAGE-2"); !strings.Contains(got, "-o br-legacy -j DROP") {
+		t.Errorf("legacy rule gone:\n%s", got)
 	}
 }
