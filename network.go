@@ -20,7 +20,7 @@ import (
 
 // Network is a CNI network: a conflist in the conf dir.
 type Network struct {
-	// Name is the network's name, unique in the conf dir.
+	// Name is the network's name, unique in what a namespace sees.
 	Name string
 	// ID is the network's ID as nerdctl records it ("nerdctlID", the hex
 	// SHA-256 of the name); "" for a conflist that neither ocinet nor
