@@ -43,7 +43,10 @@
 // runs all of it from runc.
 //
 // Requirements: attaching runs CNI plugins, which need root on Linux, and
-// the ip(8) command (for placeholder namespaces).
+// the ip(8) command (for placeholder namespaces); RemoveNetwork deletes the
+// bridge through netlink and the firewall plugin's isolation rules through
+// nftables netlink (CAP_NET_ADMIN). Listing and creating networks needs
+// only access to the conf dir.
 //
 // Locks, in the order they are taken (public methods lock, private ones
 // never): the GC lock (shared for Attach, Detach and Check; exclusive for
