@@ -14,8 +14,11 @@
 //
 // What it does:
 //
-//   - networks: [Manager.CreateNetwork], [Manager.Networks],
-//     [Manager.Network], [Manager.RemoveNetwork];
+//   - networks: [Manager.CreateNetwork] (bridge, macvlan, ipvlan),
+//     [Manager.Networks], [Manager.Network], [Manager.RemoveNetwork],
+//     [Manager.PruneNetworks], in nerdctl v2's layout: the conf dir's top
+//     level and, per containerd namespace ([WithNamespace]), its directory
+//     of nerdctl-<name>.conflist files;
 //   - containers: [Manager.Attach] (several networks, eth0 first, static
 //     addresses and MACs, published ports), [Manager.Detach],
 //     [Manager.Check] (CNI CHECK), [Manager.Get], [Manager.List];
@@ -52,8 +55,10 @@
 //
 // Requirements: attaching runs CNI plugins, which need root on Linux. What
 // the Manager does to the host itself (placeholder namespaces, bridge
-// removal, the prefixes in use) goes through netlink; it starts no ip,
-// iptables or nft process.
+// removal, the prefixes in use) goes through netlink, and RemoveNetwork
+// deletes the firewall plugin's isolation rules through nftables netlink
+// (CAP_NET_ADMIN); it starts no ip, iptables or nft process. Listing and
+// creating networks needs only access to the conf dir.
 //
 // Helper processes: the IPv6 loopback proxy and the netns holder are this
 // program started again; a program that embeds ocinet calls [RunHelper]
@@ -67,7 +72,9 @@
 // never): the GC lock (shared for Attach, Detach and Check; exclusive for
 // GC and RemoveNetwork, which thereby wait for operations in progress and
 // hold new ones back), then a container's lock, then the netconf lock
-// (network creation and removal), then a network's lock (exclusive for the
+// (network creation and removal), then nerdctl's lock on the conf dir
+// (<conf dir>/.nerdctl.lock, flock exclusive, held by nerdctl v2 around
+// its own network create and remove), then a network's lock (exclusive for the
 // first ADD after boot, shared after), then the port allocator's lock. The
 // hosts store's lock is taken by callers after Attach has returned, never
 // inside it.
@@ -83,6 +90,9 @@
 //     a network name or subnet taken, a static address in use (the error
 //     names the owner), a network still in use (an *InUseError naming the
 //     containers); nothing changed;
+//   - errors.Is(err, ErrNotSupported): a well-formed request for what
+//     ocinet does not do (IPv6 or --internal on macvlan/ipvlan); nothing
+//     changed;
 //   - errors.Is(err, ErrPluginNotFound): a plugin binary is missing from the
 //     plugin directories; nothing changed on the host;
 //   - errors.Is(err, portmap.ErrConflict): a host port is taken; the error is

@@ -22,8 +22,9 @@ var (
 	// network name or subnet already taken, a static address another
 	// container holds, a network removed while containers use it.
 	ErrConflict = errdefs.ErrConflict
-	// ErrNotSupported reports something this system or build cannot do:
-	// a datapath or plugin field that cannot run in process, for example.
+	// ErrNotSupported reports a request that is well formed but asks for
+	// what ocinet does not do: IPv6 on a macvlan network, a plugin field
+	// the native datapath cannot run.
 	ErrNotSupported = errdefs.ErrNotSupported
 	// ErrIncomplete reports an attachment that a crash or a failed teardown
 	// left half done; GC finishes it.

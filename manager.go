@@ -36,6 +36,9 @@ type Manager struct {
 	host       host.Host   // the host outside the plugins (internal/host)
 	ports      *portmap.Allocator
 	log        *slog.Logger
+	// namespace is the containerd namespace whose networks are seen, "" =
+	// the conf dir's top level only.
+	namespace string
 }
 
 // New returns a Manager whose state lives in stateDir (an empty string means
@@ -56,6 +59,11 @@ func New(stateDir string, opts ...Option) (*Manager, error) {
 	}
 	if !filepath.IsAbs(stateDir) || !filepath.IsAbs(o.confDir) || !filepath.IsAbs(o.cacheDir) || !filepath.IsAbs(o.runtimeDir) {
 		return nil, fmt.Errorf("new manager: state, conf, cache and runtime directories must be absolute paths: %w", ErrInvalid)
+	}
+	if o.namespace != "" {
+		if err := validNamespace(o.namespace); err != nil {
+			return nil, fmt.Errorf("new manager: %w", err)
+		}
 	}
 	if len(o.pluginDirs) == 0 {
 		return nil, fmt.Errorf("new manager: no plugin directory: %w", ErrInvalid)
@@ -107,6 +115,7 @@ func New(stateDir string, opts ...Option) (*Manager, error) {
 		host:       h,
 		ports:      ports,
 		log:        logger,
+		namespace:  o.namespace,
 	}
 	if o.defaultSubnet.IsValid() {
 		m.subnet = o.defaultSubnet.String()

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
 
 	"github.com/containernetworking/cni/libcni"
 
@@ -20,7 +19,7 @@ import (
 
 // Network is a CNI network: a conflist in the conf dir.
 type Network struct {
-	// Name is the network's name, unique in the conf dir.
+	// Name is the network's name, unique in what a namespace sees.
 	Name string
 	// ID is the network's ID as nerdctl records it ("nerdctlID", the hex
 	// SHA-256 of the name); "" for a conflist that neither ocinet nor
@@ -28,6 +27,10 @@ type Network struct {
 	ID string
 	// File is the conflist's path.
 	File string
+	// Namespace is the containerd namespace whose directory of the conf
+	// dir holds the file (nerdctl v2's layout), "" for the top level,
+	// which every namespace sees.
+	Namespace string
 	// Bytes are the conflist's exact bytes.
 	Bytes []byte
 	// CNIVersion is the conflist's CNI spec version.
@@ -50,8 +53,17 @@ type Network struct {
 // Default reports whether n is the default network.
 func (n *Network) Default() bool { return n.Labels[labelDefault] == "true" }
 
-// NetworkConfig describes a bridge network to create. Only Name is required.
+// NetworkConfig describes a network to create. Only Name is required.
 type NetworkConfig struct {
+	// Driver is the kind of network, as nerdctl's --driver: "bridge" (the
+	// default, also for ""), "macvlan" or "ipvlan".
+	Driver string
+	// Options are the driver's options, as nerdctl's -o KEY=VALUE. The
+	// bridge driver takes none; macvlan and ipvlan take "parent" (the host
+	// device the containers' interfaces hang off; required, must exist)
+	// and "mode" (macvlan: bridge, private, vepa, passthru; ipvlan: l2, l3,
+	// l3s; default: the plugin's, bridge and l2). Any other key is refused.
+	Options map[string]string
 	// Name is the network's name: letters, digits, '.', '_' and '-',
 	// starting with a letter or digit, at most 64 characters.
 	Name string
@@ -65,13 +77,14 @@ type NetworkConfig struct {
 	// (default: all of it).
 	IPRange netip.Prefix
 	// IPv6Subnet adds an IPv6 subnet for dual stack (default: IPv4 only).
-	// Its gateway is its first address.
+	// Its gateway is its first address. Bridge driver only.
 	IPv6Subnet netip.Prefix
 	// Labels are stored in the conflist as nerdctl stores them (default:
 	// none).
 	Labels map[string]string
 	// Internal makes a network without a way out: no default route, no
-	// masquerade and no published ports (default: false).
+	// masquerade and no published ports (default: false). Bridge driver
+	// only.
 	Internal bool
 }
 
@@ -85,31 +98,29 @@ const autoSubnetPattern = "10.4.%d.0/24"
 // confExtensions are the file endings read from the conf dir.
 var confExtensions = []string{".conflist", ".json"}
 
-// Networks returns every network in the conf dir, sorted by name. Files that
-// are not valid conflists are skipped; when two files name the same network,
-// the first by file name wins, as with the CNI library.
+// Networks returns the networks the Manager's namespace sees, sorted by
+// name: those at the top level of the conf dir and, with [WithNamespace],
+// those in the namespace's directory, as nerdctl v2 shows them. Files that
+// are not valid conflists are skipped; when two files name the same
+// network, the top level wins, then the first by file name, as with the CNI
+// library.
 func (m *Manager) Networks() ([]*Network, error) {
-	files, err := libcni.ConfFiles(m.confDir, confExtensions)
+	nets, err := readNetworkDir(m.confDir, "")
 	if err != nil {
-		return nil, fmt.Errorf("list networks in %s: %w", m.confDir, err)
+		return nil, err
 	}
-	var nets []*Network
-	seen := map[string]bool{}
-	sort.Strings(files)
-	for _, f := range files {
-		n, err := readNetwork(f)
-		if err != nil || seen[n.Name] {
-			continue
+	if m.namespace != "" {
+		more, err := readNetworkDir(filepath.Join(m.confDir, m.namespace), m.namespace)
+		if err != nil {
+			return nil, err
 		}
-		seen[n.Name] = true
-		nets = append(nets, n)
+		nets = append(nets, more...)
 	}
-	sort.Slice(nets, func(i, j int) bool { return nets[i].Name < nets[j].Name })
-	return nets, nil
+	return uniqueNetworks(nets), nil
 }
 
 // Network returns the network called name. The default network is created
-// on first use.
+// on first use, unless the conf dir has one already (nerdctl's, say).
 func (m *Manager) Network(name string) (*Network, error) {
 	n, err := m.lookup(name)
 	if err != nil || n != nil {
@@ -118,11 +129,11 @@ func (m *Manager) Network(name string) (*Network, error) {
 	if name != DefaultNetworkName {
 		return nil, fmt.Errorf("network %q: %w in %s", name, ErrNotFound, m.confDir)
 	}
-	l, err := m.lock("netconf", false)
+	unlock, err := m.lockNetconf()
 	if err != nil {
 		return nil, err
 	}
-	defer l.Unlock()
+	defer unlock()
 	if n, err := m.lookup(name); err != nil || n != nil {
 		return n, err
 	}
@@ -146,7 +157,9 @@ func (m *Manager) lookup(name string) (*Network, error) {
 	return nil, nil
 }
 
-func readNetwork(file string) (*Network, error) {
+// readNetwork reads the conflist file, which is in the directory of the
+// namespace ns ("" for the top level).
+func readNetwork(file, ns string) (*Network, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
@@ -155,7 +168,7 @@ func readNetwork(file string) (*Network, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Network{Name: list.Name, File: file, Bytes: b, CNIVersion: list.CNIVersion, caps: map[string]bool{}}
+	n := &Network{Name: list.Name, File: file, Namespace: ns, Bytes: b, CNIVersion: list.CNIVersion, caps: map[string]bool{}}
 	for _, p := range list.Plugins {
 		n.Plugins = append(n.Plugins, p.Network.Type)
 		for c, on := range p.Network.Capabilities {
@@ -226,74 +239,11 @@ func networkID(name string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// bridgeSpec is what a bridge conflist is made from.
-type bridgeSpec struct {
-	name, bridge string
-	labels       map[string]string
-	v4           ipRange
-	v6           ipRange // zero: IPv4 only
-	internal     bool
-}
-
 type ipRange struct {
 	subnet     netip.Prefix
 	gateway    netip.Addr
-	start, end netip.Addr // zero: the whole subnet
-}
-
-// bridgeConfList renders a bridge network in the conflist format nerdctl
-// writes (its ID and labels included), so that either tool can use a
-// network the other made.
-func bridgeConfList(s bridgeSpec) ([]byte, error) {
-	type obj = map[string]any
-	labels := s.labels
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	rng := func(r ipRange) []obj {
-		o := obj{"subnet": r.subnet.String(), "gateway": r.gateway.String()}
-		if r.start.IsValid() {
-			o["rangeStart"] = r.start.String()
-			o["rangeEnd"] = r.end.String()
-		}
-		return []obj{o}
-	}
-	ranges := [][]obj{rng(s.v4)}
-	routes := []obj{{"dst": "0.0.0.0/0"}}
-	if s.v6.subnet.IsValid() {
-		ranges = append(ranges, rng(s.v6))
-		routes = append(routes, obj{"dst": "::/0"})
-	}
-	ipam := obj{"type": "host-local", "ranges": ranges}
-	if !s.internal {
-		ipam["routes"] = routes
-	}
-	bridge := obj{
-		"type":        "bridge",
-		"bridge":      s.bridge,
-		"isGateway":   true,
-		"ipMasq":      !s.internal,
-		"hairpinMode": true,
-		"ipam":        ipam,
-	}
-	if s.v6.subnet.IsValid() {
-		// Dual stack: a static address per family goes through the "ips"
-		// capability, since CNI_ARGS IP= carries one address only.
-		bridge["capabilities"] = obj{"ips": true}
-	}
-	plugins := []obj{bridge}
-	if !s.internal {
-		plugins = append(plugins, obj{"type": "portmap", "capabilities": obj{"portMappings": true}})
-	}
-	plugins = append(plugins, obj{"type": "firewall", "ingressPolicy": "same-bridge"})
-	conf := obj{
-		"cniVersion":    "1.0.0",
-		"name":          s.name,
-		"nerdctlID":     networkID(s.name),
-		"nerdctlLabels": labels,
-		"plugins":       plugins,
-	}
-	return json.MarshalIndent(conf, "", "  ")
+	start, end netip.Addr   // zero: the whole subnet
+	within     netip.Prefix // the IP range given, if any
 }
 
 // hostPrefixes returns the prefixes in use on the host, except on the
@@ -307,48 +257,71 @@ func (m *Manager) hostPrefixes(skip string) ([]host.Prefix, error) {
 	return p, nil
 }
 
-// createDefault writes the default network's conflist. The caller holds the
-// netconf lock.
+// createDefault writes the default network's conflist at the top level of
+// the conf dir, as nerdctl-bridge.conflist, the file nerdctl writes; a
+// default network already there (labelled nerdctl/default-network=true,
+// whoever wrote it) is returned instead. The caller holds the netconf locks.
 func (m *Manager) createDefault() (*Network, error) {
+	fail := func(err error) (*Network, error) { return nil, fmt.Errorf("create default network: %w", err) }
+	top, err := readNetworkDir(m.confDir, "")
+	if err != nil {
+		return fail(err)
+	}
+	for _, n := range top {
+		if n.Default() {
+			return n, nil
+		}
+	}
+	all, err := m.allNetworks()
+	if err != nil {
+		return fail(err)
+	}
 	var subnet netip.Prefix
 	if m.subnet != "" {
 		subnet = netip.MustParsePrefix(m.subnet)
 	} else {
-		nets, err := m.Networks()
-		if err != nil {
-			return nil, fmt.Errorf("create default network: %w", err)
+		inUse, herr := m.hostPrefixes(m.bridge)
+		if herr != nil {
+			return fail(herr)
 		}
-		inUse, err := m.hostPrefixes(m.bridge)
-		if err != nil {
-			return nil, fmt.Errorf("create default network: %w", err)
-		}
-		if subnet, err = freeSubnet(0, nets, inUse); err != nil {
-			return nil, fmt.Errorf("create default network: %w", err)
+		if subnet, err = freeSubnet(0, all, inUse); err != nil {
+			return fail(err)
 		}
 	}
-	b, err := bridgeConfList(bridgeSpec{
-		name:   DefaultNetworkName,
-		bridge: m.bridge,
-		labels: map[string]string{labelDefault: "true"},
-		v4:     ipRange{subnet: subnet, gateway: subnet.Addr().Next()},
+	b, err := confList(netSpec{
+		name:      DefaultNetworkName,
+		bridge:    m.bridge,
+		labels:    map[string]string{labelDefault: "true"},
+		v4:        ipRange{subnet: subnet, gateway: subnet.Addr().Next()},
+		isolation: m.firewallIsolation(context.Background()),
 	})
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	file := filepath.Join(m.confDir, "ocinet-"+DefaultNetworkName+".conflist")
+	file := filepath.Join(m.confDir, "nerdctl-"+DefaultNetworkName+".conflist")
+	if _, err := os.Lstat(file); err == nil {
+		return fail(fmt.Errorf("%s exists but is not a network config the CNI library reads; fix or remove it: %w", file, ErrConflict))
+	}
 	if err := fsutil.WriteFileAtomic(file, b, 0o644); err != nil {
-		return nil, fmt.Errorf("create default network: %w", err)
+		return fail(err)
 	}
 	m.log.Info("created default network", "file", file, "subnet", subnet, "bridge", m.bridge)
-	return readNetwork(file)
+	return readNetwork(file, "")
 }
 
-// CreateNetwork writes the conflist of a new bridge network to the conf dir
-// as ocinet-<name>.conflist and returns the network. Its bridge device is
-// br-<first 12 characters of the ID>, as nerdctl names them; it appears
-// with the first attachment. Nothing is written when the config is invalid
-// (ErrInvalid), the name or a subnet is taken (ErrConflict), or a plugin of
-// the chain is missing (ErrPluginNotFound).
+// CreateNetwork writes the conflist of a new network in the format nerdctl
+// v2.3.5 writes and returns the network. With [WithNamespace] the file is
+// <conf dir>/<namespace>/nerdctl-<name>.conflist, where nerdctl keeps the
+// namespace's networks; without, ocinet-<name>.conflist at the top level,
+// which every namespace sees. The name must be free in what the namespace
+// sees (at the top level: in every namespace), and an automatic subnet
+// overlaps no network of any namespace; neither do explicit ones
+// (ErrConflict). A bridge network's device is br-<first 12 characters of
+// the ID>, as nerdctl names them; it appears with the first attachment.
+// Nothing is written when the config is invalid (ErrInvalid, or
+// ErrNotSupported for a combination the driver does not have), the name or
+// a subnet is taken (ErrConflict), or a plugin of the chain is missing
+// (ErrPluginNotFound).
 func (m *Manager) CreateNetwork(ctx context.Context, cfg NetworkConfig) (*Network, error) {
 	fail := func(err error) (*Network, error) {
 		return nil, fmt.Errorf("create network %q: %w", cfg.Name, err)
@@ -357,42 +330,56 @@ func (m *Manager) CreateNetwork(ctx context.Context, cfg NetworkConfig) (*Networ
 	if err != nil {
 		return fail(err)
 	}
-	b, err := bridgeConfList(spec) // the chain, for the plugin check
-	if err != nil {
-		return fail(err)
-	}
-	list, err := libcni.ConfListFromBytes(b)
-	if err != nil {
-		return fail(err)
-	}
-	for _, p := range list.Plugins {
-		if _, err := m.exec.FindInPath(p.Network.Type, m.pluginDirs); err != nil {
-			return fail(&PluginNotFoundError{Network: cfg.Name, Plugin: p.Network.Type, Dirs: m.pluginDirs})
+	if spec.parent != "" {
+		ok, err := m.host.LinkExists(spec.parent)
+		if err != nil {
+			return fail(err)
 		}
+		if !ok {
+			return fail(fmt.Errorf("parent %q: no such device on the host: %w", spec.parent, ErrInvalid))
+		}
+	}
+	for _, p := range spec.plugins() {
+		if _, err := m.exec.FindInPath(p, m.pluginDirs); err != nil {
+			return fail(&PluginNotFoundError{Network: cfg.Name, Plugin: p, Dirs: m.pluginDirs})
+		}
+	}
+	if spec.driver == "bridge" {
+		spec.isolation = m.firewallIsolation(ctx)
 	}
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
-	l, err := m.lock("netconf", false)
+	unlock, err := m.lockNetconf()
 	if err != nil {
 		return fail(err)
 	}
-	defer l.Unlock()
-	nets, err := m.Networks()
+	defer unlock()
+	all, err := m.allNetworks()
 	if err != nil {
 		return fail(err)
 	}
-	for _, n := range nets {
+	seen := all // at the top level, the name must be free everywhere
+	if m.namespace != "" {
+		if seen, err = m.Networks(); err != nil {
+			return fail(err)
+		}
+	}
+	for _, n := range seen {
 		if n.Name == cfg.Name {
 			return fail(fmt.Errorf("a network of that name exists (%s): %w", n.File, ErrConflict))
 		}
 	}
-	inUse, err := m.hostPrefixes(spec.bridge)
+	skip := spec.bridge // a leftover bridge of the same name can be reused
+	if spec.parent != "" {
+		skip = spec.parent // the parent's own subnet is the usual choice
+	}
+	inUse, err := m.hostPrefixes(skip)
 	if err != nil {
 		return fail(err)
 	}
 	if !spec.v4.subnet.IsValid() {
-		subnet, err := freeSubnet(1, nets, inUse)
+		subnet, err := freeSubnet(1, all, inUse)
 		if err != nil {
 			return fail(err)
 		}
@@ -402,25 +389,33 @@ func (m *Manager) CreateNetwork(ctx context.Context, cfg NetworkConfig) (*Networ
 		if !p.IsValid() {
 			continue
 		}
-		if err := checkOverlap(p, nets, inUse); err != nil {
+		if err := checkOverlap(p, all, inUse); err != nil {
 			return fail(err)
 		}
 	}
-	if b, err = bridgeConfList(spec); err != nil {
+	b, err := confList(spec)
+	if err != nil {
 		return fail(err)
 	}
 	file := filepath.Join(m.confDir, "ocinet-"+cfg.Name+".conflist")
+	if m.namespace != "" {
+		dir := filepath.Join(m.confDir, m.namespace)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fail(err)
+		}
+		file = filepath.Join(dir, "nerdctl-"+cfg.Name+".conflist")
+	}
 	if err := fsutil.WriteFileAtomic(file, b, 0o644); err != nil {
 		return fail(err)
 	}
-	m.log.Info("created network", "name", cfg.Name, "file", file, "subnet", spec.v4.subnet, "bridge", spec.bridge)
-	return readNetwork(file)
+	m.log.Info("created network", "name", cfg.Name, "driver", spec.driver, "file", file, "subnet", spec.v4.subnet, "bridge", spec.bridge, "parent", spec.parent)
+	return readNetwork(file, m.namespace)
 }
 
-// checkNetworkConfig validates cfg and turns it into a bridge spec; the
-// IPv4 subnet is left zero when it is to be chosen.
-func checkNetworkConfig(cfg NetworkConfig) (bridgeSpec, error) {
-	s := bridgeSpec{name: cfg.Name, internal: cfg.Internal}
+// checkNetworkConfig validates cfg and turns it into a spec; the IPv4
+// subnet is left zero when it is to be chosen.
+func checkNetworkConfig(cfg NetworkConfig) (netSpec, error) {
+	s := netSpec{name: cfg.Name, driver: cfg.Driver, internal: cfg.Internal}
 	if err := validNetworkName(cfg.Name); err != nil {
 		return s, err
 	}
@@ -430,7 +425,9 @@ func checkNetworkConfig(cfg NetworkConfig) (bridgeSpec, error) {
 	case "host", "none", "container":
 		return s, fmt.Errorf("%q is a network mode, not a network name: %w", cfg.Name, ErrInvalid)
 	}
-	s.bridge = "br-" + networkID(cfg.Name)[:12]
+	if err := checkDriver(&s, cfg); err != nil {
+		return s, err
+	}
 	s.labels = map[string]string{}
 	for k, v := range cfg.Labels {
 		if k == "" || k == labelDefault {
@@ -493,14 +490,9 @@ func checkRange(subnet netip.Prefix, gw netip.Addr, within netip.Prefix, v6 bool
 		if within != within.Masked() || within.Addr().Is6() != v6 || within.Bits() < subnet.Bits() || !subnet.Contains(within.Addr()) {
 			return r, fmt.Errorf("ip range %s: not a subnet of %s: %w", within, subnet, ErrInvalid)
 		}
-		r.start, r.end = within.Addr(), lastAddr(within)
-		if r.start == subnet.Addr() {
-			r.start = r.start.Next()
-		}
-		if !v6 && r.end == last {
-			r.end = r.end.Prev()
-		}
-		if !r.start.IsValid() || !r.end.IsValid() || r.end.Less(r.start) {
+		// As nerdctl: from the range's second address to its last.
+		r.within, r.start, r.end = within, within.Addr().Next(), lastAddr(within)
+		if !r.start.IsValid() || !within.Contains(r.start) || r.end.Less(r.start) {
 			return r, fmt.Errorf("ip range %s: no host address in it: %w", within, ErrInvalid)
 		}
 	}
@@ -547,8 +539,13 @@ func freeSubnet(first int, nets []*Network, inUse []host.Prefix) (netip.Prefix, 
 	return netip.Prefix{}, fmt.Errorf("no free subnet left in 10.4.0.0/16; give one: %w", ErrConflict)
 }
 
-// RemoveNetwork deletes a network's conflist, its bridge device (as nerdctl
-// does) and host-local's empty lease directory. It waits for attachments in
+// RemoveNetwork removes a network as nerdctl's `network rm` does: its
+// conflist (wherever in the conf dir the namespace sees it, nerdctl's
+// files included), its bridge device, and host-local's empty lease
+// directory; and, what nerdctl leaves, the firewall plugin's isolation
+// rules that name the bridge (see package internal/nftfw; on a host with
+// legacy iptables they stay, and the logger says so). A bridge another
+// network names too is left, with its rules. It waits for attachments in
 // progress and refuses, with an *InUseError naming them, while containers
 // are attached. The default network and networks that neither ocinet nor
 // nerdctl made (no ID) are refused with ErrInvalid.
@@ -564,11 +561,11 @@ func (m *Manager) RemoveNetwork(ctx context.Context, name string) error {
 		return fail(err)
 	}
 	defer gc.Unlock()
-	l, err := m.lock("netconf", false)
+	unlock, err := m.lockNetconf()
 	if err != nil {
 		return fail(err)
 	}
-	defer l.Unlock()
+	defer unlock()
 	n, err := m.lookup(name)
 	if err != nil {
 		return fail(err)
@@ -594,7 +591,7 @@ func (m *Manager) RemoveNetwork(ctx context.Context, name string) error {
 	_ = os.Remove(m.warmMarker(compactJSON(n.Bytes)))
 	var errs []error
 	if n.Bridge != "" {
-		nets, err := m.Networks()
+		nets, err := m.allNetworks()
 		if err != nil {
 			return fail(err)
 		}
@@ -604,6 +601,9 @@ func (m *Manager) RemoveNetwork(ctx context.Context, name string) error {
 		}
 		if !shared {
 			if err := m.host.DeleteBridge(n.Bridge); err != nil {
+				errs = append(errs, err)
+			}
+			if err := m.removeIsolation(n.Bridge); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -84,7 +84,7 @@ func TestCreateNetwork(t *testing.T) {
 	}
 	br := c.Plugins[0]
 	if c.CNIVersion != "1.0.0" || c.Name != "ocit-a" || c.ID != id || c.Labels["tier"] != "front" ||
-		!slices.Equal(types, []string{"bridge", "portmap", "firewall"}) ||
+		!slices.Equal(types, []string{"bridge", "portmap", "firewall", "tuning"}) ||
 		br.Bridge != a.Bridge || !br.IsGateway || !br.IPMasq || br.IPAM.Type != "host-local" ||
 		len(br.IPAM.Ranges) != 1 || br.IPAM.Ranges[0][0].Subnet != a.Subnets[0].String() ||
 		br.IPAM.Ranges[0][0].Gateway != a.Subnets[0].Addr().Next().String() ||
@@ -346,8 +346,8 @@ func TestAttachRefusesBadStatic(t *testing.T) {
 func TestInternalNetwork(t *testing.T) {
 	e := newEnv(t)
 	n := e.network(ocinet.NetworkConfig{Name: "ocit-int", Subnet: netip.MustParsePrefix("10.213.8.0/24"), Internal: true})
-	if !slices.Equal(n.Plugins, []string{"bridge", "firewall"}) {
-		t.Errorf("internal network chain %v, want [bridge firewall]", n.Plugins)
+	if !slices.Equal(n.Plugins, []string{"bridge", "firewall", "tuning"}) {
+		t.Errorf("internal network chain %v, want [bridge firewall tuning]", n.Plugins)
 	}
 	var c nerdctlConf
 	if err := json.Unmarshal(n.Bytes, &c); err != nil || c.Plugins[0].IPMasq || len(c.Plugins[0].IPAM.Routes) != 0 {

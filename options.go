@@ -36,6 +36,7 @@ type options struct {
 	host          host.Host
 	pluginStderr  io.Writer
 	logger        *slog.Logger
+	namespace     string
 }
 
 // WithCNIConfDir sets the directory of network conflists (default
@@ -72,7 +73,7 @@ func WithDefaultSubnet(p netip.Prefix) Option { return func(o *options) { o.defa
 func WithExec(e invoke.Exec) Option { return func(o *options) { o.exec = e } }
 
 // WithHost replaces the Manager's view of the host (namespace checks, the
-// prefixes in use, bridges, placeholder namespaces; default: the host
+// prefixes in use, bridges, placeholder namespaces, macvlan and ipvlan parents, isolation rules; default: the host
 // itself, through netlink). It is the seam package ocinettest's fake host
 // uses, together with [WithExec], for tests without root; production code
 // leaves it unset.
@@ -84,3 +85,10 @@ func WithPluginStderr(w io.Writer) Option { return func(o *options) { o.pluginSt
 
 // WithLogger makes the Manager report progress to l (default: silent).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithNamespace sets the containerd namespace whose networks the Manager
+// sees, as nerdctl v2 keeps them: those at the top level of the conf dir
+// and those in its <namespace> directory, where CreateNetwork puts new ones
+// as nerdctl-<name>.conflist (default: none; only the top level is seen and
+// written). The name is checked as containerd checks namespaces.
+func WithNamespace(ns string) Option { return func(o *options) { o.namespace = ns } }

@@ -42,7 +42,7 @@ func newWorld(t *testing.T) *world {
 	testenv.RemoveLinkAtEnd(t, testBridge)
 	// A plugin directory of links, so a test can take plugins away.
 	plugins := t.TempDir()
-	for _, p := range []string{"bridge", "host-local", "loopback", "portmap", "firewall"} {
+	for _, p := range []string{"bridge", "host-local", "loopback", "portmap", "firewall", "tuning"} {
 		if err := os.Symlink(filepath.Join(installed, p), filepath.Join(plugins, p)); err != nil {
 			t.Fatal(err)
 		}

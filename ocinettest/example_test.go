@@ -89,6 +89,7 @@ func ExampleFakeCNI_Inject() {
 	fmt.Println("left:", len(e.Leftovers()))
 	// Output:
 	// true
+	// DEL tuning
 	// DEL firewall
 	// DEL portmap
 	// DEL bridge

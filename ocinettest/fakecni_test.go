@@ -92,7 +92,7 @@ func TestAttachDetachOverFake(t *testing.T) {
 			}
 		}
 	}
-	if want := []string{"firewall", "portmap", "bridge", "loopback"}; !slices.Equal(order, want) {
+	if want := []string{"tuning", "firewall", "portmap", "bridge", "loopback"}; !slices.Equal(order, want) {
 		t.Errorf("DEL order = %v, want %v", order, want)
 	}
 	e.CheckClean(t)

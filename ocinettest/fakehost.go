@@ -31,3 +31,10 @@ func (fakeHost) RemoveNamespace(string) error                        { return ni
 func (fakeHost) RemoveLeaseDir(string) error                         { return nil }
 
 var errNoLinks = errors.New("a fake namespace has no links")
+
+// LinkExists says every parent exists: a fake host has whatever device a
+// macvlan or ipvlan network names.
+func (fakeHost) LinkExists(string) (bool, error) { return true, nil }
+
+// RemoveIsolation removes nothing: a fake host has no firewall.
+func (fakeHost) RemoveIsolation(string) (int, []string, error) { return 0, nil, nil }

@@ -120,6 +120,18 @@ func checkOracle(t *testing.T, c ocinettest.LeakConfig) {
 		want = append(want,
 			fam[1]+`: filter -A `+chain+` -m comment --comment "id: \"`+id+`\"" -j RETURN`,
 			fam[1]+`: nat :`+cni+` -`)
+		// Isolation rules as the firewall plugin writes them: one naming
+		// a device that does not exist (a leak), one naming the bridge
+		// above, which does (not a leak).
+		gone := "oktg" + tag
+		run(t, fam[0], "-w", "-t", "filter", "-N", "CNI-ISOLATION-STAGE-1")
+		run(t, fam[0], "-w", "-t", "filter", "-A", "CNI-ISOLATION-STAGE-1", "-i", gone, "!", "-o", gone, "-j", "RETURN")
+		run(t, fam[0], "-w", "-t", "filter", "-A", "CNI-ISOLATION-STAGE-1", "-i", br, "!", "-o", br, "-j", "RETURN")
+		clean = append(clean, func() {
+			run(t, fam[0], "-w", "-t", "filter", "-F", "CNI-ISOLATION-STAGE-1")
+			run(t, fam[0], "-w", "-t", "filter", "-X", "CNI-ISOLATION-STAGE-1")
+		})
+		want = append(want, "isolation: "+fam[1]+" -A CNI-ISOLATION-STAGE-1 -i "+gone+" ! -o "+gone+" -j RETURN")
 	}
 	// An IPAM lease per family, a cached result, and ocinet's records.
 	for _, f := range []struct{ path, item string }{

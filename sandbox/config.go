@@ -90,7 +90,7 @@ func (c Config) Manager(opts ...ocinet.Option) (*ocinet.Manager, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	base := []ocinet.Option{ocinet.WithCNIConfDir(c.CNIConfDir), ocinet.WithPluginDirs(c.PluginDirs...), ocinet.WithRuntimeDir(c.RuntimeDir)}
+	base := []ocinet.Option{ocinet.WithCNIConfDir(c.CNIConfDir), ocinet.WithPluginDirs(c.PluginDirs...), ocinet.WithRuntimeDir(c.RuntimeDir), ocinet.WithNamespace(c.Namespace)}
 	if c.Log != nil {
 		base = append(base, ocinet.WithLogger(c.Log))
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,15 +17,18 @@ import (
 
 const networkUsage = `usage: ocictl network COMMAND
 
-  create [--subnet CIDR]... [--gateway IP] [--ip-range CIDR] [--ipv6]
-         [--label KEY=VALUE]... [--internal] NAME
+  create [-d bridge|macvlan|ipvlan] [-o KEY=VALUE]... [--subnet CIDR]...
+         [--gateway IP] [--ip-range CIDR] [--ipv6] [--label KEY=VALUE]...
+         [--internal] NAME
   ls [-q]
   inspect NAME...
-  rm NAME...`
+  rm NAME...
+  prune [-f]`
 
-// cmdNetwork runs `ocictl network create|ls|inspect|rm`, nerdctl's network
-// commands for bridge networks. The conflists land in --cni-netconfpath in
-// nerdctl's format, so nerdctl sees them too.
+// cmdNetwork runs `ocictl network create|ls|inspect|rm|prune`, nerdctl's
+// network commands. The conflists land in --cni-netconfpath in nerdctl v2's
+// format and layout (the namespace's networks in its directory), so
+// nerdctl sees them too, and ocictl sees nerdctl's.
 func cmdNetwork(ctx context.Context, g *globals, args []string) error {
 	if len(args) == 0 {
 		return errors.New(networkUsage)
@@ -42,6 +46,8 @@ func cmdNetwork(ctx context.Context, g *globals, args []string) error {
 		return networkInspect(mgr, rest)
 	case "rm", "remove":
 		return networkRemove(ctx, mgr, rest)
+	case "prune":
+		return networkPrune(ctx, mgr, rest)
 	default:
 		return fmt.Errorf("unknown network command %q\n%s", cmd, networkUsage)
 	}
@@ -49,7 +55,11 @@ func cmdNetwork(ctx context.Context, g *globals, args []string) error {
 
 func networkCreate(ctx context.Context, mgr *ocinet.Manager, args []string) error {
 	fs := flag.NewFlagSet("network create", flag.ContinueOnError)
-	var subnets, labels listFlag
+	var subnets, labels, opts listFlag
+	driver := fs.String("driver", "bridge", "driver: bridge, macvlan or ipvlan")
+	fs.StringVar(driver, "d", "bridge", "short for --driver")
+	fs.Var(&opts, "opt", "driver option KEY=VALUE (repeatable); macvlan and ipvlan: parent=DEVICE, mode=MODE")
+	fs.Var(&opts, "o", "short for --opt")
 	fs.Var(&subnets, "subnet", "subnet in CIDR form; an IPv4 one and, with --ipv6, an IPv6 one (default: a free 10.4.N.0/24)")
 	gateway := fs.String("gateway", "", "IPv4 gateway (default: the first address of the subnet)")
 	ipRange := fs.String("ip-range", "", "part of the IPv4 subnet containers get addresses from (default: all)")
@@ -62,7 +72,17 @@ func networkCreate(ctx context.Context, mgr *ocinet.Manager, args []string) erro
 	if fs.NArg() != 1 {
 		return errors.New("usage: ocictl network create [flags] NAME")
 	}
-	cfg := ocinet.NetworkConfig{Name: fs.Arg(0), Internal: *internal, Labels: map[string]string{}}
+	cfg := ocinet.NetworkConfig{Name: fs.Arg(0), Driver: *driver, Internal: *internal, Labels: map[string]string{}}
+	for _, o := range opts {
+		k, v, ok := strings.Cut(o, "=")
+		if !ok {
+			return fmt.Errorf("-o %q: want KEY=VALUE", o)
+		}
+		if cfg.Options == nil {
+			cfg.Options = map[string]string{}
+		}
+		cfg.Options[k] = v
+	}
 	for _, s := range subnets {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -220,4 +240,31 @@ func networkRemove(ctx context.Context, mgr *ocinet.Manager, args []string) erro
 		fmt.Println(name)
 	}
 	return errors.Join(errs...)
+}
+
+func networkPrune(ctx context.Context, mgr *ocinet.Manager, args []string) error {
+	fs := flag.NewFlagSet("network prune", flag.ContinueOnError)
+	force := fs.Bool("f", false, "do not ask for confirmation")
+	fs.BoolVar(force, "force", false, "do not ask for confirmation")
+	if err := fs.Parse(args); err != nil {
+		return errSilent
+	}
+	if fs.NArg() != 0 {
+		return errors.New("usage: ocictl network prune [-f]")
+	}
+	if !*force {
+		fmt.Fprint(os.Stderr, "WARNING! This will remove all networks not used by at least one container.\nAre you sure you want to continue? [y/N] ")
+		answer, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+			return nil
+		}
+	}
+	removed, err := mgr.PruneNetworks(ctx)
+	if len(removed) > 0 {
+		fmt.Println("Deleted Networks:")
+		for _, name := range removed {
+			fmt.Println(name)
+		}
+	}
+	return err
 }

@@ -109,19 +109,11 @@ func (e *env) hookConfig() hook.Config {
 	return hook.Config{StateDir: e.state, CNIConfDir: e.netconf, PluginDirs: []string{e.pluginDir}, Namespace: "default"}
 }
 
-// attachment returns the recorded attachment of a container.
+// attachment returns the recorded attachment of a container of namespace
+// default.
 func (e *env) attachment(name string) *ocinet.Attachment {
 	e.t.Helper()
-	cfg := e.hookConfig()
-	mgr, err := cfg.Manager()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	a, err := mgr.Get(cfg.AttachmentID(name))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return a
+	return e.attachmentIn("default", name)
 }
 
 // get fetches url, retrying while the server starts. Only loopback and

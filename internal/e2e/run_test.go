@@ -63,7 +63,7 @@ func TestRunPublishRemove(t *testing.T) {
 // behind.
 func TestMissingBridgePlugin(t *testing.T) {
 	dir := t.TempDir()
-	for _, p := range []string{"host-local", "loopback", "portmap", "firewall"} {
+	for _, p := range []string{"host-local", "loopback", "portmap", "firewall", "tuning"} {
 		if err := os.Symlink(filepath.Join("/opt/ocinet/cni/bin", p), filepath.Join(dir, p)); err != nil {
 			t.Fatal(err)
 		}

@@ -26,6 +26,7 @@ import (
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/ocinet/ocinet/internal/nftfw"
 	"github.com/ocinet/ocinet/netns"
 )
 
@@ -55,6 +56,14 @@ type Host interface {
 	// RemoveLeaseDir removes host-local's lease directory dir when it holds
 	// no lease (only its lock and last-reserved files).
 	RemoveLeaseDir(dir string) error
+	// LinkExists reports whether the host has a link called name (a
+	// macvlan or ipvlan network's parent).
+	LinkExists(name string) (bool, error)
+	// RemoveIsolation removes the firewall plugin's isolation rules that
+	// name bridge (package internal/nftfw) and returns how many it
+	// removed, and the families whose rules it left because the host uses
+	// legacy iptables there.
+	RemoveIsolation(bridge string) (removed int, legacy []string, err error)
 }
 
 // Prefix is a prefix in use on the host and the device it is on.
@@ -257,6 +266,26 @@ func fillPlaceholder(path string, links []Link) error {
 }
 
 func (real) RemoveNamespace(path string) error { return netns.Remove(path) }
+
+func (real) LinkExists(name string) (bool, error) {
+	_, err := netlink.LinkByName(name)
+	if err == nil {
+		return true, nil
+	}
+	var nf netlink.LinkNotFoundError
+	if errors.As(err, &nf) {
+		return false, nil
+	}
+	return false, fmt.Errorf("link %s: %w", name, err)
+}
+
+func (real) RemoveIsolation(bridge string) (int, []string, error) {
+	rep, err := nftfw.RemoveBridge(bridge)
+	if err != nil {
+		return 0, nil, err
+	}
+	return len(rep.Removed), rep.Legacy, nil
+}
 
 func (real) RemoveLeaseDir(dir string) error {
 	ents, err := os.ReadDir(dir)

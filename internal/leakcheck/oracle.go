@@ -55,6 +55,10 @@ type Config struct {
 //     address (/32, /128); the shared chains the plugins keep on purpose
 //     (CNI-FORWARD, CNI-HOSTPORT-DNAT, ...) and their fixed rules are not
 //     counted;
+//   - "isolation": a rule of the firewall plugin's chains
+//     CNI-ISOLATION-STAGE-1 and -2 (iptables-save or ip6tables-save, then
+//     the rule) that names a device (-i, -o) the host no longer has: the
+//     plugin never removes them; RemoveNetwork does;
 //   - "ipam": an address that host-local holds (<network>/<address>);
 //   - "cni-cache": an entry of the CNI library's result cache;
 //   - "journal", "ports", "hosts": an ocinet state root's attachment
@@ -106,6 +110,16 @@ func Take(c Config) (Snapshot, error) {
 			add(kind, name)
 		}
 	}
+	links := map[string]bool{}
+	if out, err := exec.Command("ip", "-o", "link", "show").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 {
+				links[strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0]] = true
+			}
+		}
+	} else {
+		return nil, fmt.Errorf("ip link show: %w", err)
+	}
 	for _, tool := range []string{"iptables-save", "ip6tables-save"} {
 		out, err := exec.Command(tool).Output()
 		if err != nil {
@@ -113,6 +127,9 @@ func Take(c Config) (Snapshot, error) {
 		}
 		for _, r := range containerRules(out) {
 			add(tool, r)
+		}
+		for _, r := range staleIsolationRules(out, links) {
+			add("isolation", tool+" "+r)
 		}
 	}
 	// host-local keeps one file per address it holds.
@@ -183,10 +200,9 @@ var (
 	counters     = regexp.MustCompile(`\[\d+:\d+\]`)
 )
 
-// containerRules returns the lines of an iptables-save dump that belong to
-// one container, prefixed by their table.
-func containerRules(dump []byte) []string {
-	var out []string
+// eachRule calls f with each rule line of an iptables-save dump and its
+// table, counters removed.
+func eachRule(dump []byte, f func(table, line string)) {
 	table := ""
 	sc := bufio.NewScanner(bytes.NewReader(dump))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -199,11 +215,38 @@ func containerRules(dump []byte) []string {
 		case line == "" || strings.HasPrefix(line, "#") || line == "COMMIT":
 			continue
 		}
-		line = counters.ReplaceAllString(line, "")
-		if perContainer.MatchString(line) {
-			out = append(out, table+" "+strings.TrimSpace(line))
-		}
+		f(table, strings.TrimSpace(counters.ReplaceAllString(line, "")))
 	}
+}
+
+// containerRules returns the lines of an iptables-save dump that belong to
+// one container, prefixed by their table.
+func containerRules(dump []byte) []string {
+	var out []string
+	eachRule(dump, func(table, line string) {
+		if perContainer.MatchString(line) {
+			out = append(out, table+" "+line)
+		}
+	})
+	return out
+}
+
+// staleIsolationRules returns the rules of the isolation chains in an
+// iptables-save dump's filter table that name a device not in links.
+func staleIsolationRules(dump []byte, links map[string]bool) []string {
+	var out []string
+	eachRule(dump, func(table, line string) {
+		if table != "filter" || !strings.HasPrefix(line, "-A CNI-ISOLATION-STAGE-") {
+			return
+		}
+		f := strings.Fields(line)
+		for i := 0; i+1 < len(f); i++ {
+			if (f[i] == "-i" || f[i] == "-o") && !links[f[i+1]] {
+				out = append(out, line)
+				return
+			}
+		}
+	})
 	return out
 }
 

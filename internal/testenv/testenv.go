@@ -7,6 +7,7 @@ package testenv
 import (
 	"bytes"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/ocinet/ocinet/internal/nftfw"
 )
 
 // Prefix is where scripts/install.sh puts containerd and the CNI plugins.
@@ -59,7 +62,7 @@ func RequirePlugins(t testing.TB) string {
 	t.Helper()
 	RequireRoot(t)
 	RequireTools(t, "iptables", "ip")
-	for _, p := range []string{"bridge", "host-local", "loopback", "portmap", "firewall"} {
+	for _, p := range []string{"bridge", "host-local", "loopback", "portmap", "firewall", "tuning"} {
 		if _, err := os.Stat(filepath.Join(PluginDir, p)); err != nil {
 			Skip(t, fmt.Sprintf("needs the CNI plugin %s in %s (run scripts/install.sh)", p, PluginDir))
 		}
@@ -212,11 +215,39 @@ func exitErr(err error) error {
 
 // RemoveLinkAtEnd deletes the link called name when the test ends, if it did
 // not exist when this was called: a bridge made by the test's network lives
-// as long as that network, and the test owns it.
+// as long as that network, and the test owns it. The firewall plugin's
+// isolation rules that name it go with it, as with RemoveNetwork.
 func RemoveLinkAtEnd(t testing.TB, name string) {
 	t.Helper()
 	if exec.Command("ip", "link", "show", name).Run() == nil {
 		return
 	}
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", name).Run() })
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "link", "del", name).Run()
+		if _, err := nftfw.RemoveBridge(name); err != nil {
+			t.Errorf("remove isolation rules of %s: %v", name, err)
+		}
+	})
+}
+
+// CopyTree copies the directory src (files and directories only) into dst.
+func CopyTree(t testing.TB, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
