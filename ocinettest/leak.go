@@ -43,6 +43,10 @@ type LeakConfig struct {
 //     address (/32, /128); the shared chains the plugins keep on purpose
 //     (CNI-FORWARD, CNI-HOSTPORT-DNAT, ...) and their fixed rules are not
 //     counted;
+//   - "nftables-ocinet": an item of the in-process datapath's table inet
+//     ocinet that is not part of its shared static chain: a chain, a rule
+//     of such a chain or a network's rule in the static chain, a set or a
+//     set element (read through netlink; absent without root);
 //   - "ipam": an address that host-local holds (<network>/<address>);
 //   - "cni-cache": an entry of the CNI library's result cache;
 //   - "journal", "ports", "hosts": an ocinet state root's attachment
@@ -98,6 +102,15 @@ func TakeSnapshot(c LeakConfig) (Snapshot, error) {
 		}
 		for _, r := range containerRules(out) {
 			add(tool, r)
+		}
+	}
+	if os.Geteuid() == 0 {
+		items, err := ocinetTable()
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range items {
+			add("nftables-ocinet", it)
 		}
 	}
 	// host-local keeps one file per address it holds.
