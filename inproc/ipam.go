@@ -84,7 +84,7 @@ func lease(conf *allocator.IPAMConfig, id, ifName string) ([]*types100.IPConfig,
 		ipc, err := a.Get(id, ifName, want)
 		if err != nil {
 			release()
-			return nil, fmt.Errorf("host-local: network %q: allocate for range %d (%s): %w", conf.Name, idx, set.String(), allocError(err, set, store, id, ifName, want))
+			return nil, fmt.Errorf("host-local: network %q: allocate in subnet %s (range %s): %w", conf.Name, (*net.IPNet)(&(*set)[0].Subnet), set.String(), allocError(err, set, store, id, ifName, want))
 		}
 		allocs = append(allocs, a)
 		ips = append(ips, ipc)
