@@ -15,7 +15,6 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
-	vnetns "github.com/vishvananda/netns"
 
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/internal/testenv"
@@ -57,10 +56,7 @@ func snapshot(t *testing.T, path string, n *ocinet.Network, result json.RawMessa
 		t.Fatal(err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(vnetns.NsHandle(int(ns.Fd())))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := handleIn(t, path)
 	defer h.Close()
 	links, err := h.LinkList()
 	if err != nil {
