@@ -115,6 +115,7 @@ func (e *Exec) bridgeAdd(_ context.Context, c call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.stepAt(c, "network")
 	host, contLink, err := makeVeth(cont, br, c.ifc, n)
 	if err != nil {
 		return nil, err
