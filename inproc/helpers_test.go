@@ -158,7 +158,11 @@ func newNS(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = netns.Remove(path) })
+	t.Cleanup(func() {
+		if err := netns.Remove(path); err != nil {
+			t.Errorf("remove namespace: %v", err)
+		}
+	})
 	return path
 }
 
