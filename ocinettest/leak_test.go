@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +16,11 @@ import (
 
 	"github.com/containernetworking/cni/pkg/invoke"
 	cnitypes "github.com/containernetworking/cni/pkg/types"
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
 
+	"github.com/ocinet/ocinet/inproc"
 	"github.com/ocinet/ocinet/internal/testenv"
 	"github.com/ocinet/ocinet/netns"
 	"github.com/ocinet/ocinet/ocinettest"
@@ -132,6 +137,11 @@ func checkOracle(t *testing.T, c ocinettest.LeakConfig) {
 		clean = append(clean, func() { _ = os.Remove(f.path) })
 		want = append(want, f.item)
 	}
+	// In the in-process datapath's table: a network's chain with its rule,
+	// the jump to it in the static chain, and a set with an element; and
+	// what is not a leak, the static chain's own rule.
+	want = append(want, ocinetTableItems(t, tag)...)
+	clean = append(clean, func() { removeOcinetTable(t) })
 	// Not leaks: a lease directory's own files.
 	writeFile(t, filepath.Join(c.CNIDataDir, "net-"+tag, "lock"))
 	writeFile(t, filepath.Join(c.CNIDataDir, "net-"+tag, "last_reserved_ip.0"))
@@ -216,5 +226,58 @@ func TestFailpointPlugin(t *testing.T) {
 	}
 	if len(calls) != 2 || calls[0].Acted || !calls[1].Acted || calls[1].ContainerID != "second" {
 		t.Errorf("log = %+v, want first passed, second acted", calls)
+	}
+}
+
+// ocinetTableItems makes, in table inet ocinet of the current thread's
+// namespace, what a network of the in-process datapath would own, and
+// returns the items the oracle must report.
+func ocinetTableItems(t *testing.T, tag string) []string {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := c.AddTable(&nftables.Table{Name: inproc.TableName, Family: inproc.TableFamily})
+	base := c.AddChain(&nftables.Chain{Name: inproc.PostroutingChain, Table: table, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
+	masq := c.AddChain(&nftables.Chain{Name: inproc.MasqChain("oktb" + tag), Table: table})
+	comment := userdata.AppendString(nil, userdata.TypeComment, inproc.NetworkComment("oktb"+tag))
+	c.AddRule(&nftables.Rule{Table: table, Chain: base, UserData: userdata.AppendString(nil, userdata.TypeComment, "static"),
+		Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictReturn}}})
+	c.AddRule(&nftables.Rule{Table: table, Chain: base, UserData: comment, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: masq.Name}}})
+	c.AddRule(&nftables.Rule{Table: table, Chain: masq, UserData: comment, Exprs: []expr.Any{&expr.Masq{}}})
+	set := &nftables.Set{Table: table, Name: "okts" + tag, KeyType: nftables.TypeIPAddr}
+	if err := c.AddSet(set, []nftables.SetElement{{Key: []byte{10, 99, 0, 7}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatalf("nftables: %v", err)
+	}
+	items := []string{"nftables-ocinet: chain " + masq.Name, "nftables-ocinet: set okts" + tag, "nftables-ocinet: element okts" + tag + " 0a630007"}
+	for _, ch := range []*nftables.Chain{base, masq} {
+		rules, err := c.GetRules(table, ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rules {
+			if com := inproc.RuleComment(r); com != "static" {
+				items = append(items, fmt.Sprintf("nftables-ocinet: rule %s #%d %s", ch.Name, r.Handle, com))
+			}
+		}
+	}
+	return items
+}
+
+// removeOcinetTable removes what ocinetTableItems made.
+func removeOcinetTable(t *testing.T) {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.DelTable(&nftables.Table{Name: inproc.TableName, Family: inproc.TableFamily})
+	if err := c.Flush(); err != nil {
+		t.Fatalf("nftables: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package ocinettest
 import (
 	"encoding/hex"
 	"fmt"
+	"strings"
 
 	"github.com/google/nftables"
 
@@ -69,6 +70,5 @@ func ocinetTable() ([]string, error) {
 }
 
 func isNetworkComment(c string) bool {
-	const prefix = "ocinet:net="
-	return len(c) > len(prefix) && c[:len(prefix)] == prefix
+	return strings.HasPrefix(c, inproc.NetworkComment("")) && c != inproc.NetworkComment("")
 }
