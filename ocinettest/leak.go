@@ -55,7 +55,8 @@ type Snapshot map[string]map[string]bool
 
 // TakeSnapshot looks at the host. It needs ip(8); it reads the firewall
 // with iptables-save and ip6tables-save where they run (as root), and
-// skips a family whose tool does not.
+// skips a family whose tool does not; as root it reads the table inet
+// ocinet of package inproc through netlink.
 func TakeSnapshot(c LeakConfig) (Snapshot, error) {
 	if c.NetNSDir == "" {
 		c.NetNSDir = "/var/run/netns"
