@@ -43,6 +43,8 @@ type env struct {
 	lockDir string
 	plug    *ocinet.Manager
 	native  *ocinet.Manager
+	// stateNative is native's state root.
+	stateNative string
 }
 
 func defaultExec() invoke.Exec {
@@ -66,6 +68,7 @@ func newEnv(t testing.TB) *env {
 	e.exec = x
 	e.plug = e.manager(statePlug, nil)
 	e.native = e.manager(stateNative, x)
+	e.stateNative = stateNative
 	return e
 }
 
