@@ -40,7 +40,8 @@ type bridgeConf struct {
 		Mac string `json:"mac,omitempty"`
 	} `json:"runtimeConfig"`
 
-	mac net.HardwareAddr
+	mac    string           // from CNI_ARGS, args or the capability
+	hwaddr net.HardwareAddr // mac, parsed by checkAdd
 }
 
 // macEnvArgs are the CNI_ARGS the bridge and tuning plugins read.
@@ -68,26 +69,33 @@ func loadBridgeConf(stdin []byte, envArgs string) (*bridgeConf, error) {
 	if n.RuntimeConfig.Mac != "" {
 		mac = n.RuntimeConfig.Mac
 	}
-	if mac != "" {
-		hw, err := net.ParseMAC(mac)
-		if err != nil || len(hw) != 6 {
-			return nil, fmt.Errorf("bridge: MAC %q: not an Ethernet address: %w", mac, ErrInvalid)
-		}
-		n.mac = hw
-	}
-	if err := validIfName(n.BrName); err != nil {
-		return nil, fmt.Errorf("bridge: bridge name: %w", err)
-	}
-	if n.MTU < 0 || n.MTU > 65535 {
-		return nil, fmt.Errorf("bridge: mtu %d out of range: %w", n.MTU, ErrInvalid)
-	}
+	n.mac = mac
 	if n.IsDefaultGW {
 		n.IsGW = true
 	}
-	if n.HairpinMode && n.PromiscMode {
-		return nil, fmt.Errorf("bridge: cannot set hairpin mode and promiscuous mode at the same time: %w", ErrInvalid)
-	}
 	return n, nil
+}
+
+// checkAdd checks what only ADD uses, so that a config ADD refused can
+// still be deleted.
+func (n *bridgeConf) checkAdd() error {
+	if n.mac != "" {
+		hw, err := net.ParseMAC(n.mac)
+		if err != nil || len(hw) != 6 {
+			return fmt.Errorf("bridge: MAC %q: not an Ethernet address: %w", n.mac, ErrInvalid)
+		}
+		n.hwaddr = hw
+	}
+	if err := validIfName(n.BrName); err != nil {
+		return fmt.Errorf("bridge: bridge name: %w", err)
+	}
+	if n.MTU < 0 || n.MTU > 65535 {
+		return fmt.Errorf("bridge: mtu %d out of range: %w", n.MTU, ErrInvalid)
+	}
+	if n.HairpinMode && n.PromiscMode {
+		return fmt.Errorf("bridge: cannot set hairpin mode and promiscuous mode at the same time: %w", ErrInvalid)
+	}
+	return nil
 }
 
 func (e *Exec) bridgeAdd(_ context.Context, c call) ([]byte, error) {
@@ -96,6 +104,9 @@ func (e *Exec) bridgeAdd(_ context.Context, c call) ([]byte, error) {
 	}
 	n, err := loadBridgeConf(c.stdin, c.args)
 	if err != nil {
+		return nil, err
+	}
+	if err := n.checkAdd(); err != nil {
 		return nil, err
 	}
 	ipamConf, err := ipamConfig(c.stdin, c.args)
@@ -364,7 +375,7 @@ func makeVeth(cont *container, br *netlink.Bridge, ifName string, n *bridgeConf)
 		attrs.Name = "veth" + hex.EncodeToString(b)
 		attrs.MTU = n.MTU
 		attrs.Flags = net.FlagUp
-		veth := &netlink.Veth{LinkAttrs: attrs, PeerName: ifName, PeerNamespace: netlink.NsFd(int(cont.ns.Fd())), PeerHardwareAddr: n.mac}
+		veth := &netlink.Veth{LinkAttrs: attrs, PeerName: ifName, PeerNamespace: netlink.NsFd(int(cont.ns.Fd())), PeerHardwareAddr: n.hwaddr}
 		err := netlink.LinkAdd(veth)
 		if err == nil {
 			host = veth

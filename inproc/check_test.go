@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/inproc"
 	"github.com/ocinet/ocinet/internal/testenv"
 )
 
@@ -52,13 +53,20 @@ func TestCheck(t *testing.T) {
 }
 
 // TestGC: the Manager's GC with in-process plugins on a CNI 1.1.0 network
-// (which gets the GC verb) keeps what is live and tears down what is not.
+// (which gets the GC verb) keeps what is live and tears down what is not,
+// with no plugin binary run.
 func TestGC(t *testing.T) {
 	testenv.RequireRoot(t)
 	e := newEnv(t)
 	conf := strings.ReplaceAll(strings.ReplaceAll(strings.Replace(manyConf, `"1.0.0"`, `"1.1.0"`, 1), "inpmany0", "inpgc0"), "10.216.20.", "10.216.51.")
 	n := e.writeNetwork("inp-many.conflist", []byte(conf))
 	ctx := context.Background()
+	fb := &countingExec{Exec: defaultExec()}
+	x, err := inproc.New(fb, inproc.WithRuntimeDir(e.lockDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.native = e.manager(e.stateNative, x)
 	for _, id := range []string{"gc-live", "gc-dead"} {
 		if _, err := e.native.Attach(ctx, ocinet.AttachRequest{ID: id, NetNS: newNS(t), Networks: []string{n.Name}}); err != nil {
 			t.Fatal(err)
@@ -79,5 +87,8 @@ func TestGC(t *testing.T) {
 	}
 	if err := e.native.Detach(ctx, "gc-live"); err != nil {
 		t.Fatal(err)
+	}
+	if len(fb.ran) > 0 {
+		t.Errorf("plugin binaries run: %v, want none (GC included)", fb.ran)
 	}
 }

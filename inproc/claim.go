@@ -49,8 +49,8 @@ func ClaimsPlugin(pluginConf []byte) error {
 var (
 	// commonFields are those every plugin gets: the config's own, and
 	// what the CNI library injects (name, cniVersion, prevResult,
-	// runtimeConfig for declared capabilities).
-	commonFields = []string{"type", "name", "cniVersion", "capabilities", "prevResult", "runtimeConfig", "args"}
+	// runtimeConfig for declared capabilities, the attachments GC keeps).
+	commonFields = []string{"type", "name", "cniVersion", "capabilities", "prevResult", "runtimeConfig", "args", "cni.dev/valid-attachments", "cni.dev/attachments"}
 	typeFields   = map[string][]string{
 		"bridge":   {"bridge", "isGateway", "isDefaultGateway", "ipMasq", "hairpinMode", "mtu", "promiscMode", "ipam", "dns"},
 		"loopback": {},

@@ -142,6 +142,10 @@ func TestErrors(t *testing.T) {
 			before := leases(t, dataDir, list.Name)
 			_, err := e.cniFor().AddNetworkList(ctx, list, rt)
 			checkPluginError(t, err, c.sentinel, c.what)
+			// What ADD refused, DEL still takes (as a rollback does).
+			if err := e.cniFor().DelNetworkList(ctx, list, rt); err != nil {
+				t.Errorf("DEL after the failed ADD: %v", err)
+			}
 			// Nothing of this container is left: no lease (the leak check
 			// sees veths and the table), no link in the namespace.
 			if after := leases(t, dataDir, list.Name); len(after) != len(before) {

@@ -125,8 +125,13 @@ func allocError(err error, set *allocator.RangeSet, store *disk.Store, id, ifNam
 }
 
 // releaseLease drops every address the container's interface holds in the
-// network, as host-local's DEL; a missing lease is not an error.
+// network, as host-local's DEL; a missing lease is not an error. A lease
+// directory that is a symbolic link holds nothing that ADD leased here
+// (ADD refuses it), and is left alone.
 func releaseLease(conf *allocator.IPAMConfig, id, ifName string) error {
+	if fi, err := os.Lstat(filepath.Join(conf.DataDir, conf.Name)); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return nil
+	}
 	store, err := openStore(conf)
 	if err != nil {
 		return err
