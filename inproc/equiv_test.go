@@ -3,6 +3,7 @@ package inproc_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -168,7 +169,15 @@ type equivCase struct {
 	name string
 	// make returns the network, after creating or writing it.
 	make func(e *env) *ocinet.Network
+	// mac, when set, is the MAC the config gives eth0: both must set it.
+	mac string
 }
+
+// tuningConf is a network whose tuning plugin sets a MAC and sysctls.
+const tuningConf = `{"cniVersion":"1.0.0","name":"inp-tuning","plugins":[
+	{"type":"bridge","bridge":"inptune0","isGateway":true,"ipMasq":true,"hairpinMode":true,
+	 "ipam":{"type":"host-local","ranges":[[{"subnet":"10.215.9.0/24"}]],"routes":[{"dst":"0.0.0.0/0"}]}},
+	{"type":"tuning","mac":"02:42:0a:d7:09:63","sysctl":{"net.ipv4.conf.IFNAME.rp_filter":"2","net.ipv6.conf.IFNAME.accept_ra":"0"}}]}`
 
 // TestEquivalence attaches one container through the plugin binaries and
 // one through inproc to each bridge template (the Manager's own and the
@@ -181,24 +190,27 @@ type equivCase struct {
 func TestEquivalence(t *testing.T) {
 	testenv.RequireRoot(t)
 	cases := []equivCase{
-		{"manager-default", func(e *env) *ocinet.Network { return mustNetwork(e, ocinet.DefaultNetworkName) }},
-		{"manager-plain", func(e *env) *ocinet.Network { return e.network(ocinet.NetworkConfig{Name: "inp-plain"}) }},
-		{"manager-fixed", func(e *env) *ocinet.Network {
+		{name: "manager-default", make: func(e *env) *ocinet.Network { return mustNetwork(e, ocinet.DefaultNetworkName) }},
+		{name: "manager-plain", make: func(e *env) *ocinet.Network { return e.network(ocinet.NetworkConfig{Name: "inp-plain"}) }},
+		{name: "manager-fixed", make: func(e *env) *ocinet.Network {
 			return e.network(ocinet.NetworkConfig{Name: "inp-fixed", Subnet: netip.MustParsePrefix("10.215.1.0/24"), Gateway: netip.MustParseAddr("10.215.1.254")})
 		}},
-		{"manager-iprange", func(e *env) *ocinet.Network {
+		{name: "manager-iprange", make: func(e *env) *ocinet.Network {
 			return e.network(ocinet.NetworkConfig{Name: "inp-ranged", Subnet: netip.MustParsePrefix("10.215.2.0/24"), IPRange: netip.MustParsePrefix("10.215.2.128/25")})
 		}},
-		{"manager-dual", func(e *env) *ocinet.Network {
+		{name: "manager-dual", make: func(e *env) *ocinet.Network {
 			return e.network(ocinet.NetworkConfig{Name: "inp-dual", Subnet: netip.MustParsePrefix("10.215.3.0/24"), IPv6Subnet: netip.MustParsePrefix("fd00:215:3::/64")})
 		}},
-		{"manager-internal", func(e *env) *ocinet.Network {
+		{name: "manager-internal", make: func(e *env) *ocinet.Network {
 			return e.network(ocinet.NetworkConfig{Name: "inp-internal", Internal: true})
 		}},
-		{"manager-labelled", func(e *env) *ocinet.Network {
+		{name: "manager-labelled", make: func(e *env) *ocinet.Network {
 			return e.network(ocinet.NetworkConfig{Name: "inp-labelled", Labels: map[string]string{"team": "blue"}})
 		}},
 	}
+	cases = append(cases, equivCase{name: "tuning-mac-sysctl", mac: "02:42:0a:d7:09:63", make: func(e *env) *ocinet.Network {
+		return e.writeNetwork("inp-tuning.conflist", []byte(tuningConf))
+	}})
 	fixtures, _ := filepath.Glob(filepath.Join(testenv.RepoRoot(), "testdata", "nerdctl-v2.3.5", "net.d", "*.conflist"))
 	more, _ := filepath.Glob(filepath.Join(testenv.RepoRoot(), "testdata", "nerdctl-v2.3.5", "net.d", "*", "*.conflist"))
 	for _, f := range append(fixtures, more...) {
@@ -209,11 +221,11 @@ func TestEquivalence(t *testing.T) {
 		if !strings.Contains(string(b), `"type": "bridge"`) {
 			continue // macvlan, ipvlan: not in process
 		}
-		cases = append(cases, equivCase{"nerdctl-" + strings.TrimSuffix(filepath.Base(f), ".conflist"), func(e *env) *ocinet.Network {
+		cases = append(cases, equivCase{name: "nerdctl-" + strings.TrimSuffix(filepath.Base(f), ".conflist"), make: func(e *env) *ocinet.Network {
 			return e.writeNetwork(filepath.Base(f), b)
 		}})
 	}
-	if len(cases) < 13 {
+	if len(cases) < 14 {
 		t.Fatalf("found %d templates, want the Manager's 7 and nerdctl's bridge fixtures", len(cases))
 	}
 	for _, tc := range cases {
@@ -229,8 +241,14 @@ func TestEquivalence(t *testing.T) {
 					t.Fatalf("attach %s: %v", id, err)
 				}
 				v := snapshot(t, path, n, e.cachedResult(n.Name, id, "eth0"))
+				if tc.mac != "" {
+					checkMAC(t, path, id, tc.mac)
+				}
 				if err := m.Detach(ctx, id); err != nil {
 					t.Fatalf("detach %s: %v", id, err)
+				}
+				if _, err := os.Stat(filepath.Join("/run/cni/tuning", id+"_eth0.json")); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("tuning's backup of %s after detach: %v, want none", id, err)
 				}
 				return v
 			}
@@ -245,6 +263,9 @@ func TestEquivalence(t *testing.T) {
 				t.Fatalf("attach through inproc: %v", err)
 			}
 			got := snapshot(t, path, n, e.cachedResult(n.Name, "eq-inproc", "eth0"))
+			if tc.mac != "" {
+				checkMAC(t, path, "eq-inproc", tc.mac)
+			}
 			masq, jumps = masqRules(t, n.Bridge)
 			if err := e.native.Detach(ctx, "eq-inproc"); err != nil {
 				t.Fatalf("detach through inproc: %v", err)
@@ -271,4 +292,18 @@ func mustNetwork(e *env, name string) *ocinet.Network {
 	}
 	e.forget(n.Bytes, n.Bridge)
 	return n
+}
+
+// checkMAC checks eth0's MAC in the namespace and in the cached result.
+func checkMAC(t *testing.T, path, id, mac string) {
+	t.Helper()
+	h := handleIn(t, path)
+	defer h.Close()
+	l, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Attrs().HardwareAddr.String(); got != mac {
+		t.Errorf("%s: eth0 has MAC %s, want %s", id, got, mac)
+	}
 }
