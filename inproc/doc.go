@@ -26,6 +26,16 @@
 // and STATUS of claimed plugins run in process too (GC and STATUS do what
 // the v1.9.1 binaries do, which is nothing).
 //
+// Where it differs from the binaries, on purpose: masquerade is per network
+// (above) rather than a rule per container in the plugin's own table; the
+// per-network setup comes before the veth pair rather than after the
+// lease, so the bridge's MAC is pinned to its own rather than to its first
+// port's (stable either way); a lease directory that is a symbolic link is
+// refused by ADD (and left alone by DEL); tuning's DEL removes its backup
+// file also when the namespace is gone; a config that ADD refuses can
+// always be deleted. The veth pair is made from the host side with the
+// container end created in the namespace, named as the plugin names them.
+//
 // Layout of the nftables table (the static part is made on first use and
 // kept, like the plugins' shared chains):
 //
