@@ -53,8 +53,8 @@ func TestCheck(t *testing.T) {
 }
 
 // TestGC: the Manager's GC with in-process plugins on a CNI 1.1.0 network
-// (which gets the GC verb) keeps what is live and tears down what is not,
-// with no plugin binary run.
+// (which gets the GC and STATUS verbs) keeps what is live and tears down
+// what is not, with no plugin binary run; STATUS is ok.
 func TestGC(t *testing.T) {
 	testenv.RequireRoot(t)
 	e := newEnv(t)
@@ -71,6 +71,9 @@ func TestGC(t *testing.T) {
 		if _, err := e.native.Attach(ctx, ocinet.AttachRequest{ID: id, NetNS: newNS(t), Networks: []string{n.Name}}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := e.native.Status(ctx, n.Name); err != nil {
+		t.Errorf("status: %v", err)
 	}
 	rep, err := e.native.GC(ctx, func(id string) bool { return id == "gc-live" }, ocinet.GCOptions{})
 	if err != nil {

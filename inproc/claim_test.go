@@ -196,3 +196,27 @@ func TestFallback(t *testing.T) {
 		})
 	}
 }
+
+// TestVersion: VERSION is answered in process with what the binary says.
+func TestVersion(t *testing.T) {
+	bin := filepath.Join(testenv.PluginDir, "bridge")
+	if _, err := os.Stat(bin); err != nil {
+		testenv.Skip(t, "needs the bridge plugin in "+testenv.PluginDir+" (run scripts/install.sh)")
+	}
+	x, err := inproc.New(defaultExec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	want, err := invoke.GetVersionInfo(ctx, bin, defaultExec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := invoke.GetVersionInfo(ctx, "/nonexistent/bridge", x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.SupportedVersions(), want.SupportedVersions()) {
+		t.Errorf("supported versions %v, the binary says %v", got.SupportedVersions(), want.SupportedVersions())
+	}
+}

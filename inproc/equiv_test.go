@@ -211,6 +211,10 @@ func TestEquivalence(t *testing.T) {
 	cases = append(cases, equivCase{name: "tuning-mac-sysctl", mac: "02:42:0a:d7:09:63", make: func(e *env) *ocinet.Network {
 		return e.writeNetwork("inp-tuning.conflist", []byte(tuningConf))
 	}})
+	cases = append(cases, equivCase{name: "cni-0.4.0", make: func(e *env) *ocinet.Network {
+		conf := strings.ReplaceAll(strings.ReplaceAll(strings.Replace(manyConf, `"1.0.0"`, `"0.4.0"`, 1), "inpmany0", "inpold0"), "10.216.20.", "10.215.10.")
+		return e.writeNetwork("inp-old.conflist", []byte(conf))
+	}})
 	fixtures, _ := filepath.Glob(filepath.Join(testenv.RepoRoot(), "testdata", "nerdctl-v2.3.5", "net.d", "*.conflist"))
 	more, _ := filepath.Glob(filepath.Join(testenv.RepoRoot(), "testdata", "nerdctl-v2.3.5", "net.d", "*", "*.conflist"))
 	for _, f := range append(fixtures, more...) {
@@ -225,7 +229,7 @@ func TestEquivalence(t *testing.T) {
 			return e.writeNetwork(filepath.Base(f), b)
 		}})
 	}
-	if len(cases) < 14 {
+	if len(cases) < 15 {
 		t.Fatalf("found %d templates, want the Manager's 7 and nerdctl's bridge fixtures", len(cases))
 	}
 	for _, tc := range cases {
