@@ -553,36 +553,51 @@ func (e *Exec) bridgeDel(c call) error {
 }
 
 // RemoveNetwork removes what the in-process bridge keeps per network
-// beyond the bridge device itself: the network's masquerade chain and the
-// jump to it. Call it when the network's config is removed (the bridge is
-// removed by the caller, as for the plugin binary). conflist is the
-// network's config; a chain without a bridge plugin does nothing.
+// beyond the bridge device itself: the masquerade rules of the network's
+// subnets, and its bridge's masquerade chain and the jump to it once no
+// other network's rule is left in it. Call it when the network's config is
+// removed (the bridge is removed by the caller, as for the plugin binary).
+// conflist is the network's config; a chain without a bridge plugin does
+// nothing.
 func (e *Exec) RemoveNetwork(_ context.Context, conflist []byte) error {
 	var list struct {
-		Plugins []struct {
-			Type   string `json:"type"`
-			Bridge string `json:"bridge"`
-		} `json:"plugins"`
+		Plugins []json.RawMessage `json:"plugins"`
 	}
 	if err := json.Unmarshal(conflist, &list); err != nil {
 		return fmt.Errorf("remove network state: conflist: %v: %w", err, ErrInvalid)
 	}
 	for _, p := range list.Plugins {
-		if p.Type != "bridge" {
+		var head struct {
+			Type   string `json:"type"`
+			Bridge string `json:"bridge"`
+			IPAM   struct {
+				Ranges []allocator.RangeSet `json:"ranges"`
+			} `json:"ipam"`
+		}
+		if err := json.Unmarshal(p, &head); err != nil {
+			return fmt.Errorf("remove network state: plugin config: %v: %w", err, ErrInvalid)
+		}
+		if head.Type != "bridge" {
 			continue
 		}
-		name := p.Bridge
+		name := head.Bridge
 		if name == "" {
 			name = defaultBridge
 		}
 		if err := validIfName(name); err != nil {
 			return fmt.Errorf("remove network state: %w", err)
 		}
+		var subnets []*net.IPNet
+		for _, set := range head.IPAM.Ranges {
+			for _, r := range set {
+				subnets = append(subnets, &net.IPNet{IP: r.Subnet.IP, Mask: r.Subnet.Mask})
+			}
+		}
 		l, err := e.lock("bridge-" + name)
 		if err != nil {
 			return err
 		}
-		err = e.removeMasq(name)
+		err = e.removeMasq(name, subnets)
 		l.Unlock()
 		if err != nil {
 			return err

@@ -42,10 +42,16 @@
 //	table inet ocinet
 //	  chain postrouting   nat hook postrouting, priority srcnat: returns
 //	                      multicast (224.0.0.0/4, ff00::/8), then one
-//	                      "jump masq-<bridge>" per network
-//	  chain masq-<bridge> one masquerade rule per subnet of the network:
-//	                      source in the subnet, leaving through another
-//	                      interface than the bridge
+//	                      "jump masq-<bridge>" per bridge (comment
+//	                      "ocinet:net=<bridge>")
+//	  chain masq-<bridge> one masquerade rule per subnet of the networks on
+//	                      the bridge: source in the subnet, leaving through
+//	                      another interface than the bridge (comment
+//	                      "ocinet:net=<bridge> subnet=<cidr>")
+//
+// A later part can add port maps and isolation the same way: static chains
+// made once per host and per network, and per container only elements of
+// sets and maps.
 //
 // Needs: Linux and root (CAP_NET_ADMIN, CAP_SYS_ADMIN). No process is
 // started for claimed plugins; no ip, iptables or nft command is run.

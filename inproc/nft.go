@@ -59,15 +59,21 @@ func RuleComment(r *nftables.Rule) string {
 
 func comment(s string) []byte { return userdata.AppendString(nil, userdata.TypeComment, s) }
 
-// ensureMasq makes sure the network's masquerade chain exists with one rule
-// per subnet and is jumped to from the static postrouting chain. The caller
-// holds the network's lock.
+// subnetComment is the comment of the masquerade rule of one subnet.
+func subnetComment(bridge string, s *net.IPNet) string {
+	return NetworkComment(bridge) + " subnet=" + s.String()
+}
+
+// ensureMasq makes sure the network's masquerade chain has a rule for each
+// of its subnets and is jumped to from the static postrouting chain. Two
+// networks on one bridge share the chain, each with its subnets' rules.
+// The caller holds the bridge's lock.
 func (e *Exec) ensureMasq(bridge string, subnets []*net.IPNet) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	if masqInPlace(c, bridge, len(subnets)) {
+	if masqInPlace(c, bridge, subnets) {
 		return nil
 	}
 	l, err := e.lock("nftables")
@@ -77,11 +83,7 @@ func (e *Exec) ensureMasq(bridge string, subnets []*net.IPNet) error {
 	defer l.Unlock()
 	c.AddTable(table)
 	base := c.AddChain(postrouting())
-	rules, _ := c.GetRules(table, base) // none when the chain is new
-	has := map[string]bool{}
-	for _, r := range rules {
-		has[RuleComment(r)] = true
-	}
+	has := ruleComments(c, base) // none when the chain is new
 	// Multicast is never masqueraded: these come first in the chain.
 	if !has[commentMulticast6] {
 		c.InsertRule(&nftables.Rule{Table: table, Chain: base, Exprs: multicast6(), UserData: comment(commentMulticast6)})
@@ -90,9 +92,11 @@ func (e *Exec) ensureMasq(bridge string, subnets []*net.IPNet) error {
 		c.InsertRule(&nftables.Rule{Table: table, Chain: base, Exprs: multicast4(), UserData: comment(commentMulticast4)})
 	}
 	masq := c.AddChain(&nftables.Chain{Name: MasqChain(bridge), Table: table})
-	c.FlushChain(masq)
+	inChain := ruleComments(c, masq)
 	for _, s := range subnets {
-		c.AddRule(&nftables.Rule{Table: table, Chain: masq, Exprs: masqExprs(s, bridge), UserData: comment(NetworkComment(bridge))})
+		if !inChain[subnetComment(bridge, s)] {
+			c.AddRule(&nftables.Rule{Table: table, Chain: masq, Exprs: masqExprs(s, bridge), UserData: comment(subnetComment(bridge, s))})
+		}
 	}
 	if !has[NetworkComment(bridge)] {
 		c.AddRule(&nftables.Rule{Table: table, Chain: base, UserData: comment(NetworkComment(bridge)),
@@ -104,28 +108,33 @@ func (e *Exec) ensureMasq(bridge string, subnets []*net.IPNet) error {
 	return nil
 }
 
-// masqInPlace reports whether the network's chain has n rules and the jump
-// to it is there.
-func masqInPlace(c *nftables.Conn, bridge string, n int) bool {
-	rules, err := c.GetRules(table, &nftables.Chain{Name: MasqChain(bridge), Table: table})
-	if err != nil || len(rules) != n {
-		return false
+// ruleComments returns the comments of a chain's rules; none when the
+// chain (or the table) does not exist.
+func ruleComments(c *nftables.Conn, ch *nftables.Chain) map[string]bool {
+	rules, _ := c.GetRules(table, ch)
+	has := map[string]bool{}
+	for _, r := range rules {
+		has[RuleComment(r)] = true
 	}
-	base, err := c.GetRules(table, postrouting())
-	if err != nil {
-		return false
-	}
-	for _, r := range base {
-		if RuleComment(r) == NetworkComment(bridge) {
-			return true
-		}
-	}
-	return false
+	return has
 }
 
-// removeMasq removes the network's chain and the jump to it; absent ones
-// are not an error.
-func (e *Exec) removeMasq(bridge string) error {
+// masqInPlace reports whether every subnet has its rule and the jump to
+// the chain is there.
+func masqInPlace(c *nftables.Conn, bridge string, subnets []*net.IPNet) bool {
+	inChain := ruleComments(c, &nftables.Chain{Name: MasqChain(bridge), Table: table})
+	for _, s := range subnets {
+		if !inChain[subnetComment(bridge, s)] {
+			return false
+		}
+	}
+	return ruleComments(c, postrouting())[NetworkComment(bridge)]
+}
+
+// removeMasq removes the rules of the subnets from the bridge's chain, and
+// the chain and the jump to it once no rule is left; what is absent is not
+// an error. The caller holds the bridge's lock.
+func (e *Exec) removeMasq(bridge string, subnets []*net.IPNet) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
@@ -135,33 +144,44 @@ func (e *Exec) removeMasq(bridge string) error {
 		return err
 	}
 	defer l.Unlock()
-	chains, err := c.ListChainsOfTableFamily(TableFamily)
+	masq := &nftables.Chain{Name: MasqChain(bridge), Table: table}
+	rules, err := c.GetRules(table, masq)
 	if err != nil {
-		return fmt.Errorf("nftables: list chains: %w", err)
+		rules = nil // no chain
 	}
-	found := false
-	for _, ch := range chains {
-		if ch.Table.Name == TableName && ch.Name == MasqChain(bridge) {
-			found = true
+	drop := map[string]bool{}
+	for _, s := range subnets {
+		drop[subnetComment(bridge, s)] = true
+	}
+	left, changed := 0, false
+	for _, r := range rules {
+		if !drop[RuleComment(r)] {
+			left++
+			continue
 		}
+		if err := c.DelRule(r); err != nil {
+			return fmt.Errorf("nftables: %w", err)
+		}
+		changed = true
 	}
-	if base, err := c.GetRules(table, postrouting()); err == nil {
-		for _, r := range base {
-			if RuleComment(r) == NetworkComment(bridge) {
-				if err := c.DelRule(r); err != nil {
-					return fmt.Errorf("nftables: %w", err)
+	if left == 0 {
+		if base, err := c.GetRules(table, postrouting()); err == nil {
+			for _, r := range base {
+				if RuleComment(r) == NetworkComment(bridge) {
+					if err := c.DelRule(r); err != nil {
+						return fmt.Errorf("nftables: %w", err)
+					}
+					changed = true
 				}
-				found = true
 			}
 		}
-	}
-	if !found {
-		return nil
-	}
-	for _, ch := range chains {
-		if ch.Table.Name == TableName && ch.Name == MasqChain(bridge) {
-			c.DelChain(ch)
+		if rules != nil {
+			c.DelChain(masq)
+			changed = true
 		}
+	}
+	if !changed {
+		return nil
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: remove masquerade of bridge %s: %w", bridge, err)
