@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/inproc"
@@ -218,5 +219,30 @@ func TestVersion(t *testing.T) {
 	}
 	if !slices.Equal(got.SupportedVersions(), want.SupportedVersions()) {
 		t.Errorf("supported versions %v, the binary says %v", got.SupportedVersions(), want.SupportedVersions())
+	}
+}
+
+// TestUnclaimedWithoutBinary: a claimed plugin type whose config needs the
+// binary, which is not there, fails naming the field, and FindInPath still
+// finds the type (it may run in process).
+func TestUnclaimedWithoutBinary(t *testing.T) {
+	x, err := inproc.New(defaultExec(), inproc.WithRuntimeDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p, err := x.FindInPath("bridge", []string{dir})
+	if err != nil || p != filepath.Join(dir, "bridge") {
+		t.Fatalf("FindInPath(bridge) = %q, %v", p, err)
+	}
+	if _, err := x.FindInPath("portmap", []string{dir}); err == nil {
+		t.Errorf("FindInPath(portmap) found a binary that is not there")
+	}
+	conf := `{"cniVersion":"1.0.0","name":"n","type":"bridge","vlan":100,"ipam":{"type":"host-local","ranges":[[{"subnet":"10.4.0.0/24"}]]}}`
+	env := []string{"CNI_COMMAND=ADD", "CNI_CONTAINERID=c1", "CNI_NETNS=/run/netns/none", "CNI_IFNAME=eth0", "CNI_PATH=" + dir}
+	_, err = x.ExecPlugin(context.Background(), p, []byte(conf), env)
+	var te *types.Error
+	if !errors.As(err, &te) || !errors.Is(err, inproc.ErrNotSupported) || !strings.Contains(te.Msg, `"vlan"`) {
+		t.Fatalf("error %v, want a CNI error wrapping ErrNotSupported naming \"vlan\"", err)
 	}
 }
