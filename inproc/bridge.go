@@ -479,10 +479,12 @@ func configureContainer(cont *container, ifName string, link netlink.Link, res *
 	return nil
 }
 
-// settle waits (at most 5 s, polling) until no IPv6 address of the link is
-// tentative; an address whose DAD failed is an error.
+// settle waits (at most 5 s, polling from every millisecond to every 50)
+// until no IPv6 address of the link is tentative; an address whose DAD
+// failed is an error.
 func settle(cont *container, link netlink.Link, ifName string) error {
 	deadline := time.Now().Add(5 * time.Second)
+	wait := time.Millisecond
 	for {
 		addrs, err := retryDump(func() ([]netlink.Addr, error) { return cont.nl.AddrList(link, netlink.FAMILY_V6) })
 		if err != nil {
@@ -498,7 +500,8 @@ func settle(cont *container, link netlink.Link, ifName string) error {
 		if !tentative || time.Now().After(deadline) {
 			return nil
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(wait)
+		wait = min(2*wait, 50*time.Millisecond)
 	}
 }
 
