@@ -25,6 +25,9 @@ type LeakConfig struct {
 	// CNICacheDir is the CNI library's result cache (default
 	// /var/lib/cni/results).
 	CNICacheDir string
+	// TuningDataDir is where the tuning plugin (binary or in process)
+	// keeps its per-container backups (default /run/cni/tuning).
+	TuningDataDir string
 	// StateDirs are ocinet state roots whose records are counted.
 	StateDirs []string
 	// IgnoreBridges are bridge names not counted: a network's bridge lives
@@ -47,6 +50,7 @@ type LeakConfig struct {
 //     ocinet that is not part of its shared static chain: a chain, a rule
 //     of such a chain or a network's rule in the static chain, a set or a
 //     set element (read through netlink; absent without root);
+//   - "tuning-backup": a per-container backup file of the tuning plugin;
 //   - "ipam": an address that host-local holds (<network>/<address>);
 //   - "cni-cache": an entry of the CNI library's result cache;
 //   - "journal", "ports", "hosts": an ocinet state root's attachment
@@ -66,6 +70,9 @@ func TakeSnapshot(c LeakConfig) (Snapshot, error) {
 	}
 	if c.CNICacheDir == "" {
 		c.CNICacheDir = "/var/lib/cni/results"
+	}
+	if c.TuningDataDir == "" {
+		c.TuningDataDir = "/run/cni/tuning"
 	}
 	s := Snapshot{}
 	add := func(kind, item string) {
@@ -123,6 +130,11 @@ func TakeSnapshot(c LeakConfig) (Snapshot, error) {
 					add("ipam", n.Name()+"/"+f.Name())
 				}
 			}
+		}
+	}
+	if ents, err := os.ReadDir(c.TuningDataDir); err == nil {
+		for _, e := range ents {
+			add("tuning-backup", e.Name())
 		}
 	}
 	if ents, err := os.ReadDir(c.CNICacheDir); err == nil {

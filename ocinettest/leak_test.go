@@ -66,10 +66,11 @@ func TestLeakOracleFindsEachKind(t *testing.T) {
 	defer h.Close()
 	tmp := t.TempDir()
 	c := ocinettest.LeakConfig{
-		NetNSDir:    filepath.Join(tmp, "netns"),
-		CNIDataDir:  filepath.Join(tmp, "networks"),
-		CNICacheDir: filepath.Join(tmp, "results"),
-		StateDirs:   []string{filepath.Join(tmp, "state")},
+		NetNSDir:      filepath.Join(tmp, "netns"),
+		CNIDataDir:    filepath.Join(tmp, "networks"),
+		CNICacheDir:   filepath.Join(tmp, "results"),
+		TuningDataDir: filepath.Join(tmp, "tuning"),
+		StateDirs:     []string{filepath.Join(tmp, "state")},
 	}
 	// Do runs the function on a thread inside the namespace; the commands
 	// it starts are forked from that thread, so they run there too.
@@ -129,6 +130,7 @@ func checkOracle(t *testing.T, c ocinettest.LeakConfig) {
 		{filepath.Join(c.CNIDataDir, "net-"+tag, "10.99.0.7"), "ipam: net-" + tag + "/10.99.0.7"},
 		{filepath.Join(c.CNIDataDir, "net-"+tag, "fd00::7"), "ipam: net-" + tag + "/fd00::7"},
 		{filepath.Join(c.CNICacheDir, "net-"+tag+"-"+id+"-eth0"), "cni-cache: net-" + tag + "-" + id + "-eth0"},
+		{filepath.Join(c.TuningDataDir, id+"_eth0.json"), "tuning-backup: " + id + "_eth0.json"},
 		{filepath.Join(state, "attachments", id+".json"), "journal: " + filepath.Join(state, "attachments", id+".json")},
 		{filepath.Join(state, "ports", id+".json"), "ports: " + filepath.Join(state, "ports", id+".json")},
 		{filepath.Join(state, "hosts", "default", "records", id+".json"), "hosts: " + filepath.Join(state, "hosts", "default", "records", id+".json")},
