@@ -169,8 +169,11 @@ type equivCase struct {
 	name string
 	// make returns the network, after creating or writing it.
 	make func(e *env) *ocinet.Network
-	// mac, when set, is the MAC the config gives eth0: both must set it.
+	// mac, when set, is the MAC eth0 must get (from the config or the
+	// request's static MAC).
 	mac string
+	// static, when set, are the request's static settings.
+	static func(n *ocinet.Network) []ocinet.NetworkOptions
 }
 
 // tuningConf is a network whose tuning plugin sets a MAC and sysctls.
@@ -215,6 +218,20 @@ func TestEquivalence(t *testing.T) {
 		conf := strings.ReplaceAll(strings.ReplaceAll(strings.Replace(manyConf, `"1.0.0"`, `"0.4.0"`, 1), "inpmany0", "inpold0"), "10.216.20.", "10.215.10.")
 		return e.writeNetwork("inp-old.conflist", []byte(conf))
 	}})
+	dualFixture := filepath.Join(testenv.RepoRoot(), "testdata", "nerdctl-v2.3.5", "net.d", "default", "nerdctl-dual.conflist")
+	cases = append(cases, equivCase{name: "nerdctl-dual-static-ip-mac", mac: "02:42:0a:d5:03:2a",
+		make: func(e *env) *ocinet.Network {
+			b, err := os.ReadFile(dualFixture)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			return e.writeNetwork("nerdctl-dual.conflist", b)
+		},
+		static: func(n *ocinet.Network) []ocinet.NetworkOptions {
+			mac, _ := net.ParseMAC("02:42:0a:d5:03:2a")
+			return []ocinet.NetworkOptions{{Network: n.Name, MAC: mac,
+				IPs: []netip.Addr{netip.MustParseAddr("10.213.3.42"), netip.MustParseAddr("fd00:213:3::42")}}}
+		}})
 	fixtures, _ := filepath.Glob(filepath.Join(testenv.RepoRoot(), "testdata", "nerdctl-v2.3.5", "net.d", "*.conflist"))
 	more, _ := filepath.Glob(filepath.Join(testenv.RepoRoot(), "testdata", "nerdctl-v2.3.5", "net.d", "*", "*.conflist"))
 	for _, f := range append(fixtures, more...) {
@@ -229,7 +246,7 @@ func TestEquivalence(t *testing.T) {
 			return e.writeNetwork(filepath.Base(f), b)
 		}})
 	}
-	if len(cases) < 15 {
+	if len(cases) < 16 {
 		t.Fatalf("found %d templates, want the Manager's 7 and nerdctl's bridge fixtures", len(cases))
 	}
 	for _, tc := range cases {
@@ -239,11 +256,16 @@ func TestEquivalence(t *testing.T) {
 			path := newNS(t)
 			ctx := context.Background()
 			req := ocinet.AttachRequest{NetNS: path, Networks: []string{n.Name}}
+			if tc.static != nil {
+				req.PerNetwork = tc.static(n)
+			}
 			take := func(m *ocinet.Manager, id string) view {
 				req.ID = id
-				if _, err := m.Attach(ctx, req); err != nil {
+				a, err := m.Attach(ctx, req)
+				if err != nil {
 					t.Fatalf("attach %s: %v", id, err)
 				}
+				checkStatic(t, id, a, req)
 				v := snapshot(t, path, n, e.cachedResult(n.Name, id, "eth0"))
 				if tc.mac != "" {
 					checkMAC(t, path, id, tc.mac)
@@ -263,9 +285,11 @@ func TestEquivalence(t *testing.T) {
 			}
 			var masq, jumps int
 			req.ID = "eq-inproc"
-			if _, err := e.native.Attach(ctx, req); err != nil {
+			a, err := e.native.Attach(ctx, req)
+			if err != nil {
 				t.Fatalf("attach through inproc: %v", err)
 			}
+			checkStatic(t, "eq-inproc", a, req)
 			got := snapshot(t, path, n, e.cachedResult(n.Name, "eq-inproc", "eth0"))
 			if tc.mac != "" {
 				checkMAC(t, path, "eq-inproc", tc.mac)
@@ -309,5 +333,20 @@ func checkMAC(t *testing.T, path, id, mac string) {
 	}
 	if got := l.Attrs().HardwareAddr.String(); got != mac {
 		t.Errorf("%s: eth0 has MAC %s, want %s", id, got, mac)
+	}
+}
+
+// checkStatic checks that the attachment has the request's static
+// addresses.
+func checkStatic(t *testing.T, id string, a *ocinet.Attachment, req ocinet.AttachRequest) {
+	t.Helper()
+	for _, o := range req.PerNetwork {
+		var got []netip.Addr
+		for _, p := range a.Interfaces[0].IPs {
+			got = append(got, p.Addr())
+		}
+		if !cmp.Equal(got, o.IPs, cmp.Comparer(func(x, y netip.Addr) bool { return x == y })) {
+			t.Errorf("%s: addresses %v, want the static %v", id, got, o.IPs)
+		}
 	}
 }
