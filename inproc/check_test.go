@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containernetworking/cni/libcni"
 	"github.com/vishvananda/netlink"
 
 	"github.com/ocinet/ocinet"
@@ -14,9 +15,9 @@ import (
 	"github.com/ocinet/ocinet/internal/testenv"
 )
 
-// TestCheck: CHECK in process passes on what ADD made (nerdctl's default
-// network, bridge, tuning and loopback in process), and fails, naming it,
-// once the container's address is gone.
+// TestCheck: CHECK in process passes on what ADD made in process (bridge,
+// tuning and loopback), so does the binaries' CHECK, and CHECK in process
+// fails, naming it, once the container's address is gone.
 func TestCheck(t *testing.T) {
 	testenv.RequireRoot(t)
 	e := newEnv(t)
@@ -35,6 +36,15 @@ func TestCheck(t *testing.T) {
 	}()
 	if err := e.native.Check(ctx, "check"); err != nil {
 		t.Fatalf("check of a fresh attachment: %v", err)
+	}
+	// The binaries' CHECK finds what inproc made as they would have made it.
+	list, err := libcni.ConfListFromBytes(n.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	binaries := libcni.NewCNIConfigWithCacheDir([]string{e.plugins}, e.cacheDir, defaultExec())
+	if err := binaries.CheckNetworkList(ctx, list, &libcni.RuntimeConf{ContainerID: "check", NetNS: path, IfName: "eth0", Args: [][2]string{{"IgnoreUnknown", "1"}}}); err != nil {
+		t.Fatalf("the plugin binaries' check of what inproc made: %v", err)
 	}
 	h := handleIn(t, path)
 	defer h.Close()
