@@ -39,7 +39,10 @@ func Claims(conflist []byte) error {
 // ClaimsPlugin reports whether one plugin config (an entry of a
 // conflist's plugins, or the full config a plugin gets on its standard
 // input) would run in process: nil when it would; else an error naming
-// the plugin and the field it does not know, wrapping ErrNotSupported.
+// the plugin and the field (or declared capability) it does not know,
+// wrapping ErrNotSupported. At run time the CNI_ARGS keys count too: those
+// the Manager passes (IgnoreUnknown, IP, MAC, NERDCTL_CNI_DHCP_HOSTNAME)
+// are claimed.
 func ClaimsPlugin(pluginConf []byte) error {
 	return claim("", pluginConf, "")
 }
@@ -108,6 +111,19 @@ func claim(plugin string, conf []byte, envArgs string) error {
 	}
 	if err := subKeys(where, obj, "runtimeConfig", runtimeFields[typ]); err != nil {
 		return err
+	}
+	// The CNI library injects runtimeConfig for each declared capability:
+	// a capability not implemented here would come as an unknown field.
+	if raw, ok := obj["capabilities"]; ok && string(raw) != "null" {
+		var caps map[string]bool
+		if err := json.Unmarshal(raw, &caps); err != nil {
+			return fmt.Errorf("%s: field capabilities: %v: %w", where, err, ErrInvalid)
+		}
+		for _, k := range sortedKeys(caps) {
+			if caps[k] && !slices.Contains(runtimeFields[typ], k) {
+				return fmt.Errorf("%s: capability %q: %w", where, k, ErrNotSupported)
+			}
+		}
 	}
 	if raw, ok := obj["args"]; ok {
 		args, err := object(raw)
@@ -261,4 +277,13 @@ func subKeys(where string, obj map[string]json.RawMessage, field string, known [
 		return fmt.Errorf("%s: field %s: %v: %w", where, field, err, ErrInvalid)
 	}
 	return knownKeys(where+": "+field, sub, known)
+}
+
+func sortedKeys(m map[string]bool) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
