@@ -21,14 +21,15 @@ func init() { reexec.Register(crashHelper, crashChild) }
 
 // crashChild attaches (and, for a DEL step, detaches) one container
 // through a Manager over inproc and exits with status 3 at the named step:
-// crashChild STATE CONFDIR CACHEDIR LOCKDIR PLUGINDIR NETNS NETWORK STEP.
+// crashChild STATE CONFDIR CACHEDIR LOCKDIR RUNTIMEDIR PLUGINDIR NETNS
+// NETWORK STEP.
 func crashChild() int {
 	a := os.Args[1:]
-	if len(a) != 8 {
-		fmt.Fprintln(os.Stderr, "usage: STATE CONFDIR CACHEDIR LOCKDIR PLUGINDIR NETNS NETWORK STEP")
+	if len(a) != 9 {
+		fmt.Fprintln(os.Stderr, "usage: STATE CONFDIR CACHEDIR LOCKDIR RUNTIMEDIR PLUGINDIR NETNS NETWORK STEP")
 		return 2
 	}
-	state, confDir, cacheDir, lockDir, plugins, path, network, step := a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
+	state, confDir, cacheDir, lockDir, runtimeDir, plugins, path, network, step := a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]
 	x, err := inproc.New(defaultExec(), inproc.WithRuntimeDir(lockDir), inproc.WithStepHook(func(s string) {
 		if s == step {
 			os.Exit(3)
@@ -38,12 +39,6 @@ func crashChild() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	runtimeDir, err := os.MkdirTemp("", "inproc-crash-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(runtimeDir)
 	m, err := ocinet.New(state, ocinet.WithCNIConfDir(confDir), ocinet.WithPluginDirs(plugins), ocinet.WithCNICacheDir(cacheDir),
 		ocinet.WithRuntimeDir(runtimeDir), ocinet.WithDefaultBridge(testBridge), ocinet.WithDefaultSubnet(testDefaultSubnet), ocinet.WithExec(x))
 	if err != nil {
@@ -77,7 +72,7 @@ func TestCrashAtEachStep(t *testing.T) {
 			conf := strings.ReplaceAll(strings.ReplaceAll(manyConf, "inpmany0", "inpcrash0"), "10.216.20.", "10.216.60.")
 			n := e.writeNetwork("inp-many.conflist", []byte(conf))
 			path := newNS(t)
-			cmd := reexec.Command(crashHelper, e.stateNative, e.confDir, e.cacheDir, e.lockDir, e.plugins, path, n.Name, step)
+			cmd := reexec.Command(crashHelper, e.stateNative, e.confDir, e.cacheDir, e.lockDir, t.TempDir(), e.plugins, path, n.Name, step)
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 3 {
