@@ -22,9 +22,11 @@
 //
 //   - [NetNS]: a throwaway network namespace, removed when the test ends;
 //   - [CheckLeaks], [TakeSnapshot], [Diff]: the leak oracle: namespaces,
-//     veth and bridge links, per-container firewall rules, IPAM leases,
-//     the CNI result cache, and ocinet's journal, port and hosts records,
-//     before and after (the firewall is read only as root);
+//     veth and bridge links, per-container firewall rules, the per-network
+//     chains, rules and set elements of the table inet ocinet (package
+//     inproc), tuning's backups, IPAM leases, the CNI result cache, and
+//     ocinet's journal, port and hosts records, before and after (the
+//     firewall is read only as root);
 //   - [FailpointPlugin]: a CNI plugin that fails, exits, sleeps or hangs
 //     at a chosen command and call count ([Failpoint]), built for the test
 //     (it needs the go command, not root; the real plugins beside it do).

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +16,11 @@ import (
 
 	"github.com/containernetworking/cni/pkg/invoke"
 	cnitypes "github.com/containernetworking/cni/pkg/types"
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
 
+	"github.com/ocinet/ocinet/inproc"
 	"github.com/ocinet/ocinet/internal/testenv"
 	"github.com/ocinet/ocinet/netns"
 	"github.com/ocinet/ocinet/ocinettest"
@@ -61,10 +66,11 @@ func TestLeakOracleFindsEachKind(t *testing.T) {
 	defer h.Close()
 	tmp := t.TempDir()
 	c := ocinettest.LeakConfig{
-		NetNSDir:    filepath.Join(tmp, "netns"),
-		CNIDataDir:  filepath.Join(tmp, "networks"),
-		CNICacheDir: filepath.Join(tmp, "results"),
-		StateDirs:   []string{filepath.Join(tmp, "state")},
+		NetNSDir:      filepath.Join(tmp, "netns"),
+		CNIDataDir:    filepath.Join(tmp, "networks"),
+		CNICacheDir:   filepath.Join(tmp, "results"),
+		TuningDataDir: filepath.Join(tmp, "tuning"),
+		StateDirs:     []string{filepath.Join(tmp, "state")},
 		// Counted here so that the test also checks those kinds.
 		ContainerFiles: true,
 	}
@@ -138,6 +144,7 @@ func checkOracle(t *testing.T, c ocinettest.LeakConfig) {
 		{filepath.Join(c.CNIDataDir, "net-"+tag, "10.99.0.7"), "ipam: net-" + tag + "/10.99.0.7"},
 		{filepath.Join(c.CNIDataDir, "net-"+tag, "fd00::7"), "ipam: net-" + tag + "/fd00::7"},
 		{filepath.Join(c.CNICacheDir, "net-"+tag+"-"+id+"-eth0"), "cni-cache: net-" + tag + "-" + id + "-eth0"},
+		{filepath.Join(c.TuningDataDir, id+"_eth0.json"), "tuning-backup: " + id + "_eth0.json"},
 		{filepath.Join(state, "attachments", id+".json"), "journal: " + filepath.Join(state, "attachments", id+".json")},
 		{filepath.Join(state, "ports", id+".json"), "ports: " + filepath.Join(state, "ports", id+".json")},
 		{filepath.Join(state, "hosts", "default", "records", id+".json"), "hosts: " + filepath.Join(state, "hosts", "default", "records", id+".json")},
@@ -156,6 +163,11 @@ func checkOracle(t *testing.T, c ocinettest.LeakConfig) {
 		clean = append(clean, func() { _ = os.RemoveAll(f.dir) })
 		want = append(want, f.kind+": "+f.dir)
 	}
+	// In the in-process datapath's table: a network's chain with its rule,
+	// the jump to it in the static chain, and a set with an element; and
+	// what is not a leak, the static chain's own rule.
+	want = append(want, ocinetTableItems(t, tag)...)
+	clean = append(clean, func() { removeOcinetTable(t) })
 	// Not leaks: a lease directory's own files.
 	writeFile(t, filepath.Join(c.CNIDataDir, "net-"+tag, "lock"))
 	writeFile(t, filepath.Join(c.CNIDataDir, "net-"+tag, "last_reserved_ip.0"))
@@ -245,5 +257,58 @@ func TestFailpointPlugin(t *testing.T) {
 	}
 	if len(calls) != 2 || calls[0].Acted || !calls[1].Acted || calls[1].ContainerID != "second" {
 		t.Errorf("log = %+v, want first passed, second acted", calls)
+	}
+}
+
+// ocinetTableItems makes, in table inet ocinet of the current thread's
+// namespace, what a network of the in-process datapath would own, and
+// returns the items the oracle must report.
+func ocinetTableItems(t *testing.T, tag string) []string {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := c.AddTable(&nftables.Table{Name: inproc.TableName, Family: inproc.TableFamily})
+	base := c.AddChain(&nftables.Chain{Name: inproc.PostroutingChain, Table: table, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
+	masq := c.AddChain(&nftables.Chain{Name: inproc.MasqChain("oktb" + tag), Table: table})
+	comment := userdata.AppendString(nil, userdata.TypeComment, inproc.NetworkComment("oktb"+tag))
+	c.AddRule(&nftables.Rule{Table: table, Chain: base, UserData: userdata.AppendString(nil, userdata.TypeComment, "static"),
+		Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictReturn}}})
+	c.AddRule(&nftables.Rule{Table: table, Chain: base, UserData: comment, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: masq.Name}}})
+	c.AddRule(&nftables.Rule{Table: table, Chain: masq, UserData: comment, Exprs: []expr.Any{&expr.Masq{}}})
+	set := &nftables.Set{Table: table, Name: "okts" + tag, KeyType: nftables.TypeIPAddr}
+	if err := c.AddSet(set, []nftables.SetElement{{Key: []byte{10, 99, 0, 7}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatalf("nftables: %v", err)
+	}
+	items := []string{"nftables-ocinet: chain " + masq.Name, "nftables-ocinet: set okts" + tag, "nftables-ocinet: element okts" + tag + " 0a630007"}
+	for _, ch := range []*nftables.Chain{base, masq} {
+		rules, err := c.GetRules(table, ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rules {
+			if com := inproc.RuleComment(r); com != "static" {
+				items = append(items, fmt.Sprintf("nftables-ocinet: rule %s #%d %s", ch.Name, r.Handle, com))
+			}
+		}
+	}
+	return items
+}
+
+// removeOcinetTable removes what ocinetTableItems made.
+func removeOcinetTable(t *testing.T) {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.DelTable(&nftables.Table{Name: inproc.TableName, Family: inproc.TableFamily})
+	if err := c.Flush(); err != nil {
+		t.Fatalf("nftables: %v", err)
 	}
 }

@@ -7,6 +7,7 @@
 //
 //	netns       netns.Create + Remove                  vs  ip netns add + del
 //	attach      Manager.Attach + Detach, one port      vs  go-cni Setup + Remove, same conflist and port
+//	native      the same through package inproc        vs  the same through the plugin binaries
 //	hook        hook binary start, no work             vs  a minimal Go binary that reads stdin
 //	container   container start to first answered      vs  the same container with no network
 //	            request through a published port (hook mode, private containerd)
@@ -55,13 +56,14 @@ const (
 )
 
 // sections in the order they run.
-var sectionOrder = []string{"netns", "hook", "hosts", "attach", "plugins", "concurrent", "container"}
+var sectionOrder = []string{"netns", "hook", "hosts", "attach", "native", "plugins", "concurrent", "container"}
 
 var sections = map[string]func(*bench) error{
 	"netns":      (*bench).netnsSection,
 	"hook":       (*bench).hookSection,
 	"hosts":      (*bench).hostsSection,
 	"attach":     (*bench).attachSection,
+	"native":     (*bench).nativeSection,
 	"plugins":    (*bench).pluginsSection,
 	"concurrent": (*bench).concurrentSection,
 	"container":  (*bench).containerSection,

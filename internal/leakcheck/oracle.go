@@ -30,6 +30,9 @@ type Config struct {
 	// CNICacheDir is the CNI library's result cache (default
 	// /var/lib/cni/results).
 	CNICacheDir string
+	// TuningDataDir is where the tuning plugin (binary or in process)
+	// keeps its per-container backups (default /run/cni/tuning).
+	TuningDataDir string
 	// StateDirs are ocinet state roots whose records are counted.
 	StateDirs []string
 	// IgnoreBridges are bridge names not counted: a network's bridge lives
@@ -48,6 +51,11 @@ type Config struct {
 // The kinds:
 //
 //   - "netns": a file in the namespace directory;
+//   - "nftables-ocinet": an item of the in-process datapath's table inet
+//     ocinet that is not part of its shared static chain: a chain, a rule
+//     of such a chain or a network's rule in the static chain, a set or a
+//     set element (read through netlink; absent without root);
+//   - "tuning-backup": a per-container backup file of the tuning plugin;
 //   - "veth", "bridge": a link of that type in the caller's namespace;
 //   - "iptables-save", "ip6tables-save": a rule (table and rule text) that
 //     belongs to one container: it names a container ID (id: "..."), a
@@ -70,7 +78,8 @@ type Snapshot map[string]map[string]bool
 
 // Take looks at the host. It needs ip(8); it reads the firewall
 // with iptables-save and ip6tables-save where they run (as root), and
-// skips a family whose tool does not.
+// skips a family whose tool does not; as root it reads the table inet
+// ocinet of package inproc through netlink.
 func Take(c Config) (Snapshot, error) {
 	if c.NetNSDir == "" {
 		c.NetNSDir = "/var/run/netns"
@@ -80,6 +89,9 @@ func Take(c Config) (Snapshot, error) {
 	}
 	if c.CNICacheDir == "" {
 		c.CNICacheDir = "/var/lib/cni/results"
+	}
+	if c.TuningDataDir == "" {
+		c.TuningDataDir = "/run/cni/tuning"
 	}
 	s := Snapshot{}
 	add := func(kind, item string) {
@@ -132,6 +144,15 @@ func Take(c Config) (Snapshot, error) {
 			add("isolation", tool+" "+r)
 		}
 	}
+	if os.Geteuid() == 0 {
+		items, err := ocinetTable()
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range items {
+			add("nftables-ocinet", it)
+		}
+	}
 	// host-local keeps one file per address it holds.
 	if nets, err := os.ReadDir(c.CNIDataDir); err == nil {
 		for _, n := range nets {
@@ -141,6 +162,11 @@ func Take(c Config) (Snapshot, error) {
 					add("ipam", n.Name()+"/"+f.Name())
 				}
 			}
+		}
+	}
+	if ents, err := os.ReadDir(c.TuningDataDir); err == nil {
+		for _, e := range ents {
+			add("tuning-backup", e.Name())
 		}
 	}
 	if ents, err := os.ReadDir(c.CNICacheDir); err == nil {

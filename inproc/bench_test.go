@@ -1,0 +1,183 @@
+package inproc_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/invoke"
+
+	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/inproc"
+	"github.com/ocinet/ocinet/internal/testenv"
+	"github.com/ocinet/ocinet/portmap"
+)
+
+// benchPair times, in every iteration, one Attach and one Detach through the
+// plugin binaries and one through inproc on the same network, in
+// alternating order, and reports the medians (ms) and their ratios
+// (inproc / plugins):
+//
+//	scripts/isolated.sh go test -run '^$' -bench . -benchtime 30x ./inproc/
+func benchPair(b *testing.B, e *env, network string, ports []portmap.Mapping) {
+	ctx := context.Background()
+	path := newNS(b)
+	run := func(m *ocinet.Manager, id string) (att, det time.Duration) {
+		t0 := time.Now()
+		if _, err := m.Attach(ctx, ocinet.AttachRequest{ID: id, NetNS: path, Networks: []string{network}, Ports: ports}); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := m.Detach(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		return t1.Sub(t0), time.Since(t1)
+	}
+	// Warm up both sides once: the bridge and the shared chains exist.
+	run(e.plug, "bench-warm-p")
+	run(e.native, "bench-warm-n")
+	var pa, pd, na, nd, pt, nt []time.Duration
+	for i := 0; b.Loop(); i++ {
+		first, second := e.plug, e.native
+		if i%2 == 1 {
+			first, second = second, first
+		}
+		a1, d1 := run(first, fmt.Sprintf("bench-%d-a", i))
+		a2, d2 := run(second, fmt.Sprintf("bench-%d-b", i))
+		if i%2 == 1 {
+			a1, d1, a2, d2 = a2, d2, a1, d1
+		}
+		pa, pd, na, nd = append(pa, a1), append(pd, d1), append(na, a2), append(nd, d2)
+		pt, nt = append(pt, a1+d1), append(nt, a2+d2)
+	}
+	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	b.ReportMetric(ms(median(pa)), "plugins-attach-ms")
+	b.ReportMetric(ms(median(pd)), "plugins-detach-ms")
+	b.ReportMetric(ms(median(na)), "inproc-attach-ms")
+	b.ReportMetric(ms(median(nd)), "inproc-detach-ms")
+	b.ReportMetric(ms(median(na))/ms(median(pa)), "attach-ratio")
+	b.ReportMetric(ms(median(nd))/ms(median(pd)), "detach-ratio")
+	b.ReportMetric(ms(median(nt))/ms(median(pt)), "total-ratio")
+}
+
+func median(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// BenchmarkDefaultNetwork: nerdctl's default network (bridge, portmap,
+// firewall, tuning; portmap and firewall stay binaries) with one published
+// port.
+func BenchmarkDefaultNetwork(b *testing.B) {
+	testenv.RequireRoot(b)
+	e := newEnv(b)
+	fixture, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "nerdctl-v2.3.5", "net.d", "nerdctl-bridge.conflist"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	conf := strings.ReplaceAll(strings.ReplaceAll(string(fixture), "nerdctl0", "inpbench0"), "10.4.0.", "10.216.40.")
+	n := e.writeNetwork("nerdctl-bridge.conflist", []byte(conf))
+	p, err := portmap.Parse("127.0.0.1:18490:80")
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchPair(b, e, n.Name, []portmap.Mapping{p})
+}
+
+// BenchmarkFloor: a network of bridge and tuning only (with the loopback
+// the Manager always runs): everything in process, no port; the floor of
+// what inproc costs.
+func BenchmarkFloor(b *testing.B) {
+	testenv.RequireRoot(b)
+	e := newEnv(b)
+	conf := strings.ReplaceAll(strings.ReplaceAll(manyConf, "inpmany0", "inpfloor0"), "10.216.20.", "10.216.41.")
+	n := e.writeNetwork("inp-many.conflist", []byte(conf))
+	benchPair(b, e, n.Name, nil)
+}
+
+// BenchmarkSteps reports where the time of an in-process Attach and Detach
+// of the Floor network goes: each plugin call (through the executor) and
+// each named step of the bridge (from the step hook; a step's time is the
+// time since the step before it), as mean ms per attachment.
+func BenchmarkSteps(b *testing.B) {
+	testenv.RequireRoot(b)
+	e := newEnv(b)
+	conf := strings.ReplaceAll(strings.ReplaceAll(manyConf, "inpmany0", "inpsteps0"), "10.216.20.", "10.216.42.")
+	n := e.writeNetwork("inp-many.conflist", []byte(conf))
+	tm := map[string]time.Duration{}
+	var mu sync.Mutex
+	last := time.Now()
+	x, err := inproc.New(defaultExec(), inproc.WithRuntimeDir(e.lockDir), inproc.WithStepHook(func(s string) {
+		mu.Lock()
+		tm["step "+strings.TrimPrefix(s, "inproc:")] += time.Since(last)
+		last = time.Now()
+		mu.Unlock()
+	}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := e.manager(b.TempDir(), &timedExec{Exec: x, mu: &mu, tm: tm, last: &last})
+	path := newNS(b)
+	ctx := context.Background()
+	attach := func(id string) {
+		t0 := time.Now()
+		if _, err := m.Attach(ctx, ocinet.AttachRequest{ID: id, NetNS: path, Networks: []string{n.Name}}); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := m.Detach(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		mu.Lock()
+		tm["Attach"] += t1.Sub(t0)
+		tm["Detach"] += time.Since(t1)
+		mu.Unlock()
+	}
+	attach("steps-warm")
+	clear(tm)
+	iters := 0
+	for i := 0; b.Loop(); i++ {
+		attach(fmt.Sprintf("steps-%d", i))
+		iters++
+	}
+	for k, v := range tm {
+		b.ReportMetric(float64(v)/1e6/float64(iters), strings.ReplaceAll(k, " ", "_")+"-ms")
+	}
+}
+
+// timedExec adds each plugin call's time to tm under "COMMAND:plugin", and
+// marks its start for the step hook.
+type timedExec struct {
+	invoke.Exec
+	mu   *sync.Mutex
+	tm   map[string]time.Duration
+	last *time.Time
+}
+
+func (t *timedExec) ExecPlugin(ctx context.Context, path string, stdin []byte, environ []string) ([]byte, error) {
+	t0 := time.Now()
+	t.mu.Lock()
+	*t.last = t0
+	t.mu.Unlock()
+	out, err := t.Exec.ExecPlugin(ctx, path, stdin, environ)
+	cmd := ""
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, "CNI_COMMAND="); ok {
+			cmd = v
+		}
+	}
+	t.mu.Lock()
+	t.tm[cmd+":"+filepath.Base(path)] += time.Since(t0)
+	t.mu.Unlock()
+	return out, err
+}

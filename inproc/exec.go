@@ -1,0 +1,223 @@
+package inproc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
+)
+
+var (
+	// ErrInvalid reports a bad config or argument.
+	ErrInvalid = errors.New("invalid argument")
+	// ErrNotFound reports a namespace or link that does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict reports a name or address that is taken.
+	ErrConflict = errors.New("conflict")
+	// ErrNotSupported reports a plugin or config field this package does
+	// not implement.
+	ErrNotSupported = errors.New("not supported in process")
+)
+
+// DefaultRuntimeDir is where the lock files live unless WithRuntimeDir
+// says otherwise.
+const DefaultRuntimeDir = "/run/ocinet"
+
+// Exec runs the plugins it claims in process and every other one through
+// Fallback.
+type Exec struct {
+	fallback   invoke.Exec
+	log        *slog.Logger
+	step       func(string)
+	runtimeDir string
+}
+
+// Option configures an [Exec].
+type Option func(*Exec)
+
+// WithLogger makes the Exec report what it runs where (default: silent).
+func WithLogger(l *slog.Logger) Option { return func(e *Exec) { e.log = l } }
+
+// WithStepHook makes the Exec call f at each named step of an in-process
+// plugin run: "inproc:<command>:<plugin>:<step>", e.g.
+// "inproc:ADD:bridge:veth", "inproc:ADD:bridge:lease",
+// "inproc:ADD:bridge:addrs". Crash tests use it to stop a run half way.
+func WithStepHook(f func(step string)) Option { return func(e *Exec) { e.step = f } }
+
+// WithRuntimeDir sets the directory of the lock files (default
+// /run/ocinet; they go in its "inproc" subdirectory).
+func WithRuntimeDir(dir string) Option { return func(e *Exec) { e.runtimeDir = dir } }
+
+// New returns an Exec that runs what it does not claim through fallback
+// (required: the CNI library's invoke.DefaultExec, or a Manager's own).
+func New(fallback invoke.Exec, opts ...Option) (*Exec, error) {
+	if fallback == nil {
+		return nil, fmt.Errorf("new in-process executor: no fallback executor: %w", ErrInvalid)
+	}
+	e := &Exec{fallback: fallback, runtimeDir: DefaultRuntimeDir}
+	for _, o := range opts {
+		o(e)
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if !filepath.IsAbs(e.runtimeDir) {
+		return nil, fmt.Errorf("new in-process executor: runtime directory %q is not absolute: %w", e.runtimeDir, ErrInvalid)
+	}
+	return e, nil
+}
+
+// claimedTypes are the plugin types that may run in process.
+var claimedTypes = map[string]bool{"bridge": true, "loopback": true, "tuning": true}
+
+// call is one plugin invocation.
+type call struct {
+	cmd, plugin             string
+	containerID, netns, ifc string
+	args                    string // CNI_ARGS
+	stdin                   []byte
+}
+
+// ExecPlugin runs the plugin at pluginPath: in process when its type is
+// claimed and its config is one this package implements, else through the
+// fallback.
+func (e *Exec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {
+	c := call{
+		plugin:      filepath.Base(pluginPath),
+		cmd:         envValue(environ, "CNI_COMMAND"),
+		containerID: envValue(environ, "CNI_CONTAINERID"),
+		netns:       envValue(environ, "CNI_NETNS"),
+		ifc:         envValue(environ, "CNI_IFNAME"),
+		args:        envValue(environ, "CNI_ARGS"),
+		stdin:       stdin,
+	}
+	if !claimedTypes[c.plugin] {
+		return e.fallback.ExecPlugin(ctx, pluginPath, stdin, environ)
+	}
+	if c.cmd == "VERSION" {
+		return json.Marshal(version.All)
+	}
+	if err := claim(c.plugin, stdin, c.args); err != nil {
+		e.log.Debug("running plugin binary", "plugin", c.plugin, "command", c.cmd, "reason", err)
+		if _, serr := os.Stat(pluginPath); serr != nil {
+			return nil, cniError(types.ErrUnsupportedField, fmt.Errorf("plugin %s: config needs the plugin binary, which is missing (%s): %w", c.plugin, pluginPath, err))
+		}
+		return e.fallback.ExecPlugin(ctx, pluginPath, stdin, environ)
+	}
+	e.log.Debug("running plugin in process", "plugin", c.plugin, "command", c.cmd, "container", c.containerID, "ifname", c.ifc)
+	var out []byte
+	var err error
+	switch c.cmd {
+	case "ADD":
+		out, err = e.add(ctx, c)
+	case "DEL":
+		err = e.del(ctx, c)
+	case "CHECK":
+		err = e.check(ctx, c)
+	case "GC", "STATUS":
+		// The v1.9.1 bridge, host-local, loopback and tuning binaries do
+		// nothing here: leases and links are released by DEL.
+	default:
+		err = cniError(types.ErrInvalidEnvironmentVariables, fmt.Errorf("plugin %s: unknown CNI_COMMAND %q: %w", c.plugin, c.cmd, ErrInvalid))
+	}
+	if err != nil {
+		var ce *Error
+		if !errors.As(err, &ce) {
+			err = cniError(types.ErrInternal, err)
+		}
+		return nil, err
+	}
+	return out, nil
+}
+
+func (e *Exec) add(ctx context.Context, c call) ([]byte, error) {
+	switch c.plugin {
+	case "bridge":
+		return e.bridgeAdd(ctx, c)
+	case "loopback":
+		return e.loopbackAdd(c)
+	default:
+		return e.tuningAdd(c)
+	}
+}
+
+func (e *Exec) del(ctx context.Context, c call) error {
+	switch c.plugin {
+	case "bridge":
+		return e.bridgeDel(c)
+	case "loopback":
+		return e.loopbackDel(c)
+	default:
+		return e.tuningDel(c)
+	}
+}
+
+func (e *Exec) check(ctx context.Context, c call) error {
+	switch c.plugin {
+	case "bridge":
+		return e.bridgeCheck(c)
+	case "loopback":
+		return e.loopbackCheck(c)
+	default:
+		return e.tuningCheck(c)
+	}
+}
+
+// FindInPath finds a plugin binary as the fallback does; a claimed plugin
+// type that is not on disk gets a path in the first directory all the same
+// (it runs in process, and fails clearly if its config needs the binary).
+func (e *Exec) FindInPath(plugin string, paths []string) (string, error) {
+	p, err := e.fallback.FindInPath(plugin, paths)
+	if err == nil || !claimedTypes[plugin] {
+		return p, err
+	}
+	dir := "/"
+	if len(paths) > 0 && paths[0] != "" {
+		dir = paths[0]
+	}
+	return filepath.Join(dir, plugin), nil
+}
+
+// Decode decodes a plugin's VERSION answer, as the fallback does.
+func (e *Exec) Decode(jsonBytes []byte) (version.PluginInfo, error) {
+	return e.fallback.Decode(jsonBytes)
+}
+
+// step calls the step hook.
+func (e *Exec) stepAt(c call, name string) {
+	if e.step != nil {
+		e.step("inproc:" + c.cmd + ":" + c.plugin + ":" + name)
+	}
+}
+
+// Error is a plugin error as the CNI library receives it from a plugin
+// binary (a *types.Error, which errors.As finds), wrapping the cause so
+// that errors.Is finds this package's sentinels.
+type Error struct {
+	CNI   *types.Error
+	cause error
+}
+
+func (e *Error) Error() string   { return e.CNI.Error() }
+func (e *Error) Unwrap() []error { return []error{e.CNI, e.cause} }
+
+func cniError(code uint, err error) error {
+	return &Error{CNI: types.NewError(code, err.Error(), ""), cause: err}
+}
+
+func envValue(environ []string, key string) string {
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,74 @@
+package leakcheck
+
+import (
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/google/nftables"
+
+	"github.com/ocinet/ocinet/inproc"
+)
+
+// ocinetTable returns the items of the in-process datapath's nftables table
+// (package inproc, table inet ocinet), read through netlink: every chain
+// but the static postrouting chain ("chain NAME"), every rule of those
+// chains and the rules of the postrouting chain that a network owns ("rule
+// CHAIN #HANDLE COMMENT"), and every set and set element ("set NAME",
+// "element SET KEY"). The table itself, its postrouting chain and that
+// chain's fixed rules are shared and kept, like the plugins' shared chains,
+// and are not counted. No table is no items.
+func ocinetTable() ([]string, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	if _, err := c.ListTableOfFamily(inproc.TableName, inproc.TableFamily); err != nil {
+		return nil, nil // no table
+	}
+	table := &nftables.Table{Name: inproc.TableName, Family: inproc.TableFamily}
+	chains, err := c.ListChainsOfTableFamily(inproc.TableFamily)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: list chains: %w", err)
+	}
+	var out []string
+	for _, ch := range chains {
+		if ch.Table.Name != inproc.TableName {
+			continue
+		}
+		static := ch.Name == inproc.PostroutingChain
+		if !static {
+			out = append(out, "chain "+ch.Name)
+		}
+		rules, err := c.GetRules(table, ch)
+		if err != nil {
+			return nil, fmt.Errorf("nftables: rules of chain %s: %w", ch.Name, err)
+		}
+		for _, r := range rules {
+			com := inproc.RuleComment(r)
+			if static && !isNetworkComment(com) {
+				continue
+			}
+			out = append(out, fmt.Sprintf("rule %s #%d %s", ch.Name, r.Handle, com))
+		}
+	}
+	sets, err := c.GetSets(table)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: sets: %w", err)
+	}
+	for _, s := range sets {
+		out = append(out, "set "+s.Name)
+		elems, err := c.GetSetElements(s)
+		if err != nil {
+			return nil, fmt.Errorf("nftables: elements of set %s: %w", s.Name, err)
+		}
+		for _, e := range elems {
+			out = append(out, "element "+s.Name+" "+hex.EncodeToString(e.Key))
+		}
+	}
+	return out, nil
+}
+
+func isNetworkComment(c string) bool {
+	return strings.HasPrefix(c, inproc.NetworkComment("")) && c != inproc.NetworkComment("")
+}
