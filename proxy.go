@@ -9,11 +9,11 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/ocinet/ocinet/internal/procstat"
 	"github.com/ocinet/ocinet/portmap"
 )
 
@@ -165,39 +165,11 @@ func stopProxy(p proxyRecord) error {
 	return fmt.Errorf("the loopback proxy %d on %s did not stop", p.PID, p.Listen)
 }
 
-// procStart returns the start time of process pid (field 22 of
-// /proc/<pid>/stat), or 0 if there is no such process.
-func procStart(pid int) uint64 {
-	f := procStatFields(pid)
-	if len(f) < 20 {
-		return 0
-	}
-	v, _ := strconv.ParseUint(f[19], 10, 64)
-	return v
-}
-
-// procState returns the state letter of process pid ("" if none).
-func procState(pid int) string {
-	f := procStatFields(pid)
-	if len(f) < 1 {
-		return ""
-	}
-	return f[0]
-}
-
-// procStatFields returns the fields of /proc/<pid>/stat after the command
-// name: state is the first.
-func procStatFields(pid int) []string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return nil
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return nil
-	}
-	return strings.Fields(string(b[i+1:]))
-}
+// procStart and procState are package procstat's.
+var (
+	procStart = procstat.Start
+	procState = procstat.State
+)
 
 // runProxy is the proxy process: it listens on the spec's first address,
 // says so on file descriptor 3, and relays connections to the second until
