@@ -171,7 +171,7 @@ func Start(ctx context.Context, c Config) (*Process, error) {
 	}
 	p, err := spawn(ctx, c)
 	if err != nil {
-		return nil, fmt.Errorf("start dns responder for %q: %w", c.Network, err)
+		return nil, fmt.Errorf("start dns responder: %w", err) // the message names the network
 	}
 	b, _ := json.Marshal(p)
 	if err := fsutil.WriteFileAtomic(pidPath(c.StateDir, c.Network), append(b, '\n'), 0o600); err != nil {

@@ -137,13 +137,13 @@ func NewServer(cfg Config) (*Server, error) {
 		pc, err := lc.ListenPacket(context.Background(), "udp", ap)
 		if err != nil {
 			s.Close()
-			return nil, fmt.Errorf("dns responder for %q: listen on %s/udp: %w", cfg.Network, ap, err)
+			return nil, fmt.Errorf("dns responder for %q: %w", cfg.Network, err)
 		}
 		s.udp = append(s.udp, pc.(*net.UDPConn))
 		ln, err := lc.Listen(context.Background(), "tcp", ap)
 		if err != nil {
 			s.Close()
-			return nil, fmt.Errorf("dns responder for %q: listen on %s/tcp: %w", cfg.Network, ap, err)
+			return nil, fmt.Errorf("dns responder for %q: %w", cfg.Network, err)
 		}
 		s.tcp = append(s.tcp, &limitListener{Listener: ln, slots: make(chan struct{}, cfg.MaxTCPConns), done: make(chan struct{})})
 	}
