@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/dns"
 	"github.com/ocinet/ocinet/hosts"
 )
 
@@ -104,7 +105,7 @@ func (w *worker) attach(ctx context.Context, containerID, netnsPath string, req 
 			}
 		}
 	}()
-	rec := hosts.Record{ID: containerID, Name: req.Name, Hostname: req.Hostname, ExtraHosts: req.extraHosts}
+	rec := hosts.Record{ID: containerID, Name: req.Name, Hostname: req.Hostname, ExtraHosts: req.extraHosts, Aliases: req.Aliases}
 	ipv6 := false
 	for _, iface := range att.Interfaces {
 		n := hosts.Network{Name: iface.Network}
@@ -117,6 +118,9 @@ func (w *worker) attach(ctx context.Context, containerID, netnsPath string, req 
 		}
 		rec.Networks = append(rec.Networks, n)
 	}
+	if err := dns.Mark(w.mgr, &rec); err != nil {
+		return nil, err
+	}
 	if err := w.store.Prepare(containerID); err != nil {
 		return nil, err
 	}
@@ -126,9 +130,14 @@ func (w *worker) attach(ctx context.Context, containerID, netnsPath string, req 
 	defer func() {
 		if err != nil {
 			_ = w.store.Leave(containerID)
+			_ = dns.Release(w.cfg.StateDir)
 		}
 	}()
-	if err := w.store.WriteResolvConf(containerID, hosts.ResolvOptions{IPv6: ipv6, DNS: req.dns}); err != nil {
+	first, err := dns.Attach(ctx, w.cfg.StateDir, w.mgr, rec, w.log)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.store.WriteResolvConf(containerID, hosts.ResolvOptions{IPv6: ipv6, DNS: req.dns, First: first}); err != nil {
 		return nil, err
 	}
 	w.log.Info("attached", "netns", netnsPath, "interfaces", ifaceSummary(att.Interfaces), "ports", len(att.Ports))
@@ -138,6 +147,9 @@ func (w *worker) attach(ctx context.Context, containerID, netnsPath string, req 
 func (w *worker) detach(ctx context.Context, containerID string) error {
 	var errs []error
 	if err := w.store.Leave(containerID); err != nil {
+		errs = append(errs, err)
+	}
+	if err := dns.Release(w.cfg.StateDir); err != nil {
 		errs = append(errs, err)
 	}
 	if err := w.mgr.Detach(ctx, w.cfg.AttachmentID(containerID)); err != nil {

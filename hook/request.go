@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/hosts"
@@ -35,6 +36,9 @@ type Request struct {
 	Name string `json:"name,omitempty"`
 	// Hostname is the container's host name; peers resolve it too.
 	Hostname string `json:"hostname,omitempty"`
+	// Aliases are more names of the container on its networks
+	// (--network-alias), answered by the networks' DNS responders.
+	Aliases []string `json:"aliases,omitempty"`
 	// ExtraHosts are "NAME:IP" or "NAME:host-gateway" entries for /etc/hosts.
 	ExtraHosts []string `json:"extraHosts,omitempty"`
 	// DNS servers, search domains and options; each non-empty list
@@ -94,7 +98,7 @@ func (r *request) validate() error {
 		return fmt.Errorf("version %d, want %d: %w", r.Version, RequestVersion, ErrInvalid)
 	}
 	if len(r.Networks) > 16 || len(r.Ports) > 1024 || len(r.ExtraHosts) > 256 ||
-		len(r.DNSServers) > 16 || len(r.DNSSearch) > 16 || len(r.DNSOptions) > 32 {
+		len(r.DNSServers) > 16 || len(r.DNSSearch) > 16 || len(r.DNSOptions) > 32 || len(r.Aliases) > hosts.MaxAliases {
 		return fmt.Errorf("too many entries: %w", ErrInvalid)
 	}
 	for _, n := range r.Networks {
@@ -107,7 +111,10 @@ func (r *request) validate() error {
 			return fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 	}
-	for _, n := range []string{r.Name, r.Hostname} {
+	if slices.Contains(r.Aliases, "") {
+		return fmt.Errorf("an empty alias: %w", ErrInvalid)
+	}
+	for _, n := range append([]string{r.Name, r.Hostname}, r.Aliases...) {
 		if n != "" {
 			if err := hosts.ValidateName(n); err != nil {
 				return fmt.Errorf("%w: %w", ErrInvalid, err)

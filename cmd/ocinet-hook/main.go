@@ -18,9 +18,11 @@ import (
 	"os"
 
 	"github.com/ocinet/ocinet/hook"
+	"github.com/ocinet/ocinet/internal/reexec"
 )
 
 func main() {
+	reexec.Run() // the DNS responders this hook starts are this binary again
 	var cfg hook.Config
 	fs := flag.NewFlagSet("ocinet-hook", flag.ExitOnError)
 	cfg.RegisterFlags(fs)

@@ -31,6 +31,7 @@ import (
 
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/hook"
+	"github.com/ocinet/ocinet/internal/reexec"
 	"github.com/ocinet/ocinet/netns"
 )
 
@@ -71,6 +72,7 @@ func (g *globals) finish() error {
 }
 
 func main() {
+	reexec.Run() // the DNS responders its hook starts are ocictl again
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:])
 	stop()
