@@ -44,6 +44,7 @@ func newEnv(t *testing.T, pluginDir string) *env {
 	}
 	e := &env{t: t, state: t.TempDir(), netconf: t.TempDir(), pluginDir: pluginDir}
 	leakcheck.Check(t, leakcheck.Config{StateDirs: []string{e.state}, IgnoreBridges: []string{ocinet.DefaultBridgeName}})
+	noUpstream(t, e.state)
 	testenv.RemoveLinkAtEnd(t, ocinet.DefaultBridgeName)
 	e.bin = testenv.Build(t, "./examples/ocictl")
 	e.rootfs = testenv.Rootfs(t)
