@@ -34,6 +34,12 @@
 // container left its store and from GC, stops at once the responders of
 // networks that have no container left.
 //
+// A network gets a responder when its bridge holds the gateway address
+// (isGateway; nerdctl's internal networks have none) and its DNS is not
+// disabled ([NetworkConfig]). A network without masquerade (ocinet's
+// internal networks) gets no upstream servers: names outside it get
+// SERVFAIL, so DNS is no way out of it either.
+//
 // Upstream servers are the state root's dns/resolv.conf when it exists,
 // otherwise those that package hosts chooses for a resolver on the host
 // ([hosts.Upstreams]: the host's own, its loopback stub included, since the

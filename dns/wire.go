@@ -2,6 +2,7 @@ package dns
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,9 +21,13 @@ import (
 
 // NetworkConfig returns the responder configuration of network n under
 // stateDir, or false when n has no responder: it is not a bridge network
-// with a gateway, or its DNS is disabled.
+// whose bridge holds the gateway address (isGateway; nerdctl's internal
+// networks have none), or its DNS is disabled. A network without a way out
+// (no masquerade: ocinet's internal networks) gets no upstream servers, so
+// that its containers cannot reach beyond it by DNS either.
 func NetworkConfig(stateDir string, n *ocinet.Network) (Config, bool, error) {
-	if n.Bridge == "" || n.DNS.Disabled || len(n.Gateways) == 0 || len(n.Subnets) == 0 {
+	gateway, masq := bridgeFlags(n.Bytes)
+	if n.Bridge == "" || !gateway || n.DNS.Disabled || len(n.Gateways) == 0 || len(n.Subnets) == 0 {
 		return Config{}, false, nil
 	}
 	c := Config{Network: n.Name, StateDir: stateDir, Port: DefaultPort, Subnets: slices.Clone(n.Subnets)}
@@ -34,12 +39,31 @@ func NetworkConfig(stateDir string, n *ocinet.Network) (Config, bool, error) {
 		}
 		ipv6 = ipv6 || g.Is6()
 	}
+	if !masq {
+		return c, true, nil
+	}
 	up, err := upstreams(stateDir, ipv6)
 	if err != nil {
 		return Config{}, false, fmt.Errorf("dns responder for %q: %w", n.Name, err)
 	}
 	c.Upstreams = up
 	return c, true, nil
+}
+
+// bridgeFlags reads the isGateway and ipMasq settings of a conflist's
+// first plugin when it is the bridge plugin.
+func bridgeFlags(conflist []byte) (isGateway, ipMasq bool) {
+	var c struct {
+		Plugins []struct {
+			Type      string `json:"type"`
+			IsGateway bool   `json:"isGateway"`
+			IPMasq    bool   `json:"ipMasq"`
+		} `json:"plugins"`
+	}
+	if json.Unmarshal(conflist, &c) != nil || len(c.Plugins) == 0 || c.Plugins[0].Type != "bridge" {
+		return false, false
+	}
+	return c.Plugins[0].IsGateway, c.Plugins[0].IPMasq
 }
 
 // Mark sets PeersByDNS on each of rec's networks whose hosts mode is
@@ -88,6 +112,9 @@ func Attach(ctx context.Context, stateDir string, mgr *ocinet.Manager, rec hosts
 			continue
 		}
 		if !ok {
+			if n.DNS.HostsMode == ocinet.HostsModeDNS {
+				return nil, fmt.Errorf("network %q resolves peers by DNS only, but it can have no DNS responder (no gateway on its bridge): %w", n.Name, ErrInvalid)
+			}
 			continue
 		}
 		for _, g := range c.Listen {
