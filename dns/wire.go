@@ -117,10 +117,15 @@ func Attach(ctx context.Context, stateDir string, mgr *ocinet.Manager, rec hosts
 			}
 			continue
 		}
+		waited := false
 		for _, g := range c.Listen {
 			if slices.ContainsFunc(rn.IPs, func(a netip.Addr) bool { return a.Is4() == g.Is4() }) {
 				first = append(first, g)
-				waitName(ctx, g, rec, rn, log)
+				if !waited {
+					// One family tells: both answer from the same table.
+					waitName(ctx, g, rec, rn, log)
+					waited = true
+				}
 			}
 		}
 	}
@@ -152,10 +157,8 @@ func waitName(ctx context.Context, gw netip.Addr, rec hosts.Record, rn hosts.Net
 	c := &mdns.Client{Net: "udp", Timeout: 100 * time.Millisecond,
 		Dialer: &net.Dialer{LocalAddr: net.UDPAddrFromAddrPort(netip.AddrPortFrom(gw, 0))}}
 	server := netip.AddrPortFrom(gw, DefaultPort).String()
-	for range 100 {
-		if ctx.Err() != nil {
-			return
-		}
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if resp, _, err := c.ExchangeContext(ctx, m, server); err == nil && answers(resp, rn.IPs) {
 			return
 		}
