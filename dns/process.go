@@ -247,6 +247,9 @@ func spawn(ctx context.Context, c Config) (*Process, error) {
 // Stop stops the responder of network under stateDir, if one runs, and
 // removes its pid file. Stopping one that is not running is not an error.
 func Stop(stateDir, network string) error {
+	if err := validNetwork(network); err != nil {
+		return err
+	}
 	l, err := lock(stateDir)
 	if err != nil {
 		return fmt.Errorf("stop dns responder for %q: %w", network, err)

@@ -3,6 +3,7 @@ package dns_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -257,4 +258,27 @@ func TestAttachAndRelease(t *testing.T) {
 	}
 	_ = store.Remove("d1")
 	_ = store.Remove("f1")
+}
+
+func TestStartInvalid(t *testing.T) {
+	state := t.TempDir()
+	for _, c := range []dns.Config{
+		{Network: "../x", StateDir: state, Listen: []netip.Addr{gw4}, Subnets: []netip.Prefix{subnet4}},
+		{Network: "", StateDir: state, Listen: []netip.Addr{gw4}, Subnets: []netip.Prefix{subnet4}},
+		{Network: "n", Listen: []netip.Addr{gw4}, Subnets: []netip.Prefix{subnet4}},
+		{Network: "n", StateDir: state, Subnets: []netip.Prefix{subnet4}},
+		{Network: "n", StateDir: state, Listen: []netip.Addr{gw4}},
+		{Network: "n", StateDir: state, Listen: []netip.Addr{netip.IPv4Unspecified()}, Subnets: []netip.Prefix{subnet4}},
+		{Network: "n", StateDir: state, Listen: []netip.Addr{gw4}, Subnets: []netip.Prefix{subnet4}, Port: 70000},
+	} {
+		if _, err := dns.Start(context.Background(), c); !errors.Is(err, dns.ErrInvalid) {
+			t.Errorf("Start(%+v) = %v, want ErrInvalid", c, err)
+		}
+	}
+	if err := dns.Stop(state, "../x"); !errors.Is(err, dns.ErrInvalid) {
+		t.Errorf("Stop(../x) = %v, want ErrInvalid", err)
+	}
+	if ents, _ := os.ReadDir(state); len(ents) != 0 {
+		t.Errorf("refused calls wrote %v", ents)
+	}
 }

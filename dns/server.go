@@ -62,8 +62,11 @@ type Config struct {
 }
 
 func (c *Config) validate() error {
-	if c.Network == "" || c.StateDir == "" {
-		return fmt.Errorf("dns responder: %w config: the network and the state directory are required", ErrInvalid)
+	if err := validNetwork(c.Network); err != nil {
+		return err
+	}
+	if c.StateDir == "" {
+		return fmt.Errorf("dns responder for %q: %w config: the state directory is required", c.Network, ErrInvalid)
 	}
 	if len(c.Listen) == 0 || len(c.Subnets) == 0 {
 		return fmt.Errorf("dns responder for %q: %w config: no listen address or no subnet", c.Network, ErrInvalid)
@@ -473,4 +476,19 @@ func (c *limitConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)
 	return err
+}
+
+// validNetwork accepts the network names ocinet and nerdctl accept, which are
+// also safe as a file name: [A-Za-z0-9][A-Za-z0-9_.-]{0,127}.
+func validNetwork(name string) error {
+	ok := name != "" && len(name) <= 128
+	for i := 0; ok && i < len(name); i++ {
+		c := name[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		ok = alnum || i > 0 && (c == '_' || c == '.' || c == '-')
+	}
+	if !ok {
+		return fmt.Errorf("dns responder: %w network name %q: want [A-Za-z0-9][A-Za-z0-9_.-]{0,127}", ErrInvalid, name)
+	}
+	return nil
 }
