@@ -176,6 +176,11 @@ func TestAttachAndRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := newStore(t, e.StateDir, "test")
+	t.Cleanup(func() {
+		_ = store.Remove("d1")
+		_ = store.Remove("f1")
+		_ = dns.Release(e.StateDir)
+	})
 	member := func(id, network, ip string) hosts.Record {
 		r := hosts.Record{ID: id, Name: id, Networks: []hosts.Network{{Name: network, IPs: []netip.Addr{netip.MustParseAddr(ip)}}}}
 		if err := dns.Mark(e.Manager, &r); err != nil {
@@ -244,20 +249,37 @@ func TestAttachAndRelease(t *testing.T) {
 	if !procs[0].Alive() {
 		t.Error("Release stopped a responder whose network has a container")
 	}
+	// Repair starts a killed responder again.
+	if err := syscall.Kill(procs[0].PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "killed responder gone", func() bool { return !procs[0].Alive() })
+	if err := tp.host.Do(func() error { return dns.Repair(ctx, e.StateDir, e.Manager, nil) }); err != nil {
+		t.Fatal(err)
+	}
+	// Both networks have a container (d1's start failed above, but it is
+	// still in the store, and port 53 of its gateway is free now).
+	procs, _ = dns.Processes(e.StateDir)
+	if len(procs) != 2 || !procs[0].Alive() || !procs[1].Alive() {
+		t.Fatalf("responders after Repair: %+v", procs)
+	}
+	if err := store.Leave("d1"); err != nil {
+		t.Fatal(err)
+	}
 	if err := store.Leave("f1"); err != nil {
 		t.Fatal(err)
 	}
 	if err := dns.Release(e.StateDir); err != nil {
 		t.Fatal(err)
 	}
-	if procs[0].Alive() {
-		t.Error("Release left the responder of a network without containers")
+	for _, p := range procs {
+		if p.Alive() {
+			t.Errorf("Release left the responder of %s, a network without containers", p.Network)
+		}
 	}
 	if procs, _ := dns.Processes(e.StateDir); len(procs) != 0 {
 		t.Errorf("pid files after Release: %v", procs)
 	}
-	_ = store.Remove("d1")
-	_ = store.Remove("f1")
 }
 
 func TestStartInvalid(t *testing.T) {
