@@ -323,3 +323,57 @@ func TestFlood(t *testing.T) {
 		t.Error("no SERVFAIL beyond the forwarding bound")
 	}
 }
+
+// Connections beyond MaxTCPConns wait in the kernel's backlog: the
+// responder's goroutines stay bounded, UDP is answered meanwhile, and a
+// waiting connection is served once another closes.
+func TestTCPBound(t *testing.T) {
+	tp := newTopo(t)
+	state := t.TempDir()
+	join(t, newStore(t, state, "default"), rec("srv", "10.99.0.10"))
+	const maxConns = 4
+	base := runtime.NumGoroutine()
+	serve(t, tp, dns.Config{StateDir: state, MaxTCPConns: maxConns, UDPWorkers: 1})
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	if err := tp.in.Do(func() error {
+		for range 3 * maxConns {
+			c, err := net.Dial("tcp", "10.99.0.1:53")
+			if err != nil {
+				return err
+			}
+			conns = append(conns, c)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // let the server accept what it will
+	// 1 reader on each of 2 UDP sockets, 2 accept loops, the follower,
+	// Serve, and one goroutine per accepted connection.
+	bound := base + 2 + 2 + 2 + maxConns + 4
+	if n := runtime.NumGoroutine(); n > bound {
+		t.Errorf("%d goroutines with %d idle connections open, bound %d", n, len(conns), bound)
+	}
+	r, err := query(t, tp.in, "udp", "10.99.0.1:53", question("srv.", mdns.TypeA))
+	if err != nil || !slices.Equal(answerAddrs(r), []string{"10.99.0.10"}) {
+		t.Errorf("UDP while TCP is full: %v, %v", r, err)
+	}
+	// Close the accepted ones; the last connection opened is then served.
+	for _, c := range conns[:len(conns)-1] {
+		c.Close()
+	}
+	last := &mdns.Conn{Conn: conns[len(conns)-1]}
+	_ = last.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := last.WriteMsg(question("srv.", mdns.TypeA)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := last.ReadMsg()
+	if err != nil || !slices.Equal(answerAddrs(resp), []string{"10.99.0.10"}) {
+		t.Errorf("a waiting connection once others closed: %v, %v", resp, err)
+	}
+}
