@@ -47,11 +47,11 @@
 //
 // # Bounds
 //
-// A responder runs a fixed number of goroutines: UDPWorkers readers per
-// UDP socket (which answer local names themselves), at most MaxForwards
-// forwarded queries in flight (beyond that, SERVFAIL), at most MaxTCPConns
-// TCP connections (beyond that, connections wait in the kernel's backlog),
-// each with read, write and idle timeouts. A datagram larger than 4096
+// A responder runs a fixed number of goroutines ([WithLimits]): readers
+// per UDP socket (which answer local names themselves), forwarded queries
+// in flight (beyond that bound, SERVFAIL), TCP connections (beyond that
+// bound, they wait in the kernel's backlog), each with read, write and idle
+// timeouts. A datagram larger than 4096
 // bytes is dropped; a malformed query with a readable header gets FORMERR;
 // one shorter than a header, or a response, is dropped.
 //

@@ -182,7 +182,7 @@ func upstream(t testing.TB, delay time.Duration) netip.AddrPort {
 }
 
 // serve starts a Server in the topology's host namespace on port 53.
-func serve(t testing.TB, tp *topo, c dns.Config) *dns.Server {
+func serve(t testing.TB, tp *topo, c dns.Config, opts ...dns.Option) *dns.Server {
 	t.Helper()
 	if c.Network == "" {
 		c.Network = "testnet"
@@ -196,7 +196,7 @@ func serve(t testing.TB, tp *topo, c dns.Config) *dns.Server {
 	var srv *dns.Server
 	if err := tp.host.Do(func() error {
 		var err error
-		srv, err = dns.NewServer(c)
+		srv, err = dns.NewServer(c, opts...)
 		return err
 	}); err != nil {
 		t.Fatal(err)

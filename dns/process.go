@@ -335,8 +335,8 @@ func helperMain() int {
 	if c.Upstreams, err = parseList(upstreams, netip.ParseAddrPort); err != nil {
 		return fail(err)
 	}
-	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("network", c.Network, "pid", os.Getpid())
-	srv, err := NewServer(c)
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("network", c.Network, "pid", os.Getpid())
+	srv, err := NewServer(c, WithLogger(log))
 	if err != nil {
 		return fail(err)
 	}
@@ -349,10 +349,10 @@ func helperMain() int {
 	}
 	err = srv.Serve(ctx)
 	if err != nil {
-		c.Logger.Error("stopped", "err", err)
+		log.Error("stopped", "err", err)
 		return 1
 	}
-	c.Logger.Info("stopped")
+	log.Info("stopped")
 	return 0
 }
 

@@ -33,7 +33,9 @@ const (
 	forwardTimeout = 2 * time.Second
 )
 
-// Config is one responder's configuration.
+// Config is what defines one responder: what Start compares with the
+// running process and records in its pid file. Network, Listen, Subnets
+// and StateDir are required.
 type Config struct {
 	// Network is the network's name (required).
 	Network string
@@ -50,15 +52,44 @@ type Config struct {
 	// StateDir is the state root: the hosts stores of every containerd
 	// namespace are under StateDir/hosts (required).
 	StateDir string
-	// UDPWorkers, MaxForwards and MaxTCPConns bound the goroutines: that
-	// many readers per UDP socket, forwarded queries in flight, and open
-	// TCP connections (defaults DefaultUDPWorkers, DefaultMaxForwards,
-	// DefaultMaxTCPConns). A query beyond a bound is answered SERVFAIL
-	// (forwarding) or waits in the kernel's queue (UDP, TCP).
-	UDPWorkers, MaxForwards, MaxTCPConns int
-	// Logger gets start, reload and fault lines; never one per query
-	// (default: discard).
-	Logger *slog.Logger
+}
+
+// Option changes a Server's defaults.
+type Option func(*options)
+
+type options struct {
+	udpWorkers, maxForwards, maxTCPConns int
+	log                                  *slog.Logger
+}
+
+// WithLimits bounds a Server's goroutines: udpWorkers readers per UDP
+// socket, maxForwards forwarded queries in flight, maxTCPConns open TCP
+// connections (defaults DefaultUDPWorkers, DefaultMaxForwards,
+// DefaultMaxTCPConns; 0 keeps a default). A query beyond a bound is
+// answered SERVFAIL (forwarding) or waits in the kernel's queue (UDP,
+// TCP).
+func WithLimits(udpWorkers, maxForwards, maxTCPConns int) Option {
+	return func(o *options) {
+		if udpWorkers > 0 {
+			o.udpWorkers = udpWorkers
+		}
+		if maxForwards > 0 {
+			o.maxForwards = maxForwards
+		}
+		if maxTCPConns > 0 {
+			o.maxTCPConns = maxTCPConns
+		}
+	}
+}
+
+// WithLogger gives a Server a logger for start, reload and fault lines;
+// never one per query (default: none).
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.log = l
+		}
+	}
 }
 
 func (c *Config) validate() error {
@@ -82,18 +113,6 @@ func (c *Config) validate() error {
 	if c.Port < 0 || c.Port > 65535 {
 		return fmt.Errorf("dns responder for %q: %w port %d", c.Network, ErrInvalid, c.Port)
 	}
-	if c.UDPWorkers <= 0 {
-		c.UDPWorkers = DefaultUDPWorkers
-	}
-	if c.MaxForwards <= 0 {
-		c.MaxForwards = DefaultMaxForwards
-	}
-	if c.MaxTCPConns <= 0 {
-		c.MaxTCPConns = DefaultMaxTCPConns
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
 	// A responder never forwards to itself.
 	c.Upstreams = slices.DeleteFunc(slices.Clone(c.Upstreams), func(u netip.AddrPort) bool {
 		return int(u.Port()) == c.Port && slices.Contains(c.Listen, u.Addr().Unmap())
@@ -107,6 +126,7 @@ func (c *Config) validate() error {
 // refuses queries from outside the network's subnets.
 type Server struct {
 	cfg   Config
+	opts  options
 	log   *slog.Logger
 	udp   []*net.UDPConn
 	tcp   []net.Listener
@@ -124,11 +144,15 @@ type Server struct {
 // and binds its sockets (UDP and TCP on every listen address). It fails with
 // the reason, such as the port being taken, and then holds nothing. Serve
 // starts answering.
-func NewServer(cfg Config) (*Server, error) {
+func NewServer(cfg Config, opts ...Option) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, fwd: make(chan struct{}, cfg.MaxForwards)}
+	o := options{udpWorkers: DefaultUDPWorkers, maxForwards: DefaultMaxForwards, maxTCPConns: DefaultMaxTCPConns, log: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	s := &Server{cfg: cfg, opts: o, log: o.log, fwd: make(chan struct{}, o.maxForwards)}
 	f, err := newFollower(cfg.StateDir, cfg.Network, s.log, func(t *table) { s.table.Store(t) })
 	if err != nil {
 		return nil, fmt.Errorf("dns responder for %q: %w", cfg.Network, err)
@@ -148,7 +172,7 @@ func NewServer(cfg Config) (*Server, error) {
 			s.Close()
 			return nil, fmt.Errorf("dns responder for %q: %w", cfg.Network, err)
 		}
-		s.tcp = append(s.tcp, &limitListener{Listener: ln, slots: make(chan struct{}, cfg.MaxTCPConns), done: make(chan struct{})})
+		s.tcp = append(s.tcp, &limitListener{Listener: ln, slots: make(chan struct{}, o.maxTCPConns), done: make(chan struct{})})
 	}
 	return s, nil
 }
@@ -182,7 +206,7 @@ func (s *Server) Addrs() []netip.AddrPort {
 func (s *Server) Serve(ctx context.Context) error {
 	s.log.Info("serving", "network", s.cfg.Network, "listen", s.Addrs(), "upstreams", s.cfg.Upstreams, "names", len(s.table.Load().names))
 	for _, c := range s.udp {
-		for range s.cfg.UDPWorkers {
+		for range s.opts.udpWorkers {
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()

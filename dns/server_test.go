@@ -252,7 +252,7 @@ func TestFlood(t *testing.T) {
 	up := upstream(t, 500*time.Millisecond)
 	const maxForwards = 8
 	base := runtime.NumGoroutine()
-	serve(t, tp, dns.Config{StateDir: state, Upstreams: []netip.AddrPort{up}, MaxForwards: maxForwards, UDPWorkers: 2, MaxTCPConns: 4})
+	serve(t, tp, dns.Config{StateDir: state, Upstreams: []netip.AddrPort{up}}, dns.WithLimits(2, maxForwards, 4))
 	// The server's own: 2 readers on each of 2 UDP sockets, 2 TCP accept
 	// loops, the follower, the Serve goroutine, and the slots. The upstream
 	// adds one goroutine per query in flight there (at most maxForwards).
@@ -324,7 +324,7 @@ func TestFlood(t *testing.T) {
 	}
 }
 
-// Connections beyond MaxTCPConns wait in the kernel's backlog: the
+// Connections beyond the TCP bound wait in the kernel's backlog: the
 // responder's goroutines stay bounded, UDP is answered meanwhile, and a
 // waiting connection is served once another closes.
 func TestTCPBound(t *testing.T) {
@@ -333,7 +333,7 @@ func TestTCPBound(t *testing.T) {
 	join(t, newStore(t, state, "default"), rec("srv", "10.99.0.10"))
 	const maxConns = 4
 	base := runtime.NumGoroutine()
-	serve(t, tp, dns.Config{StateDir: state, MaxTCPConns: maxConns, UDPWorkers: 1})
+	serve(t, tp, dns.Config{StateDir: state}, dns.WithLimits(1, 0, maxConns))
 	var conns []net.Conn
 	defer func() {
 		for _, c := range conns {

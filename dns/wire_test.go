@@ -76,7 +76,7 @@ func TestNetworkConfig(t *testing.T) {
 			}
 			want := *tt.want
 			want.Network, want.StateDir, want.Port = tt.network, e.StateDir, dns.DefaultPort
-			if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{}, netip.AddrPort{}), cmpopts.IgnoreFields(dns.Config{}, "Logger")); diff != "" {
+			if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{}, netip.AddrPort{})); diff != "" {
 				t.Errorf("config (-want +got):\n%s", diff)
 			}
 		})
