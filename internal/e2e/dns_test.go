@@ -212,3 +212,48 @@ func noUpstream(t *testing.T, state string) {
 		t.Fatal(err)
 	}
 }
+
+// TestDNSPortTaken: with port 53 of the gateway taken by another program,
+// a container on a network in hosts mode "hosts" still starts and finds
+// its peers through /etc/hosts (resolv.conf does not name the gateway); on
+// a network in hosts mode "dns" the start is refused with the reason and
+// nothing is left.
+func TestDNSPortTaken(t *testing.T) {
+	e := newEnv(t, "")
+	e.network("takenfiles", "--subnet", "10.213.84.0/24")
+	e.network("takendns", "--subnet", "10.213.85.0/24", "--hosts-mode", "dns")
+	// The bridges do not exist yet: bind with IP_FREEBIND, as a program
+	// that starts before the network's first container would.
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_IP, syscall.IP_FREEBIND, 1)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	for _, a := range []string{"10.213.84.1:53", "10.213.85.1:53"} {
+		c, err := lc.ListenPacket(t.Context(), "udp", a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	e.run("tf-srv", append([]string{"--network", "takenfiles"}, e.httpd()...)...)
+	out, err := e.in("takenfiles", "tf-client", "/bin/sh", "-c", "cat /etc/resolv.conf; wget -qO- http://tf-srv/")
+	if err != nil || strings.Contains(out, "nameserver 10.213.84.1") || !strings.Contains(out, page) {
+		t.Errorf("hosts mode, port taken: want no gateway in resolv.conf and the page by name (%v):\n%s", err, out)
+	}
+	if procs, _ := dns.Processes(e.state); len(procs) != 0 {
+		t.Errorf("responders with port 53 taken: %+v", procs)
+	}
+	out, errOut, err := e.ocictl("run", "--rm", "--network", "takendns", "--name", "td", "--rootfs", e.rootfs, "--", "/bin/true")
+	if err == nil {
+		t.Errorf("hosts mode dns, port taken: the container started: %s", out)
+	}
+	if !strings.Contains(errOut, "address already in use") {
+		t.Errorf("hosts mode dns, port taken: the error does not say why:\n%s", errOut)
+	}
+}
