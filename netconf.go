@@ -120,6 +120,7 @@ type netSpec struct {
 	v6           ipRange // zero: IPv4 only
 	internal     bool
 	isolation    bool // the firewall plugin gets ingressPolicy same-bridge
+	dns          DNSOptions
 }
 
 // checkDriver checks cfg's driver and options and fills s's.
@@ -192,7 +193,10 @@ type (
 		Name       string            `json:"name"`
 		ID         string            `json:"nerdctlID"`
 		Labels     map[string]string `json:"nerdctlLabels,omitempty"`
-		Plugins    []any             `json:"plugins"`
+		// DNS is ocinet's own (nerdctl and libcni ignore the key),
+		// written only when it differs from the defaults.
+		DNS     *DNSOptions `json:"ocinetDNS,omitempty"`
+		Plugins []any       `json:"plugins"`
 	}
 	ipamJSON struct {
 		Ranges [][]map[string]string `json:"ranges"`
@@ -268,6 +272,10 @@ func confList(s netSpec) ([]byte, error) {
 		plugins = append(plugins, fw, pluginJSON{Type: "tuning"})
 	}
 	conf := confJSON{CNIVersion: "1.0.0", Name: s.name, ID: networkID(s.name), Plugins: plugins}
+	if s.dns != (DNSOptions{}) {
+		dns := s.dns
+		conf.DNS = &dns
+	}
 	if len(s.labels) > 0 {
 		conf.Labels = s.labels
 	}

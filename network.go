@@ -45,6 +45,8 @@ type Network struct {
 	Gateways []netip.Addr
 	// Labels are the network's labels (nerdctl's "nerdctlLabels").
 	Labels map[string]string
+	// DNS are the network's name resolution settings (package dns).
+	DNS DNSOptions
 
 	// caps are the capabilities the chain's plugins declare.
 	caps map[string]bool
@@ -86,7 +88,32 @@ type NetworkConfig struct {
 	// masquerade and no published ports (default: false). Bridge driver
 	// only.
 	Internal bool
+	// DNS are its name resolution settings (default: a DNS responder,
+	// peers in /etc/hosts).
+	DNS DNSOptions
 }
+
+// DNSOptions are a network's name resolution settings. They are kept in the
+// conflist under the top-level key "ocinetDNS", which libcni and nerdctl
+// ignore, and only when they differ from the defaults.
+type DNSOptions struct {
+	// Disabled turns off the network's DNS responder (package dns), which
+	// is otherwise on for a bridge network with a gateway.
+	Disabled bool `json:"disabled,omitempty"`
+	// HostsMode says how containers find their peers: HostsModeFiles ("",
+	// the default) or HostsModeDNS.
+	HostsMode string `json:"hostsMode,omitempty"`
+}
+
+// Hosts modes of DNSOptions.
+const (
+	// HostsModeFiles writes every peer into every peer's /etc/hosts, as
+	// nerdctl does; the responder answers too.
+	HostsModeFiles = "hosts"
+	// HostsModeDNS leaves peers out of /etc/hosts: only the responder
+	// answers for them, and a join writes one file.
+	HostsModeDNS = "dns"
+)
 
 // labelDefault marks the default network, as nerdctl marks its own.
 const labelDefault = "nerdctl/default-network"
@@ -178,6 +205,7 @@ func readNetwork(file, ns string) (*Network, error) {
 	var extra struct {
 		ID      string            `json:"nerdctlID"`
 		Labels  map[string]string `json:"nerdctlLabels"`
+		DNS     DNSOptions        `json:"ocinetDNS"`
 		Plugins []struct {
 			Type   string `json:"type"`
 			Bridge string `json:"bridge"`
@@ -194,7 +222,7 @@ func readNetwork(file, ns string) (*Network, error) {
 	if json.Unmarshal(b, &extra) != nil {
 		return n, nil
 	}
-	n.ID, n.Labels = extra.ID, extra.Labels
+	n.ID, n.Labels, n.DNS = extra.ID, extra.Labels, extra.DNS
 	for i, p := range extra.Plugins {
 		if i == 0 && p.Type == "bridge" {
 			n.Bridge = p.Bridge
@@ -415,9 +443,15 @@ func (m *Manager) CreateNetwork(ctx context.Context, cfg NetworkConfig) (*Networ
 // checkNetworkConfig validates cfg and turns it into a spec; the IPv4
 // subnet is left zero when it is to be chosen.
 func checkNetworkConfig(cfg NetworkConfig) (netSpec, error) {
-	s := netSpec{name: cfg.Name, driver: cfg.Driver, internal: cfg.Internal}
+	s := netSpec{name: cfg.Name, driver: cfg.Driver, internal: cfg.Internal, dns: cfg.DNS}
 	if err := validNetworkName(cfg.Name); err != nil {
 		return s, err
+	}
+	switch m := cfg.DNS.HostsMode; {
+	case m != "" && m != HostsModeFiles && m != HostsModeDNS:
+		return s, fmt.Errorf("hosts mode %q: want %q or %q: %w", m, HostsModeFiles, HostsModeDNS, ErrInvalid)
+	case m == HostsModeDNS && cfg.DNS.Disabled:
+		return s, fmt.Errorf("hosts mode %q without DNS: containers could not find their peers: %w", m, ErrInvalid)
 	}
 	switch cfg.Name {
 	case DefaultNetworkName:

@@ -33,6 +33,7 @@ type wireRequest struct {
 	Ports      []portmap.Mapping `json:"ports,omitempty"`
 	Name       string            `json:"name,omitempty"`
 	Hostname   string            `json:"hostname,omitempty"`
+	Aliases    []string          `json:"aliases,omitempty"`
 	ExtraHosts []string          `json:"extraHosts,omitempty"`
 	DNSServers []string          `json:"dnsServers,omitempty"`
 	DNSSearch  []string          `json:"dnsSearch,omitempty"`
@@ -53,7 +54,7 @@ func EncodeRequest(r sandbox.Request) (string, error) {
 	if err := r.Validate(); err != nil {
 		return "", fmt.Errorf("request: %w", err)
 	}
-	w := wireRequest{Version: RequestVersion, Networks: r.Networks, Ports: r.Ports, Name: r.Name, Hostname: r.Hostname}
+	w := wireRequest{Version: RequestVersion, Networks: r.Networks, Ports: r.Ports, Name: r.Name, Hostname: r.Hostname, Aliases: r.Aliases}
 	for _, e := range r.ExtraHosts {
 		w.ExtraHosts = append(w.ExtraHosts, e.String())
 	}
@@ -112,7 +113,7 @@ func decodeRequest(s string) (sandbox.Request, error) {
 	if len(w.ExtraHosts) > 256 || len(w.DNSServers) > 16 || len(w.Static) > 16 {
 		return r, fmt.Errorf("too many entries: %w", ErrInvalid)
 	}
-	r = sandbox.Request{Networks: w.Networks, Ports: w.Ports, Name: w.Name, Hostname: w.Hostname}
+	r = sandbox.Request{Networks: w.Networks, Ports: w.Ports, Name: w.Name, Hostname: w.Hostname, Aliases: w.Aliases}
 	for _, e := range w.ExtraHosts {
 		h, err := hosts.ParseExtraHost(e)
 		if err != nil {

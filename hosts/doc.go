@@ -7,6 +7,12 @@
 // store rewrites the hosts files of exactly the containers that share a
 // network with it, found through a per-network index, so the cost of an
 // event grows with its peers and not with every container in the scope.
+// On a network marked [Network.PeersByDNS] peers are left out of hosts
+// files (the network's DNS responder, package dns, answers for them), so a
+// join or leave there writes the container's own file alone. A record's
+// aliases are for DNS only and never written into a hosts file. Readers
+// that follow the store (the responder) read a network's members with
+// [Store.Members] and watch [Store.RecordsDir].
 //
 // A hosts file lists, as docker, podman and nerdctl do, the local entries,
 // then the extra hosts (--add-host), then the container's own names, then

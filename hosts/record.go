@@ -12,6 +12,10 @@ type Network struct {
 	Name    string       // network name, e.g. "bridge"; [A-Za-z0-9][A-Za-z0-9_.-]{0,127}
 	IPs     []netip.Addr // the container's addresses on it, without zones
 	Gateway netip.Addr   // the network's gateway; may be zero
+	// PeersByDNS says that peers on this network are found through the
+	// network's DNS responder alone: they are not written into hosts
+	// files, so a join writes one file whatever the number of peers.
+	PeersByDNS bool
 }
 
 // Record is what the store keeps about one container.
@@ -29,6 +33,10 @@ type Record struct {
 	Networks []Network
 	// ExtraHosts are the --add-host entries, written in this order.
 	ExtraHosts []ExtraHost
+	// Aliases are more names of the container on each of its networks
+	// (--network-alias), answered by the networks' DNS responders and not
+	// written into hosts files. See ValidateName; at most MaxAliases.
+	Aliases []string
 }
 
 // validate checks every field of r. Errors wrap ErrInvalid.
@@ -63,6 +71,9 @@ func (r *Record) validate() error {
 		if n.Gateway.IsValid() && (n.Gateway.IsUnspecified() || n.Gateway.Zone() != "") {
 			return fmt.Errorf("gateway %q of network %q: want a specified address without a zone: %w", n.Gateway.String(), n.Name, ErrInvalid)
 		}
+	}
+	if err := validateAliases(r.Aliases); err != nil {
+		return err
 	}
 	for _, e := range r.ExtraHosts {
 		if err := e.Validate(); err != nil {
@@ -123,12 +134,14 @@ type diskRecord struct {
 	Hostname   string          `json:"hostname,omitempty"`
 	Networks   []diskNetwork   `json:"networks,omitempty"`
 	ExtraHosts []diskExtraHost `json:"extraHosts,omitempty"`
+	Aliases    []string        `json:"aliases,omitempty"`
 }
 
 type diskNetwork struct {
-	Name    string       `json:"name"`
-	IPs     []netip.Addr `json:"ips,omitempty"`
-	Gateway netip.Addr   `json:"gateway,omitzero"`
+	Name       string       `json:"name"`
+	IPs        []netip.Addr `json:"ips,omitempty"`
+	Gateway    netip.Addr   `json:"gateway,omitzero"`
+	PeersByDNS bool         `json:"peersByDNS,omitempty"`
 }
 
 type diskExtraHost struct {
@@ -138,9 +151,9 @@ type diskExtraHost struct {
 }
 
 func encodeRecord(r *Record) ([]byte, error) {
-	d := diskRecord{Version: recordVersion, ID: r.ID, Name: r.Name, Hostname: r.Hostname}
+	d := diskRecord{Version: recordVersion, ID: r.ID, Name: r.Name, Hostname: r.Hostname, Aliases: r.Aliases}
 	for _, n := range r.Networks {
-		d.Networks = append(d.Networks, diskNetwork{Name: n.Name, IPs: n.IPs, Gateway: n.Gateway})
+		d.Networks = append(d.Networks, diskNetwork{Name: n.Name, IPs: n.IPs, Gateway: n.Gateway, PeersByDNS: n.PeersByDNS})
 	}
 	for _, e := range r.ExtraHosts {
 		d.ExtraHosts = append(d.ExtraHosts, diskExtraHost(e))
@@ -167,9 +180,9 @@ func decodeRecord(b []byte, id string) (Record, error) {
 	if d.ID != id {
 		return Record{}, fmt.Errorf("damaged record: it names container %q", d.ID)
 	}
-	r := Record{ID: d.ID, Name: d.Name, Hostname: d.Hostname}
+	r := Record{ID: d.ID, Name: d.Name, Hostname: d.Hostname, Aliases: d.Aliases}
 	for _, n := range d.Networks {
-		r.Networks = append(r.Networks, Network{Name: n.Name, IPs: n.IPs, Gateway: n.Gateway})
+		r.Networks = append(r.Networks, Network{Name: n.Name, IPs: n.IPs, Gateway: n.Gateway, PeersByDNS: n.PeersByDNS})
 	}
 	for _, e := range d.ExtraHosts {
 		r.ExtraHosts = append(r.ExtraHosts, ExtraHost(e))
@@ -188,5 +201,6 @@ func (r Record) clone() Record {
 		r.Networks[i].IPs = slices.Clone(r.Networks[i].IPs)
 	}
 	r.ExtraHosts = slices.Clone(r.ExtraHosts)
+	r.Aliases = slices.Clone(r.Aliases)
 	return r
 }

@@ -147,6 +147,9 @@ func renderManaged(r *Record, v *view) ([]byte, error) {
 		}
 	}
 	for _, n := range r.Networks {
+		if n.PeersByDNS {
+			continue // its peers come from the network's DNS responder
+		}
 		peers, err := v.members(n.Name)
 		if err != nil {
 			return nil, err

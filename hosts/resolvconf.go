@@ -60,6 +60,9 @@ type ResolvOptions struct {
 	IPv6 bool
 	// DNS overrides the host's settings.
 	DNS DNS
+	// First are servers named before all others, whatever DNS says: the
+	// DNS responders of the container's networks.
+	First []netip.Addr
 }
 
 // resolvConf is what this package reads from a resolv.conf and writes into
@@ -269,6 +272,7 @@ func BuildResolvConf(o ResolvOptions) ([]byte, error) {
 	if len(o.DNS.Options) > 0 {
 		c.options = o.DNS.Options
 	}
+	c.servers = withFirst(o.First, c.servers)
 	return c.render(), nil
 }
 

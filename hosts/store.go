@@ -195,7 +195,7 @@ func (s *Store) join(r *Record) error {
 			}
 		}
 	}
-	peers, err := v.peers(r.ID, nets)
+	peers, err := v.peers(r.ID, filesNetworks(nets, r, old))
 	if err != nil {
 		return err
 	}
@@ -268,7 +268,7 @@ func (s *Store) leave(id string) error {
 	// removed last: if this is interrupted, the record is still there and
 	// repeating Leave finishes the work.
 	v.exclude = id
-	peers, err := v.peers(id, old.networkNames())
+	peers, err := v.peers(id, filesNetworks(old.networkNames(), old, nil))
 	if err != nil {
 		return err
 	}

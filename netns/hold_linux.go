@@ -100,6 +100,9 @@ func runHolder() int {
 // deadline). The host's own namespace is refused (ErrHostNamespace), as
 // are paths that are not network namespaces (ErrNotFound, ErrNotNetNS).
 func Hold(ctx context.Context, path string) (string, func(), error) {
+	if !reexec.Ready() {
+		return "", nil, fmt.Errorf("hold namespace %s: this program does not run ocinet's helpers (it must call ocinet.RunHelper first in main): %w", path, ErrNotSupported)
+	}
 	ns, err := Open(path)
 	if err != nil {
 		return "", nil, fmt.Errorf("hold namespace: %w", err)

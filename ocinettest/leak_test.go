@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 
+	"github.com/ocinet/ocinet/dns"
 	"github.com/ocinet/ocinet/inproc"
 	"github.com/ocinet/ocinet/internal/testenv"
 	"github.com/ocinet/ocinet/netns"
@@ -148,6 +150,7 @@ func checkOracle(t *testing.T, c ocinettest.LeakConfig) {
 		{filepath.Join(state, "attachments", id+".json"), "journal: " + filepath.Join(state, "attachments", id+".json")},
 		{filepath.Join(state, "ports", id+".json"), "ports: " + filepath.Join(state, "ports", id+".json")},
 		{filepath.Join(state, "hosts", "default", "records", id+".json"), "hosts: " + filepath.Join(state, "hosts", "default", "records", id+".json")},
+		{filepath.Join(state, "dns", "net-"+tag+".pid"), "dns: " + filepath.Join(state, "dns", "net-"+tag+".pid")},
 	} {
 		writeFile(t, f.path)
 		clean = append(clean, func() { _ = os.Remove(f.path) })
@@ -168,6 +171,18 @@ func checkOracle(t *testing.T, c ocinettest.LeakConfig) {
 	// what is not a leak, the static chain's own rule.
 	want = append(want, ocinetTableItems(t, tag)...)
 	clean = append(clean, func() { removeOcinetTable(t) })
+	// A DNS responder process of the state root (a shell under the
+	// responder's name and arguments stands in for one), and one of
+	// another state root, which is not counted.
+	for _, root := range []string{state, state + "-other"} {
+		cmd := &exec.Cmd{Path: "/bin/sh", Args: []string{dns.HelperName, "-c", "sleep 60 & wait", "sh", "-state", root, "-network", "net-" + tag},
+			SysProcAttr: &syscall.SysProcAttr{Setpgid: true}}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		clean = append(clean, func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
+	}
+	want = append(want, "dns-responder: "+state+" net-"+tag)
 	// Not leaks: a lease directory's own files.
 	writeFile(t, filepath.Join(c.CNIDataDir, "net-"+tag, "lock"))
 	writeFile(t, filepath.Join(c.CNIDataDir, "net-"+tag, "last_reserved_ip.0"))

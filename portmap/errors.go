@@ -17,6 +17,9 @@ var (
 	// process on the host or by another owner's reservation. The error is, or
 	// wraps, a *ConflictError that says which.
 	ErrConflict = errdefs.ErrConflict
+	// ErrNotSupported means this program cannot do what was asked: a proxy
+	// needs the program to run ocinet's helpers (ocinet.RunHelper).
+	ErrNotSupported = errdefs.ErrNotSupported
 
 	// ErrExhausted means every port of the range an allocation could choose
 	// from (a host port pool such as 8000-8010:80, or the kernel's local port

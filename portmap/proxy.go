@@ -56,6 +56,9 @@ func PluginPorts(ports []Port) []Port {
 // target, and waits until it listens. The proxy has its own session: it
 // outlives the (short-lived) hook that starts it, until [Proxy.Stop].
 func StartProxy(listen, target netip.AddrPort) (Proxy, error) {
+	if !reexec.Ready() {
+		return Proxy{}, fmt.Errorf("loopback proxy on %s: this program does not run ocinet's helpers (it must call ocinet.RunHelper first in main): %w", listen, ErrNotSupported)
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return Proxy{}, err

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/dns"
 	"github.com/ocinet/ocinet/hosts"
 	"github.com/ocinet/ocinet/internal/ident"
 	"github.com/ocinet/ocinet/netns"
@@ -153,7 +154,7 @@ func (w *worker) attach(ctx context.Context, containerID, netnsPath string, r Re
 			}
 		}
 	}()
-	rec := hosts.Record{ID: containerID, Name: r.Name, Hostname: r.Hostname, ExtraHosts: r.ExtraHosts}
+	rec := hosts.Record{ID: containerID, Name: r.Name, Hostname: r.Hostname, ExtraHosts: r.ExtraHosts, Aliases: r.Aliases}
 	ipv6 := false
 	for _, iface := range att.Interfaces {
 		n := hosts.Network{Name: iface.Network}
@@ -165,6 +166,10 @@ func (w *worker) attach(ctx context.Context, containerID, netnsPath string, r Re
 			n.Gateway = iface.Gateways[0]
 		}
 		rec.Networks = append(rec.Networks, n)
+	}
+	// Which of the container's networks have their peers by DNS only.
+	if err := dns.Mark(w.mgr, &rec); err != nil {
+		return nil, err
 	}
 	// Files that were there before (the hook's bind mounts, made by
 	// spec.WithEtcFiles) stay on failure; files this call made go.
@@ -180,12 +185,20 @@ func (w *worker) attach(ctx context.Context, containerID, netnsPath string, r Re
 			} else {
 				_ = w.store.Leave(containerID)
 			}
+			_ = dns.Release(w.cfg.StateDir)
 		}
 	}()
 	if err := w.store.Join(rec); err != nil {
 		return nil, err
 	}
-	if err := w.store.WriteResolvConf(containerID, hosts.ResolvOptions{IPv6: ipv6, DNS: r.DNS}); err != nil {
+	// The responders of the container's networks (started on the first
+	// attach to each); first names the gateway addresses resolv.conf
+	// lists first.
+	first, err := dns.Attach(ctx, w.cfg.StateDir, w.mgr, rec, w.log)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.store.WriteResolvConf(containerID, hosts.ResolvOptions{IPv6: ipv6, DNS: r.DNS, First: first}); err != nil {
 		return nil, err
 	}
 	w.log.Info("attached", "netns", netnsPath, "interfaces", ifaceSummary(att.Interfaces), "ports", len(att.Ports))
@@ -195,6 +208,9 @@ func (w *worker) attach(ctx context.Context, containerID, netnsPath string, r Re
 func (w *worker) detach(ctx context.Context, containerID string) error {
 	var errs []error
 	if err := w.store.Leave(containerID); err != nil {
+		errs = append(errs, err)
+	}
+	if err := dns.Release(w.cfg.StateDir); err != nil {
 		errs = append(errs, err)
 	}
 	if err := w.mgr.Detach(ctx, w.cfg.AttachmentID(containerID)); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/dns"
 	"github.com/ocinet/ocinet/internal/ident"
 	"github.com/ocinet/ocinet/netns"
 )
@@ -50,5 +51,6 @@ func GC(ctx context.Context, cfg Config, live func(containerID string) bool) (*o
 		}
 		return errors.Join(w.store.Leave(c), netns.Remove(w.cfg.PinPath(c)))
 	}
-	return w.mgr.GC(ctx, liveID, ocinet.GCOptions{OnRelease: release})
+	rep, err := w.mgr.GC(ctx, liveID, ocinet.GCOptions{OnRelease: release})
+	return rep, errors.Join(err, dns.Release(w.cfg.StateDir))
 }

@@ -23,6 +23,10 @@ type Request struct {
 	Name string
 	// Hostname is the container's host name; peers resolve it too.
 	Hostname string
+	// Aliases are more names of the container on its networks
+	// (--network-alias), answered by the networks' DNS responders; an
+	// alias several containers share resolves to all of them.
+	Aliases []string
 	// ExtraHosts are the --add-host entries for /etc/hosts.
 	ExtraHosts []hosts.ExtraHost
 	// DNS replaces parts of the host's resolv.conf; each non-empty list
@@ -76,6 +80,14 @@ func (r Request) Validate() error {
 	if r.Hostname != "" {
 		if err := hosts.ValidateName(r.Hostname); err != nil {
 			return fmt.Errorf("hostname: %w", err)
+		}
+	}
+	if len(r.Aliases) > hosts.MaxAliases {
+		return fmt.Errorf("request: too many aliases (%d, at most %d): %w", len(r.Aliases), hosts.MaxAliases, ErrInvalid)
+	}
+	for _, a := range r.Aliases {
+		if err := hosts.ValidateName(a); err != nil {
+			return fmt.Errorf("alias: %w", err)
 		}
 	}
 	for _, e := range r.ExtraHosts {

@@ -14,11 +14,26 @@ import (
 )
 
 // hostsSection: a container joining (and leaving) a network that already
-// has N peers, with the store in a directory of the run. Absolute times and
-// the bytes the process wrote per operation (its wchar in /proc/self/io:
-// the record, the container's hosts file and every peer's).
+// has N peers, with the store in a directory of the run, in both hosts
+// modes: peers in every hosts file, and peers by DNS only. Absolute times
+// and the bytes the process wrote per operation (its wchar in
+// /proc/self/io: the record, the container's hosts file and, in the first
+// mode, every peer's).
 func (b *bench) hostsSection() error {
+	for _, byDNS := range []bool{false, true} {
+		if err := b.hostsMode(byDNS); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *bench) hostsMode(byDNS bool) error {
+	mode := ""
 	dir := filepath.Join(b.work, "hosts")
+	if byDNS {
+		mode, dir = " (hosts mode dns)", filepath.Join(b.work, "hosts-dns")
+	}
 	store, err := hosts.Open(dir)
 	if err != nil {
 		return err
@@ -27,7 +42,7 @@ func (b *bench) hostsSection() error {
 	record := func(id string, i int) hosts.Record {
 		ip := netip.AddrFrom4([4]byte{10, 88, byte((i + 2) >> 8), byte(i + 2)})
 		return hosts.Record{ID: id, Name: id, Hostname: id,
-			Networks: []hosts.Network{{Name: "bridge", IPs: []netip.Addr{ip}, Gateway: gw}}}
+			Networks: []hosts.Network{{Name: "bridge", IPs: []netip.Addr{ip}, Gateway: gw, PeersByDNS: byDNS}}}
 	}
 	peers := slices.Sorted(slices.Values(b.peers))
 	have := 0
@@ -54,7 +69,7 @@ func (b *bench) hostsSection() error {
 			return fmt.Errorf("seed %d peers: the store lists %d (%v)", n, len(got), err)
 		}
 		grow := time.Since(t0)
-		b.report.notef("hosts: peers %d..%d seeded and repaired in %s", from+1, n, grow.Round(time.Millisecond))
+		b.report.notef("hosts%s: peers %d..%d seeded and repaired in %s", mode, from+1, n, grow.Round(time.Millisecond))
 		deadline := time.Now().Add(10 * time.Second)
 		var join, leave series
 		var joinBytes, leaveBytes, joinWrites []int64
@@ -88,10 +103,10 @@ func (b *bench) hostsSection() error {
 		}
 		jb, jw, lb := medianInt(joinBytes), medianInt(joinWrites), medianInt(leaveBytes)
 		b.report.add(
-			newRow("hosts", fmt.Sprintf("Join with %d peers", n), join).
+			newRow("hosts", fmt.Sprintf("Join with %d peers%s", n, mode), join).
 				note("writes %s in %d write calls", humanBytes(jb), jw).
 				field("peers", n).field("bytes_written", jb).field("write_calls", jw),
-			newRow("hosts", fmt.Sprintf("Leave with %d peers", n), leave).
+			newRow("hosts", fmt.Sprintf("Leave with %d peers%s", n, mode), leave).
 				note("writes %s", humanBytes(lb)).
 				field("peers", n).field("bytes_written", lb))
 	}

@@ -56,12 +56,13 @@ const (
 )
 
 // sections in the order they run.
-var sectionOrder = []string{"netns", "hook", "hosts", "attach", "native", "plugins", "concurrent", "container"}
+var sectionOrder = []string{"netns", "hook", "hosts", "dns", "attach", "native", "plugins", "concurrent", "container"}
 
 var sections = map[string]func(*bench) error{
 	"netns":      (*bench).netnsSection,
 	"hook":       (*bench).hookSection,
 	"hosts":      (*bench).hostsSection,
+	"dns":        (*bench).dnsSection,
 	"attach":     (*bench).attachSection,
 	"native":     (*bench).nativeSection,
 	"plugins":    (*bench).pluginsSection,
@@ -71,7 +72,7 @@ var sections = map[string]func(*bench) error{
 
 func main() {
 	ocinet.RunHelper() // ocinet's helper processes are this program started again
-	n := flag.Int("n", 10, "iterations of each measured pair; the fast sections (netns, hook, hosts) run 5×n")
+	n := flag.Int("n", 10, "iterations of each measured pair; the fast sections (netns, hook, hosts, dns) run 5×n")
 	jsonPath := flag.String("json", "", "write the results as JSON to this file (default: a new temporary file)")
 	only := flag.String("only", strings.Join(sectionOrder, ","), "comma-separated sections to run: "+strings.Join(sectionOrder, ", "))
 	conc := flag.String("concurrency", "1,10,50,100", "numbers of concurrent attaches")

@@ -56,13 +56,14 @@ func cmdRun(ctx context.Context, g *globals, args []string) error {
 	ip := fs.String("ip", "", "IPv4 address on the first network")
 	ip6 := fs.String("ip6", "", "IPv6 address on the first network")
 	mac := fs.String("mac-address", "", "MAC address on the first network")
-	var publish, networks, addHosts, dns, dnsSearch, dnsOpts listFlag
+	var publish, networks, addHosts, dns, dnsSearch, dnsOpts, aliases listFlag
 	fs.Var(&publish, "p", "publish a port: [IP:][HOSTPORT:]CONTAINERPORT[/PROTO] (repeatable)")
 	fs.Var(&networks, "network", "network to attach (repeatable; default: bridge)")
 	fs.Var(&addHosts, "add-host", "extra /etc/hosts entry NAME:IP, NAME=IP or NAME:host-gateway, listed before the containers' own names and winning over them (repeatable)")
 	fs.Var(&dns, "dns", "DNS server (repeatable)")
 	fs.Var(&dnsSearch, "dns-search", "DNS search domain (repeatable)")
 	fs.Var(&dnsOpts, "dns-option", "DNS option (repeatable)")
+	fs.Var(&aliases, "network-alias", "another name of the container on its networks, answered by their DNS responders (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return errSilent
 	}
@@ -74,7 +75,7 @@ func cmdRun(ctx context.Context, g *globals, args []string) error {
 	if err := hosts.ValidateName(*name); err != nil {
 		return fmt.Errorf("--name: %w", err)
 	}
-	req := sandbox.Request{Networks: networks, Name: *name, Hostname: *hostname}
+	req := sandbox.Request{Networks: networks, Name: *name, Hostname: *hostname, Aliases: aliases}
 	if req.Hostname == "" {
 		req.Hostname = *name
 	}

@@ -19,7 +19,7 @@ const networkUsage = `usage: ocictl network COMMAND
 
   create [-d bridge|macvlan|ipvlan] [-o KEY=VALUE]... [--subnet CIDR]...
          [--gateway IP] [--ip-range CIDR] [--ipv6] [--label KEY=VALUE]...
-         [--internal] NAME
+         [--internal] [--dns=false] [--hosts-mode hosts|dns] NAME
   ls [-q]
   inspect NAME...
   rm NAME...
@@ -66,13 +66,19 @@ func networkCreate(ctx context.Context, mgr *ocinet.Manager, args []string) erro
 	ipv6 := fs.Bool("ipv6", false, "dual stack: needs an IPv6 --subnet")
 	internal := fs.Bool("internal", false, "no way out: no default route, no masquerade, no published ports")
 	fs.Var(&labels, "label", "label KEY=VALUE (repeatable)")
+	dnsOn := fs.Bool("dns", true, "a DNS responder on the gateway answers for the network's containers")
+	hostsMode := fs.String("hosts-mode", ocinet.HostsModeFiles, "where peers are found: hosts (every peer in every /etc/hosts, as nerdctl) or dns (the DNS responder only; a join writes one file)")
 	if err := fs.Parse(args); err != nil {
 		return errSilent
 	}
 	if fs.NArg() != 1 {
 		return errors.New("usage: ocictl network create [flags] NAME")
 	}
-	cfg := ocinet.NetworkConfig{Name: fs.Arg(0), Driver: *driver, Internal: *internal, Labels: map[string]string{}}
+	cfg := ocinet.NetworkConfig{Name: fs.Arg(0), Driver: *driver, Internal: *internal, Labels: map[string]string{},
+		DNS: ocinet.DNSOptions{Disabled: !*dnsOn}}
+	if *hostsMode != ocinet.HostsModeFiles {
+		cfg.DNS.HostsMode = *hostsMode
+	}
 	for _, o := range opts {
 		k, v, ok := strings.Cut(o, "=")
 		if !ok {

@@ -45,6 +45,7 @@ func newEnv(t *testing.T, pluginDir string) *env {
 	}
 	e := &env{t: t, state: t.TempDir(), netconf: t.TempDir(), pluginDir: pluginDir}
 	ocinettest.CheckLeaks(t, e.leakConfig())
+	noUpstream(t, e.state)
 	testenv.RemoveLinkAtEnd(t, ocinet.DefaultBridgeName)
 	e.bin = testenv.Build(t, "./examples/ocictl")
 	e.rootfs = testenv.Rootfs(t)

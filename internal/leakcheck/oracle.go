@@ -13,11 +13,14 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+
 	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/ocinet/ocinet/dns"
 )
 
 // Config says where the leak oracle looks. Zero fields mean the
@@ -69,8 +72,12 @@ type Config struct {
 //     plugin never removes them; RemoveNetwork does;
 //   - "ipam": an address that host-local holds (<network>/<address>);
 //   - "cni-cache": an entry of the CNI library's result cache;
-//   - "journal", "ports", "hosts": an ocinet state root's attachment
-//     record, port reservation, or hosts record;
+//   - "journal", "ports", "hosts", "dns": an ocinet state root's
+//     attachment record, port reservation, hosts record, or DNS responder
+//     pid file;
+//   - "dns-responder": a running DNS responder process (package dns) of
+//     one of StateDirs (of any state root when StateDirs is empty), by
+//     state root and network;
 //   - "hosts-files", "container-dirs" (with Config.ContainerFiles): a
 //     container's directory of hosts and resolv.conf files in the hosts
 //     store, or its directory of logs, under a state root.
@@ -174,6 +181,9 @@ func Take(c Config) (Snapshot, error) {
 			add("cni-cache", e.Name())
 		}
 	}
+	for _, p := range responders(c.StateDirs) {
+		add("dns-responder", p)
+	}
 	for _, root := range c.StateDirs {
 		for kind, items := range StateRecords(root) {
 			for _, it := range items {
@@ -197,6 +207,7 @@ func StateRecords(root string) map[string][]string {
 		"journal": "attachments/*.json",
 		"ports":   "ports/*.json",
 		"hosts":   "hosts/*/records/*.json",
+		"dns":     "dns/*.pid",
 	})
 }
 
@@ -217,6 +228,36 @@ func globKinds(root string, patterns map[string]string) map[string][]string {
 	for kind, pattern := range patterns {
 		matches, _ := filepath.Glob(filepath.Join(root, pattern))
 		out[kind] = append(out[kind], matches...)
+	}
+	return out
+}
+
+// responders returns the DNS responder processes running for one of roots
+// (for any root when roots is empty), as "<root> <network>".
+func responders(roots []string) []string {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var out []string
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if argv[0] != dns.HelperName {
+			continue
+		}
+		var root, network string
+		for i := 1; i+1 < len(argv); i++ {
+			switch argv[i] {
+			case "-state":
+				root = argv[i+1]
+			case "-network":
+				network = argv[i+1]
+			}
+		}
+		if len(roots) == 0 || slices.Contains(roots, root) {
+			out = append(out, root+" "+network)
+		}
 	}
 	return out
 }

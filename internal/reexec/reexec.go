@@ -27,6 +27,7 @@ const Env = "OCINET_REEXEC"
 var (
 	mu      sync.Mutex
 	helpers = map[string]func() int{}
+	ran     bool // Run was called and returned: this program opted in
 )
 
 // Register makes main the helper called name. It panics if name is
@@ -56,6 +57,9 @@ func Name() string {
 func Run() {
 	name := Name()
 	if name == "" {
+		mu.Lock()
+		ran = true
+		mu.Unlock()
 		return
 	}
 	mu.Lock()
@@ -76,4 +80,14 @@ func Command(name string, args ...string) *exec.Cmd {
 	cmd.Args[0] = name
 	cmd.Env = []string{Env + "=" + name}
 	return cmd
+}
+
+// Ready reports whether this program called Run, so that a helper started
+// with Command runs the helper and not the program's own main (a test
+// binary without Run in TestMain would run its tests again). Callers that
+// start helpers check it first and say so when it is false.
+func Ready() bool {
+	mu.Lock()
+	defer mu.Unlock()
+	return ran
 }

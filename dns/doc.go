@@ -1,0 +1,82 @@
+// Package dns is the DNS responder of ocinet's networks: on a bridge
+// network with a gateway (unless the network's DNS is disabled, see
+// ocinet.DNSOptions), containers resolve each other by DNS, as with
+// docker's embedded DNS or podman's aardvark-dns, and not only through
+// /etc/hosts.
+//
+// A responder serves one network. It listens on the network's gateway
+// addresses, port 53, UDP and TCP, and nowhere else. It answers A and AAAA
+// for the names, hostnames and aliases of the containers on the network
+// (a name several containers share gives all their addresses, in an order
+// that turns with each answer), PTR for their addresses, and NXDOMAIN for
+// the other addresses of the network's subnets; it forwards every other
+// query to the upstream servers, and refuses (REFUSED) any query whose
+// source is outside the network's subnets. Its data are the hosts stores
+// (package hosts) of every containerd namespace under the state root,
+// which it follows with inotify: a record written or removed is read again
+// alone, and the network's members are read through the store's
+// per-network index, never by reading the whole store. The protocol is
+// github.com/miekg/dns's.
+//
+// # Processes
+//
+// There is no daemon. [Attach], called when a container has joined its
+// hosts store, starts the responder of each of its networks that does not
+// run yet ([Start]): a process of the program itself, started again through
+// internal/reexec (the program calls reexec.Run first thing in main; test
+// binaries in TestMain), in a session of its own, with /dev/null as
+// standard input and output and its log file, dns/<network>.log under the
+// state root, as standard error, so that it holds none of a hook's pipes.
+// Its pid and start time are in dns/<network>.pid; a pid that another
+// process took since is never signalled. A responder that died (SIGKILL
+// included) is started again by the next Attach or [Repair]; it loses
+// nothing, since it holds no state of its own. [Release], called after a
+// container left its store and from GC, stops at once the responders of
+// networks that have no container left.
+//
+// A network gets a responder when its bridge holds the gateway address
+// (isGateway; nerdctl's internal networks have none) and its DNS is not
+// disabled ([NetworkConfig]). A network without masquerade (ocinet's
+// internal networks) gets no upstream servers: names outside it get
+// SERVFAIL, so DNS is no way out of it either.
+//
+// Upstream servers are the state root's dns/resolv.conf when it exists,
+// otherwise those that package hosts chooses for a resolver on the host
+// ([hosts.Upstreams]: the host's own, its loopback stub included, since the
+// responder runs on the host side), on port 53.
+//
+// # Bounds
+//
+// A responder runs a fixed number of goroutines ([WithLimits]): readers
+// per UDP socket (which answer local names themselves), forwarded queries
+// in flight (beyond that bound, SERVFAIL), TCP connections (beyond that
+// bound, they wait in the kernel's backlog), each with read, write and idle
+// timeouts. A datagram larger than 4096
+// bytes is dropped; a malformed query with a readable header gets FORMERR;
+// one shorter than a header, or a response, is dropped.
+//
+// # Requirements
+//
+// Linux (inotify, IP_FREEBIND, setsid) and the right to bind port 53 on the
+// gateway addresses: root, or CAP_NET_BIND_SERVICE. [Server] itself, on
+// another port, needs neither.
+//
+// # Locks
+//
+// Starting and stopping responders holds an exclusive flock on dns/.lock
+// under the state root; it is taken after the hosts store's lock has been
+// released, and while it is held this package takes the hosts store's
+// shared lock only (to read members). A Server is safe for use by several
+// goroutines.
+//
+// # Errors
+//
+//   - nil: done.
+//   - errors.Is(err, ErrInvalid): a bad configuration or argument, named in
+//     the message; nothing was started.
+//   - errors.Is(err, ErrNotSupported): this program does not run ocinet's
+//     helpers (reexec.Run is not called), so no responder can be started.
+//   - anything else: the responder could not start (the message says why,
+//     such as "address already in use") or a file under the state root
+//     could not be read or written.
+package dns

@@ -1,0 +1,392 @@
+package dns
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ocinet/ocinet/hosts"
+	"github.com/ocinet/ocinet/internal/fsutil"
+	"github.com/ocinet/ocinet/internal/reexec"
+)
+
+// HelperName is the name a responder process runs under: its argv[0].
+const HelperName = "ocinet-dns"
+
+func init() { reexec.Register(HelperName, helperMain) }
+
+// Layout under the state root:
+//
+//	dns/.lock             flock held while a responder is started or stopped
+//	dns/<network>.pid     the running responder (JSON: pid, start time, config)
+//	dns/<network>.log     its log (its standard error)
+//	dns/resolv.conf       optional: the upstream servers of every responder,
+//	                      in resolv.conf syntax, instead of the host's
+const (
+	dirName      = "dns"
+	lockName     = ".lock"
+	pidSuffix    = ".pid"
+	logSuffix    = ".log"
+	upstreamFile = "resolv.conf"
+)
+
+// Dir returns the directory of the responders' pid files and logs under
+// stateDir.
+func Dir(stateDir string) string { return filepath.Join(stateDir, dirName) }
+
+// Process is a running responder, as its pid file records it.
+type Process struct {
+	PID int `json:"pid"`
+	// Start is the start time of the process (/proc/<pid>/stat field 22):
+	// a later process with the same pid has another, and is never
+	// signalled.
+	Start     uint64           `json:"start"`
+	Network   string           `json:"network"`
+	Listen    []netip.Addr     `json:"listen"`
+	Port      int              `json:"port"`
+	Subnets   []netip.Prefix   `json:"subnets"`
+	Upstreams []netip.AddrPort `json:"upstreams,omitempty"`
+}
+
+// Alive reports whether the process still runs.
+func (p *Process) Alive() bool {
+	if !(reexec.Process{PID: p.PID, Start: p.Start}).Alive() {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/cmdline")
+	if err != nil {
+		return false
+	}
+	argv0, _, _ := strings.Cut(string(b), "\x00")
+	return argv0 == HelperName
+}
+
+func (p *Process) sameConfig(c *Config) bool {
+	return slices.Equal(p.Listen, c.Listen) && p.Port == c.Port &&
+		slices.Equal(p.Subnets, c.Subnets) && slices.Equal(p.Upstreams, c.Upstreams)
+}
+
+func pidPath(stateDir, network string) string {
+	return filepath.Join(Dir(stateDir), network+pidSuffix)
+}
+
+// readPID returns the pid file of network's responder, or nil.
+func readPID(stateDir, network string) (*Process, error) {
+	b, err := os.ReadFile(pidPath(stateDir, network))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var p Process
+	if json.Unmarshal(b, &p) != nil || p.Network != network {
+		return nil, nil // damaged: treated as no responder; the next start replaces it
+	}
+	return &p, nil
+}
+
+// Processes returns the responders that have a pid file under stateDir,
+// running or not, sorted by network.
+func Processes(stateDir string) ([]Process, error) {
+	ents, err := os.ReadDir(Dir(stateDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list dns responders: %w", err)
+	}
+	var out []Process
+	for _, e := range ents {
+		network, ok := strings.CutSuffix(e.Name(), pidSuffix)
+		if !ok || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		p, err := readPID(stateDir, network)
+		if err != nil {
+			return nil, fmt.Errorf("list dns responders: %w", err)
+		}
+		if p != nil {
+			out = append(out, *p)
+		}
+	}
+	return out, nil
+}
+
+func lock(stateDir string) (*fsutil.Lock, error) {
+	if err := os.MkdirAll(Dir(stateDir), 0o700); err != nil {
+		return nil, err
+	}
+	return fsutil.LockFile(filepath.Join(Dir(stateDir), lockName), fsutil.Exclusive)
+}
+
+// Start makes sure that a responder with configuration c runs for
+// c.Network, as a process of its own: it returns at once when one runs with
+// the same configuration, replaces one that runs with another, and starts
+// one when none runs (its pid file may name a process that died, even by
+// SIGKILL). The process is this program started again through
+// internal/reexec, in a session of its own, with its standard input and
+// output on /dev/null and its standard error on dns/<network>.log, so that
+// it holds nothing of the caller's (runc reads a hook's output to the end).
+// Start returns when it answers, or with the reason it could not start,
+// such as its port being taken. c.StateDir is required.
+func Start(ctx context.Context, c Config) (*Process, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	if !reexec.Ready() {
+		return nil, fmt.Errorf("start dns responder for %q: this program does not run ocinet's helpers (it must call ocinet.RunHelper first in main): %w", c.Network, ErrNotSupported)
+	}
+	l, err := lock(c.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("start dns responder for %q: %w", c.Network, err)
+	}
+	defer l.Unlock()
+	old, err := readPID(c.StateDir, c.Network)
+	if err != nil {
+		return nil, fmt.Errorf("start dns responder for %q: %w", c.Network, err)
+	}
+	if old != nil && old.Alive() {
+		if old.sameConfig(&c) {
+			return old, nil
+		}
+		if err := stopProcess(old); err != nil {
+			return nil, fmt.Errorf("start dns responder for %q: replace the old one: %w", c.Network, err)
+		}
+	}
+	p, err := spawn(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("start dns responder: %w", err) // the message names the network
+	}
+	b, _ := json.Marshal(p)
+	if err := fsutil.WriteFileAtomic(pidPath(c.StateDir, c.Network), append(b, '\n'), 0o600); err != nil {
+		_ = stopProcess(p)
+		return nil, fmt.Errorf("start dns responder for %q: %w", c.Network, err)
+	}
+	return p, nil
+}
+
+// helperArgs are the responder's command line.
+func helperArgs(c Config) []string {
+	join := func(n int, f func(int) string) string {
+		parts := make([]string, n)
+		for i := range parts {
+			parts[i] = f(i)
+		}
+		return strings.Join(parts, ",")
+	}
+	args := []string{
+		"-state", c.StateDir, "-network", c.Network, "-port", strconv.Itoa(c.Port),
+		"-listen", join(len(c.Listen), func(i int) string { return c.Listen[i].String() }),
+		"-subnets", join(len(c.Subnets), func(i int) string { return c.Subnets[i].String() }),
+	}
+	if len(c.Upstreams) > 0 {
+		args = append(args, "-upstreams", join(len(c.Upstreams), func(i int) string { return c.Upstreams[i].String() }))
+	}
+	return args
+}
+
+// spawn starts the responder process and waits until it says it answers.
+func spawn(ctx context.Context, c Config) (*Process, error) {
+	logf, err := os.OpenFile(filepath.Join(Dir(c.StateDir), c.Network+logSuffix), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	cmd := reexec.Command(HelperName, helperArgs(c)...)
+	cmd.Dir = "/"
+	cmd.Stderr = logf
+	cmd.ExtraFiles = []*os.File{w} // fd 3: "ok" or "error: ..."
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = r.SetReadDeadline(deadline)
+	line, _ := bufio.NewReader(r).ReadString('\n')
+	if line != "ok\n" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		msg := strings.TrimSpace(strings.TrimPrefix(line, "error: "))
+		if msg == "" {
+			msg = "it exited or did not answer in time; see " + logf.Name()
+		}
+		return nil, errors.New(msg)
+	}
+	p := &Process{PID: cmd.Process.Pid, Start: reexec.StartTime(cmd.Process.Pid), Network: c.Network,
+		Listen: c.Listen, Port: c.Port, Subnets: c.Subnets, Upstreams: c.Upstreams}
+	_ = cmd.Process.Release()
+	return p, nil
+}
+
+// Stop stops the responder of network under stateDir, if one runs, and
+// removes its pid file. Stopping one that is not running is not an error.
+func Stop(stateDir, network string) error {
+	if err := validNetwork(network); err != nil {
+		return err
+	}
+	l, err := lock(stateDir)
+	if err != nil {
+		return fmt.Errorf("stop dns responder for %q: %w", network, err)
+	}
+	defer l.Unlock()
+	return stopLocked(stateDir, network)
+}
+
+func stopLocked(stateDir, network string) error {
+	p, err := readPID(stateDir, network)
+	if err != nil {
+		return fmt.Errorf("stop dns responder for %q: %w", network, err)
+	}
+	if p != nil {
+		if err := stopProcess(p); err != nil {
+			return fmt.Errorf("stop dns responder for %q: %w", network, err)
+		}
+	}
+	if err := os.Remove(pidPath(stateDir, network)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("stop dns responder for %q: %w", network, err)
+	}
+	return nil
+}
+
+// stopProcess ends p: SIGTERM, then SIGKILL after two seconds. A process
+// that is gone, or whose pid another process now has, is left alone.
+func stopProcess(p *Process) error {
+	for i, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		if !p.Alive() {
+			reap(p.PID)
+			return nil
+		}
+		if err := syscall.Kill(p.PID, sig); err != nil && err != syscall.ESRCH {
+			return fmt.Errorf("signal %d: %w", p.PID, err)
+		}
+		for range 100 * (2 - i) {
+			reap(p.PID)
+			if !p.Alive() {
+				return nil
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return fmt.Errorf("process %d did not stop", p.PID)
+}
+
+// reap collects pid's exit status when it is this process's child (a
+// program that starts responders and runs on); otherwise it does nothing.
+func reap(pid int) {
+	var ws syscall.WaitStatus
+	_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+}
+
+// helperMain is the responder process.
+func helperMain() int {
+	fs := flag.NewFlagSet(HelperName, flag.ContinueOnError)
+	var c Config
+	var listen, subnets, upstreams string
+	fs.StringVar(&c.StateDir, "state", "", "state root")
+	fs.StringVar(&c.Network, "network", "", "network name")
+	fs.IntVar(&c.Port, "port", DefaultPort, "port")
+	fs.StringVar(&listen, "listen", "", "listen addresses")
+	fs.StringVar(&subnets, "subnets", "", "subnets")
+	fs.StringVar(&upstreams, "upstreams", "", "upstream servers")
+	ready := os.NewFile(3, "ready")
+	fail := func(err error) int {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", HelperName, err)
+		if ready != nil {
+			fmt.Fprintf(ready, "error: %v\n", err)
+		}
+		return 1
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return fail(err)
+	}
+	var err error
+	if c.Listen, err = parseList(listen, netip.ParseAddr); err != nil {
+		return fail(err)
+	}
+	if c.Subnets, err = parseList(subnets, netip.ParsePrefix); err != nil {
+		return fail(err)
+	}
+	if c.Upstreams, err = parseList(upstreams, netip.ParseAddrPort); err != nil {
+		return fail(err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("network", c.Network, "pid", os.Getpid())
+	srv, err := NewServer(c, WithLogger(log))
+	if err != nil {
+		return fail(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
+	if ready != nil {
+		fmt.Fprintln(ready, "ok")
+		ready.Close()
+	}
+	err = srv.Serve(ctx)
+	if err != nil {
+		log.Error("stopped", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []T
+	for _, f := range strings.Split(s, ",") {
+		v, err := parse(f)
+		if err != nil {
+			return nil, fmt.Errorf("%w argument: %v", ErrInvalid, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// upstreams returns the servers responders forward to: those of
+// dns/resolv.conf under stateDir when it exists, otherwise those that
+// package hosts chooses for a resolver on the host (the host's own, a
+// loopback stub included), each on port 53.
+func upstreams(stateDir string, ipv6 bool) ([]netip.AddrPort, error) {
+	o := hosts.ResolvOptions{IPv6: ipv6}
+	own := filepath.Join(Dir(stateDir), upstreamFile)
+	if _, err := os.Stat(own); err == nil {
+		o.HostPath, o.UpstreamPath = own, own
+	}
+	ips, err := hosts.Upstreams(o)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.AddrPort, len(ips))
+	for i, ip := range ips {
+		out[i] = netip.AddrPortFrom(ip, DefaultPort)
+	}
+	return out, nil
+}

@@ -1,0 +1,150 @@
+package dns
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/ocinet/ocinet/hosts"
+)
+
+// table is what the responder answers from: the names and addresses of the
+// containers on its network. A table is never changed after it is built;
+// the responder swaps in a new one when the store changes.
+type table struct {
+	// names maps a lower-case fully qualified name to the addresses of
+	// every container that has it (name, hostname or alias), in the order
+	// of their keys.
+	names map[string][]netip.Addr
+	// ptr maps a lower-case reverse name (in-addr.arpa or ip6.arpa) to the
+	// names of the container that has the address.
+	ptr map[string][]string
+}
+
+// member is one container on the network, as the table needs it.
+type member struct {
+	names []string // fully qualified, lower case, no repeats
+	ips   []netip.Addr
+}
+
+// memberOf returns what r contributes on network, or false when r is not on
+// it.
+func memberOf(r *hosts.Record, network string) (member, bool) {
+	var m member
+	var on bool
+	for _, n := range r.Networks {
+		if n.Name == network {
+			m.ips, on = slices.Clone(n.IPs), true
+		}
+	}
+	if !on {
+		return m, false
+	}
+	for _, n := range append([]string{r.Name, r.Hostname}, r.Aliases...) {
+		if n == "" {
+			continue
+		}
+		fq := strings.ToLower(mdns.Fqdn(n))
+		if !slices.Contains(m.names, fq) {
+			m.names = append(m.names, fq)
+		}
+	}
+	return m, true
+}
+
+// buildTable makes the table of members, visited in the order of keys.
+func buildTable(members map[string]member) *table {
+	t := &table{names: map[string][]netip.Addr{}, ptr: map[string][]string{}}
+	keys := make([]string, 0, len(members))
+	for k := range members {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		m := members[k]
+		for _, n := range m.names {
+			for _, ip := range m.ips {
+				if !slices.Contains(t.names[n], ip) {
+					t.names[n] = append(t.names[n], ip)
+				}
+			}
+		}
+		if len(m.names) == 0 {
+			continue
+		}
+		for _, ip := range m.ips {
+			rev, err := mdns.ReverseAddr(ip.String())
+			if err != nil {
+				continue
+			}
+			for _, n := range m.names {
+				if !slices.Contains(t.ptr[rev], n) {
+					t.ptr[rev] = append(t.ptr[rev], n)
+				}
+			}
+		}
+	}
+	return t
+}
+
+// reverseAddr parses a reverse name ("4.3.2.1.in-addr.arpa.", or 32 nibbles
+// then "ip6.arpa.") into the address it stands for. Anything else, a
+// partial name among them, gives false.
+func reverseAddr(name string) (netip.Addr, bool) {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	if rest, ok := strings.CutSuffix(name, ".in-addr.arpa"); ok {
+		labels := strings.Split(rest, ".")
+		if len(labels) != 4 {
+			return netip.Addr{}, false
+		}
+		var b [4]byte
+		for i, l := range labels {
+			v, ok := decimalOctet(l)
+			if !ok {
+				return netip.Addr{}, false
+			}
+			b[3-i] = v
+		}
+		return netip.AddrFrom4(b), true
+	}
+	if rest, ok := strings.CutSuffix(name, ".ip6.arpa"); ok {
+		labels := strings.Split(rest, ".")
+		if len(labels) != 32 {
+			return netip.Addr{}, false
+		}
+		var b [16]byte
+		for i, l := range labels {
+			if len(l) != 1 {
+				return netip.Addr{}, false
+			}
+			v := strings.IndexByte("0123456789abcdef", l[0])
+			if v < 0 {
+				return netip.Addr{}, false
+			}
+			j := 31 - i // nibble index from the most significant
+			b[j/2] |= byte(v) << (4 * (1 - j%2))
+		}
+		return netip.AddrFrom16(b), true
+	}
+	return netip.Addr{}, false
+}
+
+// decimalOctet parses 0 to 255 without leading zeros.
+func decimalOctet(s string) (byte, bool) {
+	if s == "" || len(s) > 3 || (len(s) > 1 && s[0] == '0') {
+		return 0, false
+	}
+	v := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		v = v*10 + int(s[i]-'0')
+	}
+	if v > 255 {
+		return 0, false
+	}
+	return byte(v), true
+}
