@@ -549,6 +549,11 @@ func (e *Exec) bridgeDel(c call) error {
 		}
 	}
 	e.stepAt(c, "link")
+	// The old address can no longer answer: forget its flows, then let it go.
+	if err := forgetConntrack(ipamConf, c.containerID, c.ifc); err != nil {
+		return fmt.Errorf("bridge: %w", err)
+	}
+	e.stepAt(c, "conntrack")
 	if err := releaseLease(ipamConf, c.containerID, c.ifc); err != nil {
 		return fmt.Errorf("bridge: %w", err)
 	}
@@ -564,6 +569,7 @@ func (e *Exec) bridgeDel(c call) error {
 // nothing.
 func (e *Exec) RemoveNetwork(_ context.Context, conflist []byte) error {
 	var list struct {
+		Name    string            `json:"name"`
 		Plugins []json.RawMessage `json:"plugins"`
 	}
 	if err := json.Unmarshal(conflist, &list); err != nil {
@@ -603,6 +609,9 @@ func (e *Exec) RemoveNetwork(_ context.Context, conflist []byte) error {
 		err = e.removeMasq(name, subnets)
 		l.Unlock()
 		if err != nil {
+			return err
+		}
+		if err := e.removeNetworkElements(list.Name, name); err != nil {
 			return err
 		}
 	}

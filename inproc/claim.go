@@ -58,11 +58,15 @@ var (
 		"bridge":   {"bridge", "isGateway", "isDefaultGateway", "ipMasq", "hairpinMode", "mtu", "promiscMode", "ipam", "dns"},
 		"loopback": {},
 		"tuning":   {"mac", "sysctl"},
+		// portmap: the default config the templates write; snat,
+		// markMasqBit, conditionsV4/V6, backend and the rest run the binary.
+		"portmap":  {},
+		"firewall": {"ingressPolicy"},
 	}
 	// runtimeFields are the capability arguments each type implements.
-	runtimeFields = map[string][]string{"bridge": {"ips", "mac"}, "loopback": {}, "tuning": {"mac"}}
+	runtimeFields = map[string][]string{"bridge": {"ips", "mac"}, "loopback": {}, "tuning": {"mac"}, "portmap": {"portMappings"}, "firewall": {}}
 	// cniArgsFields are the keys of args.cni each type implements.
-	cniArgsFields = map[string][]string{"bridge": {"ips", "mac"}, "loopback": {}, "tuning": {"mac", "sysctl"}}
+	cniArgsFields = map[string][]string{"bridge": {"ips", "mac"}, "loopback": {}, "tuning": {"mac", "sysctl"}, "portmap": {}, "firewall": {}}
 	ipamFields    = []string{"type", "ranges", "routes", "dataDir"}
 	// rangeFields: "ipRange" is what nerdctl writes beside rangeStart and
 	// rangeEnd; host-local ignores it, and so does this package.
@@ -143,6 +147,17 @@ func claim(plugin string, conf []byte, envArgs string) error {
 		}
 		if err := subKeys(where, obj, "dns", dnsFields); err != nil {
 			return err
+		}
+	}
+	if typ == "firewall" {
+		if raw, ok := obj["ingressPolicy"]; ok {
+			var p string
+			if err := json.Unmarshal(raw, &p); err != nil {
+				return fmt.Errorf("%s: field ingressPolicy: %v: %w", where, err, ErrInvalid)
+			}
+			if p != "" && p != "none" && p != "same-bridge" {
+				return fmt.Errorf("%s: ingressPolicy %q: %w", where, p, ErrNotSupported)
+			}
 		}
 	}
 	return claimEnvArgs(where, envArgs)

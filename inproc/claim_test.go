@@ -43,8 +43,18 @@ func TestClaimsPlugin(t *testing.T) {
 		{"bridge with dns", with(claimedBridge, "dns", `{"nameservers":["10.4.0.1"]}`), nil, ""},
 		{"tuning", `{"type":"tuning","mac":"02:00:00:00:00:01","sysctl":{"net.ipv4.conf.IFNAME.rp_filter":"1"}}`, nil, ""},
 		{"loopback", `{"type":"loopback","cniVersion":"1.0.0","name":"lo"}`, nil, ""},
-		{"portmap", `{"type":"portmap","capabilities":{"portMappings":true}}`, inproc.ErrNotSupported, `"portmap"`},
-		{"firewall", `{"type":"firewall","ingressPolicy":"same-bridge"}`, inproc.ErrNotSupported, `"firewall"`},
+		{"portmap", `{"type":"portmap","capabilities":{"portMappings":true}}`, nil, ""},
+		{"portmap with injected fields", `{"type":"portmap","name":"n","cniVersion":"1.0.0","capabilities":{"portMappings":true},"runtimeConfig":{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]}}`, nil, ""},
+		{"portmap snat", `{"type":"portmap","capabilities":{"portMappings":true},"snat":true}`, inproc.ErrNotSupported, `"snat"`},
+		{"portmap conditionsV4", `{"type":"portmap","capabilities":{"portMappings":true},"conditionsV4":["-s","1.2.3.4"]}`, inproc.ErrNotSupported, `"conditionsV4"`},
+		{"portmap backend", `{"type":"portmap","capabilities":{"portMappings":true},"backend":"nftables"}`, inproc.ErrNotSupported, `"backend"`},
+		{"portmap other capability", `{"type":"portmap","capabilities":{"portMappings":true,"bandwidth":true}}`, inproc.ErrNotSupported, `capability "bandwidth"`},
+		{"firewall", `{"type":"firewall","ingressPolicy":"same-bridge"}`, nil, ""},
+		{"firewall without ingressPolicy", `{"type":"firewall"}`, nil, ""},
+		{"firewall ingressPolicy none", `{"type":"firewall","ingressPolicy":"none"}`, nil, ""},
+		{"firewall other ingressPolicy", `{"type":"firewall","ingressPolicy":"isolated"}`, inproc.ErrNotSupported, `"isolated"`},
+		{"firewall backend", `{"type":"firewall","backend":"firewalld"}`, inproc.ErrNotSupported, `"backend"`},
+		{"firewall admin chain", `{"type":"firewall","iptablesAdminChainName":"X"}`, inproc.ErrNotSupported, `"iptablesAdminChainName"`},
 		{"unknown bridge field", with(claimedBridge, "vlan", `100`), inproc.ErrNotSupported, `"vlan"`},
 		{"unknown tuning field", `{"type":"tuning","mtu":1400}`, inproc.ErrNotSupported, `"mtu"`},
 		{"unknown runtime field", with(claimedBridge, "runtimeConfig", `{"portMappings":[]}`), inproc.ErrNotSupported, `"portMappings"`},
@@ -77,8 +87,8 @@ func TestClaimsPlugin(t *testing.T) {
 	}
 }
 
-// TestClaimsFixtures: of nerdctl's configs, the bridge plugin and tuning
-// are claimed, portmap and firewall, macvlan and ipvlan are not; a whole
+// TestClaimsFixtures: of nerdctl's configs, the bridge plugin, portmap,
+// firewall and tuning are claimed, macvlan and ipvlan are not; a whole
 // conflist is claimed only without them.
 func TestClaimsFixtures(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join(testenv.RepoRoot(), "testdata", "nerdctl-v2.3.5", "net.d", "*", "*.conflist"))
@@ -104,7 +114,7 @@ func TestClaimsFixtures(t *testing.T) {
 				Type string `json:"type"`
 			}
 			_ = json.Unmarshal(p, &head)
-			want := slices.Contains([]string{"bridge", "tuning", "loopback"}, head.Type)
+			want := slices.Contains([]string{"bridge", "tuning", "loopback", "portmap", "firewall"}, head.Type)
 			all = all && want
 			if err := inproc.ClaimsPlugin(p); (err == nil) != want {
 				t.Errorf("%s: plugin %s: claimed=%v, want %v (%v)", filepath.Base(f), head.Type, err == nil, want, err)
@@ -125,6 +135,8 @@ func FuzzClaimsPlugin(f *testing.F) {
 	f.Add([]byte(claimedBridge))
 	f.Add([]byte(`{"type":"tuning","sysctl":{"net.core.somaxconn":"500"}}`))
 	f.Add([]byte(`{"type":"loopback"}`))
+	f.Add([]byte(`{"type":"portmap","capabilities":{"portMappings":true}}`))
+	f.Add([]byte(`{"type":"firewall","ingressPolicy":"same-bridge"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		err := inproc.ClaimsPlugin(b)
 		if err != nil {
@@ -136,7 +148,7 @@ func FuzzClaimsPlugin(f *testing.F) {
 		var head struct {
 			Type string `json:"type"`
 		}
-		if json.Unmarshal(b, &head) != nil || !slices.Contains([]string{"bridge", "tuning", "loopback"}, head.Type) {
+		if json.Unmarshal(b, &head) != nil || !slices.Contains([]string{"bridge", "tuning", "loopback", "portmap", "firewall"}, head.Type) {
 			t.Fatalf("claimed %q", b)
 		}
 	})
@@ -156,9 +168,9 @@ func (c *countingExec) ExecPlugin(ctx context.Context, path string, stdin []byte
 	return c.Exec.ExecPlugin(ctx, path, stdin, environ)
 }
 
-// TestFallback: on nerdctl's default network only portmap and firewall run
-// as binaries; a bridge config with a field inproc does not implement runs
-// as the binary too, and the attachment works either way.
+// TestFallback: on nerdctl's default network nothing runs as a binary; a
+// bridge, portmap or firewall config with a field inproc does not
+// implement runs as the binary, and the attachment works either way.
 func TestFallback(t *testing.T) {
 	testenv.RequireRoot(t)
 	fixture, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "nerdctl-v2.3.5", "net.d", "nerdctl-bridge.conflist"))
@@ -170,10 +182,14 @@ func TestFallback(t *testing.T) {
 		edit func(string) string
 		want []string
 	}{
-		{"nerdctl default", func(s string) string { return s }, []string{"firewall", "portmap"}},
+		{"nerdctl default", func(s string) string { return s }, nil},
 		{"unknown bridge field", func(s string) string {
 			return strings.Replace(s, `"isGateway": true,`, `"isGateway": true, "forceAddress": false,`, 1)
-		}, []string{"bridge", "firewall", "portmap"}},
+		}, []string{"bridge"}},
+		{"unknown portmap and firewall fields", func(s string) string {
+			s = strings.Replace(s, `"type": "portmap",`, `"type": "portmap", "snat": true,`, 1)
+			return strings.Replace(s, `"type": "firewall",`, `"type": "firewall", "backend": "iptables",`, 1)
+		}, []string{"firewall", "portmap"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -238,8 +254,8 @@ func TestUnclaimedWithoutBinary(t *testing.T) {
 	if err != nil || p != filepath.Join(dir, "bridge") {
 		t.Fatalf("FindInPath(bridge) = %q, %v", p, err)
 	}
-	if _, err := x.FindInPath("portmap", []string{dir}); err == nil {
-		t.Errorf("FindInPath(portmap) found a binary that is not there")
+	if _, err := x.FindInPath("macvlan", []string{dir}); err == nil {
+		t.Errorf("FindInPath(macvlan) found a binary that is not there")
 	}
 	conf := `{"cniVersion":"1.0.0","name":"n","type":"bridge","vlan":100,"ipam":{"type":"host-local","ranges":[[{"subnet":"10.4.0.0/24"}]]}}`
 	env := []string{"CNI_COMMAND=ADD", "CNI_CONTAINERID=c1", "CNI_NETNS=/run/netns/none", "CNI_IFNAME=eth0", "CNI_PATH=" + dir}

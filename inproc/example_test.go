@@ -11,9 +11,9 @@ import (
 	"github.com/ocinet/ocinet/inproc"
 )
 
-// A Manager whose bridge, host-local, loopback and tuning plugins run in
-// process; portmap and firewall still run as binaries from the plugin
-// directory.
+// A Manager whose bridge, host-local, loopback, tuning, portmap and
+// firewall plugins run in process; other plugins, and configs with fields
+// not implemented here, run as binaries from the plugin directory.
 func ExampleNew() {
 	binaries := &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: io.Discard}, PluginDecoder: version.PluginDecoder{}}
 	x, err := inproc.New(binaries, inproc.WithRuntimeDir("/run/ocinet"))
@@ -31,7 +31,7 @@ func ExampleNew() {
 func ExampleClaims() {
 	conf := []byte(`{"cniVersion":"1.0.0","name":"n","plugins":[
 		{"type":"bridge","bridge":"br0","ipam":{"type":"host-local","ranges":[[{"subnet":"10.4.0.0/24"}]]}},
-		{"type":"portmap","capabilities":{"portMappings":true}}]}`)
+		{"type":"portmap","capabilities":{"portMappings":true},"snat":false}]}`)
 	fmt.Println(inproc.Claims(conf))
-	// Output: conflist "n": plugin 1: plugin "portmap" runs as a binary: not supported in process
+	// Output: conflist "n": plugin 1: plugin portmap: field "snat": not supported in process
 }

@@ -76,7 +76,7 @@ func New(fallback invoke.Exec, opts ...Option) (*Exec, error) {
 }
 
 // claimedTypes are the plugin types that may run in process.
-var claimedTypes = map[string]bool{"bridge": true, "loopback": true, "tuning": true}
+var claimedTypes = map[string]bool{"bridge": true, "loopback": true, "tuning": true, "portmap": true, "firewall": true}
 
 // call is one plugin invocation.
 type call struct {
@@ -110,7 +110,13 @@ func (e *Exec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, 
 		if _, serr := os.Stat(pluginPath); serr != nil {
 			return nil, cniError(types.ErrUnsupportedField, fmt.Errorf("plugin %s: config needs the plugin binary, which is missing (%s): %w", c.plugin, pluginPath, err))
 		}
-		return e.fallback.ExecPlugin(ctx, pluginPath, stdin, environ)
+		out, err := e.fallback.ExecPlugin(ctx, pluginPath, stdin, environ)
+		if err == nil && c.plugin == "firewall" && c.cmd == "ADD" {
+			if rerr := e.registerIsolated(stdin); rerr != nil {
+				e.log.Warn("in-process networks are not isolated from this network", "plugin", c.plugin, "container", c.containerID, "error", rerr)
+			}
+		}
+		return out, err
 	}
 	e.log.Debug("running plugin in process", "plugin", c.plugin, "command", c.cmd, "container", c.containerID, "ifname", c.ifc)
 	var out []byte
@@ -122,9 +128,10 @@ func (e *Exec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, 
 		err = e.del(ctx, c)
 	case "CHECK":
 		err = e.check(ctx, c)
-	case "GC", "STATUS":
-		// The v1.9.1 bridge, host-local, loopback and tuning binaries do
-		// nothing here: leases and links are released by DEL.
+	case "GC":
+		err = e.gc(c)
+	case "STATUS":
+		// The v1.9.1 binaries report nothing here.
 	default:
 		err = cniError(types.ErrInvalidEnvironmentVariables, fmt.Errorf("plugin %s: unknown CNI_COMMAND %q: %w", c.plugin, c.cmd, ErrInvalid))
 	}
@@ -144,6 +151,10 @@ func (e *Exec) add(ctx context.Context, c call) ([]byte, error) {
 		return e.bridgeAdd(ctx, c)
 	case "loopback":
 		return e.loopbackAdd(c)
+	case "portmap":
+		return e.portmapAdd(c)
+	case "firewall":
+		return e.firewallAdd(c)
 	default:
 		return e.tuningAdd(c)
 	}
@@ -155,6 +166,10 @@ func (e *Exec) del(ctx context.Context, c call) error {
 		return e.bridgeDel(c)
 	case "loopback":
 		return e.loopbackDel(c)
+	case "portmap":
+		return e.attachDel(c, portSets)
+	case "firewall":
+		return e.attachDel(c, forwardSets) // the network's isolation stays until RemoveNetwork
 	default:
 		return e.tuningDel(c)
 	}
@@ -166,9 +181,26 @@ func (e *Exec) check(ctx context.Context, c call) error {
 		return e.bridgeCheck(c)
 	case "loopback":
 		return e.loopbackCheck(c)
+	case "portmap":
+		return e.attachCheck(c, portmapWant)
+	case "firewall":
+		return e.attachCheck(c, firewallWant)
 	default:
 		return e.tuningCheck(c)
 	}
+}
+
+// gc removes the elements of attachments that are not in the valid list
+// (portmap, firewall); the v1.9.1 bridge, host-local, loopback and tuning
+// binaries do nothing here: leases and links are released by DEL.
+func (e *Exec) gc(c call) error {
+	switch c.plugin {
+	case "portmap":
+		return e.attachGC(c, portSets)
+	case "firewall":
+		return e.attachGC(c, forwardSets)
+	}
+	return nil
 }
 
 // FindInPath finds a plugin binary as the fallback does; a claimed plugin

@@ -3,6 +3,7 @@ package leakcheck
 import (
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -12,12 +13,14 @@ import (
 
 // ocinetTable returns the items of the in-process datapath's nftables table
 // (package inproc, table inet ocinet), read through netlink: every chain
-// but the static postrouting chain ("chain NAME"), every rule of those
-// chains and the rules of the postrouting chain that a network owns ("rule
-// CHAIN #HANDLE COMMENT"), and every set and set element ("set NAME",
-// "element SET KEY"). The table itself, its postrouting chain and that
-// chain's fixed rules are shared and kept, like the plugins' shared chains,
-// and are not counted. No table is no items.
+// but the static ones (inproc.StaticChains: "chain NAME"), every rule of
+// those chains and the rules of the static chains that a network owns
+// ("rule CHAIN #HANDLE COMMENT"), every set but the static ones
+// (inproc.StaticSets: "set NAME") and every element of every set, the
+// static ones too ("element SET KEY COMMENT": port mappings, subnets,
+// isolated bridges, forward accepts). The table itself, its static chains
+// with their fixed rules and its static sets are shared and kept, like the
+// plugins' shared chains, and are not counted. No table is no items.
 func ocinetTable() ([]string, error) {
 	c, err := nftables.New()
 	if err != nil {
@@ -36,7 +39,7 @@ func ocinetTable() ([]string, error) {
 		if ch.Table.Name != inproc.TableName {
 			continue
 		}
-		static := ch.Name == inproc.PostroutingChain
+		static := slices.Contains(inproc.StaticChains, ch.Name)
 		if !static {
 			out = append(out, "chain "+ch.Name)
 		}
@@ -57,13 +60,15 @@ func ocinetTable() ([]string, error) {
 		return nil, fmt.Errorf("nftables: sets: %w", err)
 	}
 	for _, s := range sets {
-		out = append(out, "set "+s.Name)
+		if !slices.Contains(inproc.StaticSets, s.Name) {
+			out = append(out, "set "+s.Name)
+		}
 		elems, err := c.GetSetElements(s)
 		if err != nil {
 			return nil, fmt.Errorf("nftables: elements of set %s: %w", s.Name, err)
 		}
 		for _, e := range elems {
-			out = append(out, "element "+s.Name+" "+hex.EncodeToString(e.Key))
+			out = append(out, strings.TrimSpace("element "+s.Name+" "+hex.EncodeToString(e.Key)+" "+e.Comment))
 		}
 	}
 	return out, nil

@@ -1,0 +1,105 @@
+package inproc
+
+import (
+	"fmt"
+
+	"github.com/google/nftables"
+)
+
+// forwardSets are the sets of the firewall's per-container forward accept.
+var forwardSets = []string{Forward4, Forward6}
+
+// firewallElements are the attachment's elements: its addresses in the
+// forward sets and, with ingressPolicy same-bridge, its bridge in the
+// isolated and same-bridge sets.
+func firewallElements(n *attachConf, a *attachment, com string) map[string][]nftables.SetElement {
+	out := map[string][]nftables.SetElement{}
+	if ip := a.ip4(); ip != nil {
+		out[Forward4] = []nftables.SetElement{{Key: []byte(ip), Comment: com}}
+	}
+	if ip := a.ip6(); ip != nil {
+		out[Forward6] = []nftables.SetElement{{Key: []byte(ip), Comment: com}}
+	}
+	if n.IngressPolicy == "same-bridge" && a.bridge != "" {
+		out[IsolatedSet] = []nftables.SetElement{{Key: ifname(a.bridge), Comment: NetworkComment(a.bridge)}}
+		out[SameBridgeSet] = []nftables.SetElement{{Key: ifPairKey(a.bridge), Comment: NetworkComment(a.bridge)}}
+	}
+	return out
+}
+
+// firewallAdd refuses when Preflight finds a firewall that would drop what
+// the table accepts, then adds the attachment's elements in one
+// transaction.
+func (e *Exec) firewallAdd(c call) ([]byte, error) {
+	n, a, err := loadAttachment(c)
+	if err != nil {
+		return nil, err
+	}
+	if n.IngressPolicy == "same-bridge" && a.bridge == "" {
+		return nil, fmt.Errorf("firewall: ingressPolicy same-bridge: the previous result names no bridge: %w", ErrInvalid)
+	}
+	if err := Preflight(); err != nil {
+		return nil, fmt.Errorf("firewall: %w", err)
+	}
+	if err := e.ensureStatic(); err != nil {
+		return nil, err
+	}
+	e.stepAt(c, "static")
+	if err := addElements("firewall", firewallElements(n, a, AttachmentComment(n.Name, c.containerID, c.ifc))); err != nil {
+		return nil, err
+	}
+	return encodeResult(n.PrevResult, n.CNIVersion)
+}
+
+// addElements adds elements to the table's sets in one transaction.
+func addElements(plugin string, elems map[string][]nftables.SetElement) error {
+	conn, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("%s: nftables: %w", plugin, err)
+	}
+	for _, name := range StaticSets {
+		if len(elems[name]) > 0 {
+			if err := conn.SetAddElements(sets[name], elems[name]); err != nil {
+				return fmt.Errorf("%s: %w", plugin, err)
+			}
+		}
+	}
+	if err := conn.Flush(); err != nil {
+		return fmt.Errorf("%s: add elements: %w", plugin, err)
+	}
+	return nil
+}
+
+func firewallWant(n *attachConf, a *attachment, com string) (map[string][]nftables.SetElement, error) {
+	return firewallElements(n, a, com), nil
+}
+
+// registerIsolated puts the bridge of a firewall binary's network with
+// ingressPolicy same-bridge into the isolated set, so that the table
+// isolates in-process networks from it too (the binary's own isolation
+// chains see only the bridges registered there).
+func (e *Exec) registerIsolated(stdin []byte) error {
+	n, err := loadAttachConf("firewall", stdin)
+	if err != nil || n.IngressPolicy != "same-bridge" {
+		return err
+	}
+	a, err := prevAttachment("firewall", n)
+	if err != nil || a.bridge == "" {
+		return err
+	}
+	if err := e.ensureStatic(); err != nil {
+		return err
+	}
+	all := firewallElements(n, a, "")
+	return addElements("firewall", map[string][]nftables.SetElement{IsolatedSet: all[IsolatedSet], SameBridgeSet: all[SameBridgeSet]})
+}
+
+// removeNetworkElements removes the bridge's elements of the isolated and
+// same-bridge sets, and whatever attachment elements of the network are
+// left.
+func (e *Exec) removeNetworkElements(network, bridge string) error {
+	return e.deleteElements("remove network state", StaticSets, func(com string) bool {
+		n, _, _, ok := attachmentOf(com)
+		return com == NetworkComment(bridge) || (ok && n == network)
+	})
+}

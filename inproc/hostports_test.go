@@ -1,0 +1,258 @@
+package inproc_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/vishvananda/netlink"
+
+	"github.com/ocinet/ocinet/inproc"
+	"github.com/ocinet/ocinet/internal/testenv"
+)
+
+// defaultChain is the chain the templates write (bridge, portmap,
+// firewall, tuning) with subnets (one per range set); extraBridge goes
+// into the bridge's config, policy is the firewall's ingressPolicy.
+func defaultChain(t testing.TB, name, bridge string, subnets []string, dataDir, extraBridge, policy string) *libcni.NetworkConfigList {
+	t.Helper()
+	var ranges, routes []string
+	for _, s := range subnets {
+		ranges = append(ranges, fmt.Sprintf(`[{"subnet":%q}]`, s))
+		if strings.Contains(s, ":") {
+			routes = append(routes, `{"dst":"::/0"}`)
+		} else {
+			routes = append(routes, `{"dst":"0.0.0.0/0"}`)
+		}
+	}
+	fw := `{"type":"firewall"}`
+	if policy != "" {
+		fw = fmt.Sprintf(`{"type":"firewall","ingressPolicy":%q}`, policy)
+	}
+	b := fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"plugins":[{"type":"bridge","bridge":%q,"isGateway":true,"ipMasq":true,"hairpinMode":true%s,
+		"ipam":{"type":"host-local","dataDir":%q,"ranges":[%s],"routes":[%s]}},
+		{"type":"portmap","capabilities":{"portMappings":true}},%s,{"type":"tuning"}]}`,
+		name, bridge, extraBridge, dataDir, strings.Join(ranges, ","), strings.Join(routes, ","), fw)
+	list, err := libcni.ConfListFromBytes([]byte(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list
+}
+
+// container is one attachment made by attach.
+type container struct {
+	id, path string
+	ips      []net.IP
+	rt       *libcni.RuntimeConf
+}
+
+func (c *container) ip(v4 bool) net.IP {
+	for _, ip := range c.ips {
+		if (ip.To4() != nil) == v4 {
+			return ip
+		}
+	}
+	return nil
+}
+
+// attach adds a container to the network through cni (in process or the
+// binaries) with the port mappings; it is deleted when the test ends
+// unless the test deletes it first (del).
+func attach(t *testing.T, cni *libcni.CNIConfig, list *libcni.NetworkConfigList, id string, ports []inproc.PortMapping) *container {
+	t.Helper()
+	path := newNS(t)
+	rt := &libcni.RuntimeConf{ContainerID: id, NetNS: path, IfName: "eth0"}
+	if len(ports) > 0 {
+		rt.CapabilityArgs = map[string]any{"portMappings": ports}
+	}
+	r, err := cni.AddNetworkList(context.Background(), list, rt)
+	if err != nil {
+		t.Fatalf("add %s: %v", id, err)
+	}
+	t.Cleanup(func() {
+		if err := cni.DelNetworkList(context.Background(), list, rt); err != nil {
+			t.Errorf("del %s: %v", id, err)
+		}
+	})
+	res, err := types100.NewResultFromResult(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &container{id: id, path: path, rt: rt}
+	for _, ipc := range res.IPs {
+		c.ips = append(c.ips, ipc.Address.IP)
+	}
+	return c
+}
+
+// serve answers every TCP connection on port (both families) and every
+// UDP datagram on port in the container's namespace with the container's
+// ID, until the test ends.
+func serve(t *testing.T, c *container, ports ...int) {
+	t.Helper()
+	for _, p := range ports {
+		var tl net.Listener
+		var ul net.PacketConn
+		inNS(t, c.path, func() (err error) {
+			if tl, err = net.Listen("tcp", fmt.Sprintf(":%d", p)); err != nil {
+				return err
+			}
+			ul, err = net.ListenPacket("udp", fmt.Sprintf(":%d", p))
+			return err
+		})
+		t.Cleanup(func() { tl.Close(); ul.Close() })
+		go func() {
+			for {
+				conn, err := tl.Accept()
+				if err != nil {
+					return
+				}
+				fmt.Fprintf(conn, "%s %s\n", c.id, conn.RemoteAddr())
+				conn.Close()
+			}
+		}()
+		go func() {
+			buf := make([]byte, 64)
+			for {
+				_, from, err := ul.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				_, _ = ul.WriteTo([]byte(c.id+" "+from.String()+"\n"), from)
+			}
+		}()
+	}
+}
+
+// ask connects to addr:port from the namespace at from ("" for the test's
+// own) over tcp or udp and returns the first word of the answer (the ID
+// of the container that answered) and the source address it saw; "" when
+// nothing answered within a second.
+func ask(t *testing.T, from, network string, addr net.IP, port int) (id, source string) {
+	t.Helper()
+	var line string
+	dial := func() error {
+		d := net.Dialer{Timeout: time.Second}
+		conn, err := d.Dial(network, net.JoinHostPort(addr.String(), fmt.Sprint(port)))
+		if err != nil {
+			return nil
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(time.Second))
+		if network == "udp" {
+			if _, err := conn.Write([]byte("?")); err != nil {
+				return nil
+			}
+		}
+		line, _ = bufio.NewReader(conn).ReadString('\n')
+		return nil
+	}
+	if from == "" {
+		_ = dial()
+	} else {
+		inNS(t, from, dial)
+	}
+	f := strings.Fields(line)
+	if len(f) < 2 {
+		return "", ""
+	}
+	host, _, _ := net.SplitHostPort(f[1])
+	return f[0], host
+}
+
+// remoteNS makes a namespace standing in for another host: behind a veth
+// (host end hostIf with 192.168.<n>.1/24, its end eth0 with
+// 192.168.<n>.2/24, default route to the host), lo left down so that
+// 127.0.0.1 can be routed to the host.
+func remoteNS(t *testing.T, hostIf string, n byte) (path string, hostAddr, remoteAddr net.IP) {
+	t.Helper()
+	hostAddr, remoteAddr = net.IPv4(192, 168, n, 1).To4(), net.IPv4(192, 168, n, 2).To4()
+	path = outsideNS(t, hostIf, []*net.IPNet{{IP: hostAddr, Mask: net.CIDRMask(24, 32)}},
+		[]*net.IPNet{{IP: remoteAddr, Mask: net.CIDRMask(24, 32)}})
+	h := handleIn(t, path)
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetDown(lo); err != nil {
+		t.Fatal(err)
+	}
+	eth, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: hostAddr}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: hostAddr, Dst: &net.IPNet{IP: net.IPv4(127, 0, 0, 0).To4(), Mask: net.CIDRMask(8, 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	inNS(t, path, func() error {
+		return writeProc("net/ipv4/conf/eth0/route_localnet", "1")
+	})
+	return path, hostAddr, remoteAddr
+}
+
+func writeProc(key, value string) error {
+	return os.WriteFile("/proc/sys/"+key, []byte(value), 0o644)
+}
+
+// TestPublish publishes TCP and UDP ports and a port range of a container
+// in process and asks for them from everywhere a user of the plugins asks:
+// the host on 127.0.0.1, on the bridge's gateway and on its own address,
+// another host, and the container itself through the host (hairpin).
+func TestPublish(t *testing.T) {
+	testenv.RequireRoot(t)
+	e := newEnv(t)
+	list := defaultChain(t, "inp-pub", "inppub0", []string{"10.216.90.0/24"}, t.TempDir(), "", "same-bridge")
+	e.forget(list.Bytes, "inppub0")
+	remote, hostAddr, _ := remoteNS(t, "inppubr0", 251)
+	ports := []inproc.PortMapping{
+		{HostPort: 18080, ContainerPort: 80, Protocol: "tcp"},
+		{HostPort: 18081, ContainerPort: 81, Protocol: "udp"},
+		{HostPort: 18100, ContainerPort: 90, Protocol: "tcp"},
+		{HostPort: 18101, ContainerPort: 91, Protocol: "tcp"},
+		{HostPort: 18102, ContainerPort: 92, Protocol: "tcp"},
+		{HostPort: 18090, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"},
+	}
+	c := attach(t, e.cniFor(), list, "pub-a", ports)
+	serve(t, c, 80, 81, 90, 91, 92)
+	gw := net.IPv4(10, 216, 90, 1)
+	lo := net.IPv4(127, 0, 0, 1)
+	for _, tc := range []struct {
+		name, from, network string
+		addr                net.IP
+		port                int
+		want                string
+	}{
+		{"host to 127.0.0.1", "", "tcp", lo, 18080, "pub-a"},
+		{"host to the gateway", "", "tcp", gw, 18080, "pub-a"},
+		{"host to its own address", "", "tcp", hostAddr, 18080, "pub-a"},
+		{"another host", remote, "tcp", hostAddr, 18080, "pub-a"},
+		{"hairpin through the gateway", c.path, "tcp", gw, 18080, "pub-a"},
+		{"hairpin through the host's address", c.path, "tcp", hostAddr, 18080, "pub-a"},
+		{"udp on 127.0.0.1", "", "udp", lo, 18081, "pub-a"},
+		{"udp from another host", remote, "udp", hostAddr, 18081, "pub-a"},
+		{"range first", "", "tcp", lo, 18100, "pub-a"},
+		{"range last", remote, "tcp", hostAddr, 18102, "pub-a"},
+		{"loopback-published on 127.0.0.1", "", "tcp", lo, 18090, "pub-a"},
+		{"loopback-published, not on the gateway", "", "tcp", gw, 18090, ""},
+		{"loopback-published, not from another host", remote, "tcp", lo, 18090, ""},
+		{"unpublished port", "", "tcp", lo, 18083, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, _ := ask(t, tc.from, tc.network, tc.addr, tc.port); got != tc.want {
+				t.Errorf("%s %s:%d answered by %q, want %q", tc.network, tc.addr, tc.port, got, tc.want)
+			}
+		})
+	}
+}
