@@ -13,6 +13,7 @@ import (
 	"github.com/ocinet/ocinet/inproc"
 	"github.com/ocinet/ocinet/internal/reexec"
 	"github.com/ocinet/ocinet/internal/testenv"
+	"github.com/ocinet/ocinet/portmap"
 )
 
 const crashHelper = "inproc-test-crash"
@@ -46,7 +47,11 @@ func crashChild() int {
 		return 1
 	}
 	ctx := context.Background()
-	if _, err := m.Attach(ctx, ocinet.AttachRequest{ID: "crash", NetNS: path, Networks: []string{network}}); err != nil {
+	req := ocinet.AttachRequest{ID: "crash", NetNS: path, Networks: []string{network}}
+	if strings.Contains(step, ":portmap:") {
+		req.Ports = []portmap.Mapping{{HostPorts: portmap.PortRange{Start: 18400, End: 18400}, ContainerPorts: portmap.PortRange{Start: 80, End: 80}, Protocol: "tcp"}}
+	}
+	if _, err := m.Attach(ctx, req); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -57,19 +62,29 @@ func crashChild() int {
 	return 4 // the step never came
 }
 
+// crashConf is the default chain (bridge, portmap, firewall, tuning).
+const crashConf = `{"cniVersion":"1.0.0","name":"inp-many","plugins":[
+	{"type":"bridge","bridge":"inpmany0","isGateway":true,"ipMasq":true,"hairpinMode":true,
+	 "ipam":{"type":"host-local","ranges":[[{"subnet":"10.216.20.0/24","gateway":"10.216.20.1"}]],"routes":[{"dst":"0.0.0.0/0"}]}},
+	{"type":"portmap","capabilities":{"portMappings":true}},
+	{"type":"firewall","ingressPolicy":"same-bridge"},
+	{"type":"tuning"}]}`
+
 // TestCrashAtEachStep: a process that dies at each named step of the
-// in-process bridge's ADD and DEL leaves an attachment that the Manager's
+// in-process bridge's, portmap's and firewall's ADD and DEL (between the
+// link, the lease and the table's elements) leaves an attachment that the Manager's
 // GC, run by another process, finishes: the record is gone and nothing is
 // left on the host (the leak check) or in the namespace.
 func TestCrashAtEachStep(t *testing.T) {
 	testenv.RequireRoot(t)
 	for _, step := range []string{
 		"inproc:ADD:bridge:network", "inproc:ADD:bridge:veth", "inproc:ADD:bridge:lease", "inproc:ADD:bridge:addrs",
-		"inproc:DEL:bridge:link",
+		"inproc:ADD:portmap:static", "inproc:ADD:portmap:elements", "inproc:ADD:firewall:static", "inproc:ADD:firewall:elements",
+		"inproc:DEL:bridge:link", "inproc:DEL:bridge:conntrack",
 	} {
 		t.Run(strings.TrimPrefix(step, "inproc:"), func(t *testing.T) {
 			e := newEnv(t)
-			conf := strings.ReplaceAll(strings.ReplaceAll(manyConf, "inpmany0", "inpcrash0"), "10.216.20.", "10.216.60.")
+			conf := strings.ReplaceAll(strings.ReplaceAll(crashConf, "inpmany0", "inpcrash0"), "10.216.20.", "10.216.60.")
 			n := e.writeNetwork("inp-many.conflist", []byte(conf))
 			path := newNS(t)
 			cmd := reexec.Command(crashHelper, e.stateNative, e.confDir, e.cacheDir, e.lockDir, t.TempDir(), e.plugins, path, n.Name, step)

@@ -48,6 +48,7 @@ func (e *Exec) firewallAdd(c call) ([]byte, error) {
 	if err := addElements("firewall", firewallElements(n, a, AttachmentComment(n.Name, c.containerID, c.ifc))); err != nil {
 		return nil, err
 	}
+	e.stepAt(c, "elements")
 	return encodeResult(n.PrevResult, n.CNIVersion)
 }
 

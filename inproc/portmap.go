@@ -248,6 +248,7 @@ func (e *Exec) portmapAdd(c call) ([]byte, error) {
 			}
 			return nil, fmt.Errorf("portmap: publish ports of container %s: %w", c.containerID, err)
 		}
+		e.stepAt(c, "elements")
 	}
 	return encodeResult(n.PrevResult, n.CNIVersion)
 }
