@@ -23,6 +23,13 @@ import (
 // into the bridge's config, policy is the firewall's ingressPolicy.
 func defaultChain(t testing.TB, name, bridge string, subnets []string, dataDir, extraBridge, policy string) *libcni.NetworkConfigList {
 	t.Helper()
+	return chainWith(t, name, bridge, subnets, dataDir, extraBridge, "", policy, "")
+}
+
+// chainWith is defaultChain with extra fields for portmap and firewall too
+// (each starting with a comma).
+func chainWith(t testing.TB, name, bridge string, subnets []string, dataDir, extraBridge, extraPortmap, policy, extraFirewall string) *libcni.NetworkConfigList {
+	t.Helper()
 	var ranges, routes []string
 	for _, s := range subnets {
 		ranges = append(ranges, fmt.Sprintf(`[{"subnet":%q}]`, s))
@@ -32,14 +39,14 @@ func defaultChain(t testing.TB, name, bridge string, subnets []string, dataDir, 
 			routes = append(routes, `{"dst":"0.0.0.0/0"}`)
 		}
 	}
-	fw := `{"type":"firewall"}`
+	fw := `{"type":"firewall"` + extraFirewall + `}`
 	if policy != "" {
-		fw = fmt.Sprintf(`{"type":"firewall","ingressPolicy":%q}`, policy)
+		fw = fmt.Sprintf(`{"type":"firewall","ingressPolicy":%q%s}`, policy, extraFirewall)
 	}
 	b := fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"plugins":[{"type":"bridge","bridge":%q,"isGateway":true,"ipMasq":true,"hairpinMode":true%s,
 		"ipam":{"type":"host-local","dataDir":%q,"ranges":[%s],"routes":[%s]}},
-		{"type":"portmap","capabilities":{"portMappings":true}},%s,{"type":"tuning"}]}`,
-		name, bridge, extraBridge, dataDir, strings.Join(ranges, ","), strings.Join(routes, ","), fw)
+		{"type":"portmap","capabilities":{"portMappings":true}%s},%s,{"type":"tuning"}]}`,
+		name, bridge, extraBridge, dataDir, strings.Join(ranges, ","), strings.Join(routes, ","), extraPortmap, fw)
 	list, err := libcni.ConfListFromBytes([]byte(b))
 	if err != nil {
 		t.Fatal(err)
@@ -66,10 +73,10 @@ func (c *container) ip(v4 bool) net.IP {
 // attach adds a container to the network through cni (in process or the
 // binaries) with the port mappings; it is deleted when the test ends
 // unless the test deletes it first (del).
-func attach(t *testing.T, cni *libcni.CNIConfig, list *libcni.NetworkConfigList, id string, ports []inproc.PortMapping) *container {
+func attach(t *testing.T, cni *libcni.CNIConfig, list *libcni.NetworkConfigList, id string, ports []inproc.PortMapping, args ...[2]string) *container {
 	t.Helper()
 	path := newNS(t)
-	rt := &libcni.RuntimeConf{ContainerID: id, NetNS: path, IfName: "eth0"}
+	rt := &libcni.RuntimeConf{ContainerID: id, NetNS: path, IfName: "eth0", Args: args}
 	if len(ports) > 0 {
 		rt.CapabilityArgs = map[string]any{"portMappings": ports}
 	}
@@ -99,13 +106,25 @@ func attach(t *testing.T, cni *libcni.CNIConfig, list *libcni.NetworkConfigList,
 func serve(t *testing.T, c *container, ports ...int) {
 	t.Helper()
 	for _, p := range ports {
+		for _, fam := range []string{"4", "6"} {
+			if c.ip(fam == "4") != nil {
+				serveOn(t, c, fam, p)
+			}
+		}
+	}
+}
+
+// serveOn serves one port of one family (4 or 6) for serve.
+func serveOn(t *testing.T, c *container, fam string, p int) {
+	t.Helper()
+	{
 		var tl net.Listener
 		var ul net.PacketConn
 		inNS(t, c.path, func() (err error) {
-			if tl, err = net.Listen("tcp", fmt.Sprintf(":%d", p)); err != nil {
+			if tl, err = net.Listen("tcp"+fam, fmt.Sprintf(":%d", p)); err != nil {
 				return err
 			}
-			ul, err = net.ListenPacket("udp", fmt.Sprintf(":%d", p))
+			ul, err = net.ListenPacket("udp"+fam, fmt.Sprintf(":%d", p))
 			return err
 		})
 		t.Cleanup(func() { tl.Close(); ul.Close() })
@@ -170,8 +189,8 @@ func ask(t *testing.T, from, network string, addr net.IP, port int) (id, source 
 
 // remoteNS makes a namespace standing in for another host: behind a veth
 // (host end hostIf with 192.168.<n>.1/24, its end eth0 with
-// 192.168.<n>.2/24, default route to the host), lo left down so that
-// 127.0.0.1 can be routed to the host.
+// 192.168.<n>.2/24, default route to the host), lo down and without
+// 127.0.0.1, so that 127.0.0.0/8 can be routed to the host.
 func remoteNS(t *testing.T, hostIf string, n byte) (path string, hostAddr, remoteAddr net.IP) {
 	t.Helper()
 	hostAddr, remoteAddr = net.IPv4(192, 168, n, 1).To4(), net.IPv4(192, 168, n, 2).To4()
@@ -184,6 +203,10 @@ func remoteNS(t *testing.T, hostIf string, n byte) (path string, hostAddr, remot
 		t.Fatal(err)
 	}
 	if err := h.LinkSetDown(lo); err != nil {
+		t.Fatal(err)
+	}
+	// Without its address, lo no longer claims 127.0.0.0/8.
+	if err := h.AddrDel(lo, &netlink.Addr{IPNet: &net.IPNet{IP: net.IPv4(127, 0, 0, 1).To4(), Mask: net.CIDRMask(8, 32)}}); err != nil {
 		t.Fatal(err)
 	}
 	eth, err := h.LinkByName("eth0")

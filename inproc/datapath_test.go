@@ -1,0 +1,486 @@
+package inproc_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/ocinet/ocinet/inproc"
+	"github.com/ocinet/ocinet/internal/testenv"
+)
+
+// elements lists the elements of the table's static sets as "SET COMMENT"
+// lines (the interval ends of the subnet sets, which carry no comment,
+// left out).
+func elements(t *testing.T) []string {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := &nftables.Table{Name: inproc.TableName, Family: inproc.TableFamily}
+	var out []string
+	for _, name := range inproc.StaticSets {
+		s, err := c.GetSetByName(table, name)
+		if err != nil {
+			continue
+		}
+		els, err := c.GetSetElements(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, el := range els {
+			if !el.IntervalEnd {
+				out = append(out, name+" "+el.Comment)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// attachmentElements keeps the lines of elements that name the attachment.
+func attachmentElements(all []string, network, id string) []string {
+	var out []string
+	for _, l := range all {
+		if strings.HasSuffix(l, " "+inproc.AttachmentComment(network, id, "eth0")) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// TestIsolation: containers on two isolated networks (ingressPolicy
+// same-bridge) run in process cannot reach each other in either
+// direction, nor one on an isolated network run through the plugin
+// binaries; containers on one network reach each other, and a network
+// without ingressPolicy is not isolated (as with the binaries).
+func TestIsolation(t *testing.T) {
+	testenv.RequireRoot(t)
+	e := newEnv(t)
+	cni := e.cniFor()
+	netA := defaultChain(t, "inp-isoa", "inpisoa", []string{"10.216.100.0/24"}, t.TempDir(), "", "same-bridge")
+	netB := defaultChain(t, "inp-isob", "inpisob", []string{"10.216.101.0/24"}, t.TempDir(), "", "same-bridge")
+	// Every plugin of this one runs as its binary (fields inproc does not
+	// implement), through the same executor.
+	netC := chainWith(t, "inp-isoc", "inpisoc", []string{"10.216.102.0/24"}, t.TempDir(), `,"forceAddress":false`, `,"snat":true`, "same-bridge", `,"backend":"iptables"`)
+	netD := defaultChain(t, "inp-isod", "inpisod", []string{"10.216.103.0/24"}, t.TempDir(), "", "")
+	for _, n := range []struct {
+		l  *libcni.NetworkConfigList
+		br string
+	}{{netA, "inpisoa"}, {netB, "inpisob"}, {netC, "inpisoc"}, {netD, "inpisod"}} {
+		e.forget(n.l.Bytes, n.br)
+	}
+	if err := inproc.Claims(netC.Bytes); err == nil {
+		t.Fatal("network C would run in process")
+	}
+	a1 := attach(t, cni, netA, "iso-a1", nil)
+	a2 := attach(t, cni, netA, "iso-a2", nil)
+	b1 := attach(t, cni, netB, "iso-b1", nil)
+	c1 := attach(t, cni, netC, "iso-c1", nil)
+	d1 := attach(t, cni, netD, "iso-d1", nil)
+	for _, c := range []*container{a1, a2, b1, c1, d1} {
+		serve(t, c, 80)
+	}
+	for _, tc := range []struct {
+		from, to *container
+		reach    bool
+	}{
+		{a1, a2, true}, {a2, a1, true},
+		{a1, b1, false}, {b1, a1, false},
+		{a1, c1, false}, {c1, a1, false},
+		{b1, c1, false}, {c1, b1, false},
+		{d1, a1, true}, {a1, d1, true},
+	} {
+		t.Run(tc.from.id+" to "+tc.to.id, func(t *testing.T) {
+			got, _ := ask(t, tc.from.path, "tcp", tc.to.ip(true), 80)
+			if (got == tc.to.id) != tc.reach {
+				t.Errorf("answered by %q, want reachable=%v", got, tc.reach)
+			}
+		})
+	}
+}
+
+// TestPublishDualStack: on a dual-stack network a port published on every
+// address answers on the IPv6 gateway, on the host's IPv6 address and from
+// another host over IPv6, as over IPv4; [::1] is not served by rules (the
+// Manager's proxy serves it).
+func TestPublishDualStack(t *testing.T) {
+	testenv.RequireRoot(t)
+	e := newEnv(t)
+	list := defaultChain(t, "inp-pub6", "inppub6", []string{"10.216.104.0/24", "fd00:216:104::/64"}, t.TempDir(), "", "same-bridge")
+	e.forget(list.Bytes, "inppub6")
+	remote := outsideNS(t, "inppub6r", []*net.IPNet{{IP: net.ParseIP("fd00:252::1"), Mask: net.CIDRMask(64, 128)}},
+		[]*net.IPNet{{IP: net.ParseIP("fd00:252::2"), Mask: net.CIDRMask(64, 128)}})
+	h := handleIn(t, remote)
+	eth, err := h.LinkByName("eth0")
+	if err == nil {
+		err = h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: net.ParseIP("fd00:252::1"), Dst: &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}})
+	}
+	h.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := attach(t, e.cniFor(), list, "pub6", []inproc.PortMapping{{HostPort: 18200, ContainerPort: 80, Protocol: "tcp"}, {HostPort: 18201, ContainerPort: 81, Protocol: "udp"}})
+	serve(t, c, 80, 81)
+	if c.ip(false) == nil {
+		t.Fatal("no IPv6 address")
+	}
+	gw6 := net.ParseIP("fd00:216:104::1")
+	// The gateway address is tentative for a moment after the bridge is
+	// made (duplicate address detection, as with the plugin binary).
+	waitNotTentative(t, "inppub6")
+	for _, tc := range []struct {
+		name, from, network string
+		addr                net.IP
+		port                int
+		want                string
+	}{
+		{"host to the IPv6 gateway", "", "tcp", gw6, 18200, "pub6"},
+		{"host to its own IPv6 address", "", "tcp", net.ParseIP("fd00:252::1"), 18200, "pub6"},
+		{"another host over IPv6", remote, "tcp", net.ParseIP("fd00:252::1"), 18200, "pub6"},
+		{"udp from another host over IPv6", remote, "udp", net.ParseIP("fd00:252::1"), 18201, "pub6"},
+		{"IPv4 gateway", "", "tcp", net.IPv4(10, 216, 104, 1), 18200, "pub6"},
+		{"hairpin over IPv6", c.path, "tcp", gw6, 18200, "pub6"},
+		{"[::1] is the proxy's", "", "tcp", net.IPv6loopback, 18200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, _ := ask(t, tc.from, tc.network, tc.addr, tc.port); got != tc.want {
+				t.Errorf("%s [%s]:%d answered by %q, want %q", tc.network, tc.addr, tc.port, got, tc.want)
+			}
+		})
+	}
+}
+
+// dropCount returns the packets counted by the prerouting rule that drops
+// what another host sends to a loopback-published port.
+func dropCount(t *testing.T) uint64 {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := &nftables.Table{Name: inproc.TableName, Family: inproc.TableFamily}
+	rules, err := c.GetRules(table, &nftables.Chain{Name: inproc.PreroutingChain, Table: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rules {
+		drop := false
+		var n uint64
+		for _, x := range r.Exprs {
+			switch v := x.(type) {
+			case *expr.Verdict:
+				drop = v.Kind == expr.VerdictDrop
+			case *expr.Counter:
+				n = v.Packets
+			}
+		}
+		if drop {
+			return n
+		}
+	}
+	t.Fatal("no drop rule in the prerouting chain")
+	return 0
+}
+
+// TestLoopbackOnlyFromRemote: what another host sends to 127.0.0.1 and a
+// port published on 127.0.0.1 arrives (the drop rule counts it) and gets
+// no answer; the same port answers on the host's own 127.0.0.1.
+func TestLoopbackOnlyFromRemote(t *testing.T) {
+	testenv.RequireRoot(t)
+	e := newEnv(t)
+	list := defaultChain(t, "inp-lo", "inplo0", []string{"10.216.105.0/24"}, t.TempDir(), "", "same-bridge")
+	e.forget(list.Bytes, "inplo0")
+	remote, _, _ := remoteNS(t, "inplor0", 253)
+	c := attach(t, e.cniFor(), list, "lo-a", []inproc.PortMapping{{HostPort: 18210, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}})
+	serve(t, c, 80)
+	lo := net.IPv4(127, 0, 0, 1)
+	if got, _ := ask(t, "", "tcp", lo, 18210); got != "lo-a" {
+		t.Fatalf("host's 127.0.0.1:18210 answered by %q, want lo-a", got)
+	}
+	before := dropCount(t)
+	if got, _ := ask(t, remote, "tcp", lo, 18210); got != "" {
+		t.Errorf("another host reached the loopback-published port: answered by %q", got)
+	}
+	if after := dropCount(t); after <= before {
+		t.Errorf("the drop rule counted %d packets before and %d after: the remote's packets did not arrive", before, after)
+	}
+}
+
+// TestPreflight: a forward chain of another table with policy drop (set by
+// iptables inside a namespace of the test) makes Preflight refuse, naming
+// the chain; so does a running firewalld (its pid file); a clean namespace
+// passes. The in-process firewall refuses an ADD then, and leaves nothing.
+func TestPreflight(t *testing.T) {
+	testenv.RequireRoot(t)
+	if _, err := os.Stat("/usr/sbin/iptables"); err != nil {
+		testenv.Skip(t, "needs iptables as the test's oracle")
+	}
+	path := newNS(t)
+	if err := inproc.PreflightAt(path); err != nil {
+		t.Fatalf("preflight of a fresh namespace: %v", err)
+	}
+	ipt := func(args ...string) {
+		t.Helper()
+		out, err := runIn(path, "iptables", args...)
+		if err != nil {
+			t.Fatalf("iptables %v: %v: %s", args, err, out)
+		}
+	}
+	ipt("-P", "FORWARD", "DROP")
+	err := inproc.PreflightAt(path)
+	if !errors.Is(err, inproc.ErrNotSupported) || !strings.Contains(err.Error(), "FORWARD") || !strings.Contains(err.Error(), "filter") {
+		t.Errorf("preflight with FORWARD DROP: %v, want ErrNotSupported naming chain FORWARD of table ip filter", err)
+	}
+	ipt("-P", "FORWARD", "ACCEPT")
+	if err := inproc.PreflightAt(path); err != nil {
+		t.Errorf("preflight with FORWARD ACCEPT: %v", err)
+	}
+
+	// firewalld, as its pid file shows it: the ADD refuses.
+	pidFile := filepath.Join(t.TempDir(), "firewalld.pid")
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	restore := inproc.SetFirewalldPidFile(pidFile)
+	defer restore()
+	if err := inproc.Preflight(); !errors.Is(err, inproc.ErrNotSupported) || !strings.Contains(err.Error(), "firewalld") {
+		t.Errorf("preflight with firewalld: %v, want ErrNotSupported naming firewalld", err)
+	}
+	e := newEnv(t)
+	list := defaultChain(t, "inp-pre", "inppre0", []string{"10.216.106.0/24"}, t.TempDir(), "", "same-bridge")
+	e.forget(list.Bytes, "inppre0")
+	rt := &libcni.RuntimeConf{ContainerID: "pre", NetNS: newNS(t), IfName: "eth0"}
+	_, err = e.cniFor().AddNetworkList(context.Background(), list, rt)
+	var te *types.Error
+	if !errors.As(err, &te) || !errors.Is(err, inproc.ErrNotSupported) || !strings.Contains(te.Msg, "firewalld") {
+		t.Errorf("add with firewalld running: %v, want a plugin error wrapping ErrNotSupported naming firewalld", err)
+	}
+	if err := e.cniFor().DelNetworkList(context.Background(), list, rt); err != nil {
+		t.Errorf("del after the refused add: %v", err)
+	}
+}
+
+// runIn runs a command inside the network namespace at path (a test
+// oracle).
+func runIn(path, name string, args ...string) ([]byte, error) {
+	return exec.Command("nsenter", append([]string{"--net=" + path, name}, args...)...).CombinedOutput()
+}
+
+// TestRebuildAndCheck: after the table is deleted (as by nft flush
+// ruleset), CHECK of an attachment names its missing element, the next
+// ADD makes the static chains again and its ports answer, and the DEL of
+// the attachment whose elements went with the table succeeds.
+func TestRebuildAndCheck(t *testing.T) {
+	testenv.RequireRoot(t)
+	ctx := context.Background()
+	e := newEnv(t)
+	cni := e.cniFor()
+	list := defaultChain(t, "inp-reb", "inpreb0", []string{"10.216.107.0/24"}, t.TempDir(), "", "same-bridge")
+	e.forget(list.Bytes, "inpreb0")
+	c1 := attach(t, cni, list, "reb-1", []inproc.PortMapping{{HostPort: 18220, ContainerPort: 80, Protocol: "tcp"}})
+	serve(t, c1, 80)
+	if err := cni.CheckNetworkList(ctx, list, c1.rt); err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	conn, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.DelTable(&nftables.Table{Name: inproc.TableName, Family: inproc.TableFamily})
+	if err := conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	err = cni.CheckNetworkList(ctx, list, c1.rt)
+	if !errors.Is(err, inproc.ErrNotFound) || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("check after the table is gone: %v, want ErrNotFound naming the missing element", err)
+	}
+	c2 := attach(t, cni, list, "reb-2", []inproc.PortMapping{{HostPort: 18221, ContainerPort: 80, Protocol: "tcp"}})
+	serve(t, c2, 80)
+	if got, _ := ask(t, "", "tcp", net.IPv4(127, 0, 0, 1), 18221); got != "reb-2" {
+		t.Errorf("port of the attachment after the rebuild answered by %q, want reb-2", got)
+	}
+	if got, _ := ask(t, c2.path, "tcp", net.IPv4(10, 216, 107, 1), 18221); got != "reb-2" {
+		t.Errorf("hairpin after the rebuild answered by %q, want reb-2", got)
+	}
+	if got, _ := ask(t, "", "tcp", net.IPv4(127, 0, 0, 1), 18220); got != "" {
+		t.Errorf("the lost element answered: %q", got)
+	}
+	if err := cni.DelNetworkList(ctx, list, c1.rt); err != nil {
+		t.Errorf("del of the attachment whose elements are gone: %v", err)
+	}
+}
+
+// TestDelExactElements: DEL removes exactly the attachment's elements,
+// in any number of ports, and a second DEL is not an error; GC removes
+// the elements of attachments not in the valid list and keeps the others.
+func TestDelExactElements(t *testing.T) {
+	testenv.RequireRoot(t)
+	ctx := context.Background()
+	e := newEnv(t)
+	cni := e.cniFor()
+	list := defaultChain(t, "inp-del", "inpdel0", []string{"10.216.108.0/24", "fd00:216:108::/64"}, t.TempDir(), "", "same-bridge")
+	e.forget(list.Bytes, "inpdel0")
+	var ports3, ports2 []inproc.PortMapping
+	for i := range 3 {
+		ports3 = append(ports3, inproc.PortMapping{HostPort: 18230 + i, ContainerPort: 80, Protocol: "tcp"})
+	}
+	ports2 = []inproc.PortMapping{{HostPort: 18240, ContainerPort: 80, Protocol: "udp", HostIP: "0.0.0.0"}, {HostPort: 18241, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}
+	c1 := attach(t, cni, list, "del-1", ports3)
+	c2 := attach(t, cni, list, "del-2", ports2)
+	c3 := attach(t, cni, list, "del-3", ports2[:0])
+	all := elements(t)
+	com := func(id string) string { return inproc.AttachmentComment("inp-del", id, "eth0") }
+	want1 := []string{"forward4 " + com("del-1"), "forward6 " + com("del-1")}
+	for range 3 {
+		want1 = append(want1, "ports4-any "+com("del-1"), "ports6-any "+com("del-1"))
+	}
+	slices.Sort(want1)
+	if got := attachmentElements(all, "inp-del", "del-1"); !slices.Equal(got, want1) {
+		t.Fatalf("elements of del-1:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want1, "\n"))
+	}
+	others := func(l []string) []string {
+		var out []string
+		for _, x := range l {
+			if !strings.HasSuffix(x, com("del-1")) {
+				out = append(out, x)
+			}
+		}
+		return out
+	}
+	if err := cni.DelNetworkList(ctx, list, c1.rt); err != nil {
+		t.Fatal(err)
+	}
+	after := elements(t)
+	if !slices.Equal(after, others(all)) {
+		t.Errorf("after DEL of del-1:\n%s\nwant:\n%s", strings.Join(after, "\n"), strings.Join(others(all), "\n"))
+	}
+	if err := cni.DelNetworkList(ctx, list, c1.rt); err != nil {
+		t.Errorf("second DEL: %v", err)
+	}
+	// GC keeps del-3 only: del-2's elements go.
+	if err := cni.GCNetworkList(ctx, list, &libcni.GCArgs{ValidAttachments: []types.GCAttachment{{ContainerID: "del-3", IfName: "eth0"}}}); err != nil {
+		t.Fatalf("gc: %v", err)
+	}
+	if got := attachmentElements(elements(t), "inp-del", "del-2"); len(got) != 0 {
+		t.Errorf("elements of del-2 after GC: %v", got)
+	}
+	if got := attachmentElements(elements(t), "inp-del", "del-3"); len(got) != 2 {
+		t.Errorf("elements of del-3 after GC: %v, want its two forward accepts", got)
+	}
+	_ = c2
+	_ = c3
+}
+
+// TestConntrackAndReuse: a UDP flow to a published port has a conntrack
+// entry for the container's address; DEL removes it before the lease goes,
+// and a container that takes the same address and port at once gets the
+// same client's next datagram, the old one nothing.
+func TestConntrackAndReuse(t *testing.T) {
+	testenv.RequireRoot(t)
+	ctx := context.Background()
+	e := newEnv(t)
+	cni := e.cniFor()
+	list := defaultChain(t, "inp-ct", "inpct0", []string{"10.216.109.0/24"}, t.TempDir(), "", "same-bridge")
+	e.forget(list.Bytes, "inpct0")
+	ports := []inproc.PortMapping{{HostPort: 18250, ContainerPort: 81, Protocol: "udp"}}
+	c1 := attach(t, cni, list, "ct-1", ports)
+	serve(t, c1, 81)
+	// One client socket, the same source port throughout.
+	client, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 18250})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	askUDP := func() string {
+		if _, err := client.Write([]byte("?")); err != nil {
+			return ""
+		}
+		_ = client.SetReadDeadline(time.Now().Add(time.Second))
+		buf := make([]byte, 128)
+		n, err := client.Read(buf)
+		if err != nil {
+			return ""
+		}
+		return strings.Fields(string(buf[:n]))[0]
+	}
+	if got := askUDP(); got != "ct-1" {
+		t.Fatalf("answered by %q, want ct-1", got)
+	}
+	addr := c1.ip(true)
+	if n := flowsOf(t, addr); n == 0 {
+		t.Fatalf("no conntrack entry for %s", addr)
+	}
+	if err := cni.DelNetworkList(ctx, list, c1.rt); err != nil {
+		t.Fatal(err)
+	}
+	if n := flowsOf(t, addr); n != 0 {
+		t.Errorf("%d conntrack entries for %s after DEL", n, addr)
+	}
+	c2 := attach(t, cni, list, "ct-2", ports, [2]string{"IgnoreUnknown", "1"}, [2]string{"IP", addr.String()})
+	if !c2.ip(true).Equal(addr) {
+		t.Fatalf("second container has %s, want %s", c2.ip(true), addr)
+	}
+	serve(t, c2, 81)
+	if got := askUDP(); got != "ct-2" {
+		t.Errorf("after the address was reused at once: answered by %q, want ct-2", got)
+	}
+}
+
+// flowsOf counts the conntrack entries whose original source or reply
+// source is ip.
+func flowsOf(t *testing.T, ip net.IP) int {
+	t.Helper()
+	flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, unix.AF_INET)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range flows {
+		if f.Forward.SrcIP.Equal(ip) || f.Reverse.SrcIP.Equal(ip) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitNotTentative waits (at most 5 s) until no IPv6 address of the link
+// is tentative.
+func waitNotTentative(t *testing.T, name string) {
+	t.Helper()
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_V6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tentative := false
+		for _, a := range addrs {
+			tentative = tentative || a.Flags&unix.IFA_F_TENTATIVE != 0
+		}
+		if !tentative {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("addresses of %s still tentative after 5 s", name)
+}
