@@ -76,8 +76,7 @@ func median(d []time.Duration) time.Duration {
 }
 
 // BenchmarkDefaultNetwork: nerdctl's default network (bridge, portmap,
-// firewall, tuning; portmap and firewall stay binaries) with one published
-// port.
+// firewall, tuning, all in process) with one published port.
 func BenchmarkDefaultNetwork(b *testing.B) {
 	testenv.RequireRoot(b)
 	e := newEnv(b)
@@ -94,6 +93,108 @@ func BenchmarkDefaultNetwork(b *testing.B) {
 	benchPair(b, e, n.Name, []portmap.Mapping{p})
 }
 
+// BenchmarkDefaultNetwork20Ports: the same with 20 published ports (one
+// -p range): still one nftables transaction per ADD and per DEL.
+func BenchmarkDefaultNetwork20Ports(b *testing.B) {
+	testenv.RequireRoot(b)
+	e := newEnv(b)
+	fixture, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "nerdctl-v2.3.5", "net.d", "nerdctl-bridge.conflist"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	conf := strings.ReplaceAll(strings.ReplaceAll(string(fixture), "nerdctl0", "inpbench20"), "10.4.0.", "10.216.43.")
+	n := e.writeNetwork("nerdctl-bridge.conflist", []byte(conf))
+	p, err := portmap.Parse("18500-18519:8000-8019")
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchPair(b, e, n.Name, []portmap.Mapping{p})
+}
+
+// BenchmarkAttach100: 100 containers attach at once through inproc to the
+// default network (one published port each, one Manager), then 100 one
+// after the other; reports both walls (ms), errors, and duplicate
+// addresses; the leak check runs when it ends.
+func BenchmarkAttach100(b *testing.B) {
+	testenv.RequireRoot(b)
+	e := newEnv(b)
+	fixture, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "nerdctl-v2.3.5", "net.d", "nerdctl-bridge.conflist"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	conf := strings.ReplaceAll(strings.ReplaceAll(string(fixture), "nerdctl0", "inpb100"), "10.4.0.0/24", "10.217.0.0/16")
+	conf = strings.ReplaceAll(conf, "10.4.0.1", "10.217.0.1")
+	n := e.writeNetwork("nerdctl-bridge.conflist", []byte(conf))
+	const count = 100
+	paths := make([]string, count)
+	for i := range paths {
+		paths[i] = newNS(b)
+	}
+	ctx := context.Background()
+	round := func(tag string, parallel bool) (time.Duration, int, int) {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		errs := 0
+		seen := map[string]bool{}
+		dups := 0
+		one := func(i int) {
+			p, err := portmap.Parse(fmt.Sprintf("127.0.0.1:%d:80", 18600+i))
+			if err == nil {
+				var a *ocinet.Attachment
+				a, err = e.native.Attach(ctx, ocinet.AttachRequest{ID: fmt.Sprintf("b100-%s-%d", tag, i), NetNS: paths[i], Networks: []string{n.Name}, Ports: []portmap.Mapping{p}})
+				if err == nil {
+					mu.Lock()
+					for _, ifc := range a.Interfaces {
+						for _, ip := range ifc.IPs {
+							if seen[ip.String()] {
+								dups++
+							}
+							seen[ip.String()] = true
+						}
+					}
+					mu.Unlock()
+				}
+			}
+			if err != nil {
+				mu.Lock()
+				errs++
+				mu.Unlock()
+				b.Errorf("attach %d: %v", i, err)
+			}
+		}
+		t0 := time.Now()
+		for i := range count {
+			if parallel {
+				wg.Add(1)
+				go func() { defer wg.Done(); one(i) }()
+			} else {
+				one(i)
+			}
+		}
+		wg.Wait()
+		wall := time.Since(t0)
+		for i := range count {
+			if err := e.native.Detach(ctx, fmt.Sprintf("b100-%s-%d", tag, i)); err != nil {
+				b.Errorf("detach %d: %v", i, err)
+			}
+		}
+		return wall, errs, dups
+	}
+	round("warm", false)
+	var par, seq []time.Duration
+	errs, dups := 0, 0
+	for i := 0; b.Loop(); i++ {
+		w, e1, d1 := round(fmt.Sprintf("p%d", i), true)
+		w2, e2, d2 := round(fmt.Sprintf("s%d", i), false)
+		par, seq = append(par, w), append(seq, w2)
+		errs, dups = errs+e1+e2, dups+d1+d2
+	}
+	b.ReportMetric(float64(median(par))/1e6, "at-once-wall-ms")
+	b.ReportMetric(float64(median(seq))/1e6, "sequential-wall-ms")
+	b.ReportMetric(float64(errs), "errors")
+	b.ReportMetric(float64(dups), "duplicate-addresses")
+}
+
 // BenchmarkFloor: a network of bridge and tuning only (with the loopback
 // the Manager always runs): everything in process, no port; the floor of
 // what inproc costs.
@@ -106,14 +207,22 @@ func BenchmarkFloor(b *testing.B) {
 }
 
 // BenchmarkSteps reports where the time of an in-process Attach and Detach
-// of the Floor network goes: each plugin call (through the executor) and
+// of nerdctl's default network with one published port goes: each plugin call (through the executor) and
 // each named step of the bridge (from the step hook; a step's time is the
 // time since the step before it), as mean ms per attachment.
 func BenchmarkSteps(b *testing.B) {
 	testenv.RequireRoot(b)
 	e := newEnv(b)
-	conf := strings.ReplaceAll(strings.ReplaceAll(manyConf, "inpmany0", "inpsteps0"), "10.216.20.", "10.216.42.")
-	n := e.writeNetwork("inp-many.conflist", []byte(conf))
+	fixture, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "nerdctl-v2.3.5", "net.d", "nerdctl-bridge.conflist"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	conf := strings.ReplaceAll(strings.ReplaceAll(string(fixture), "nerdctl0", "inpsteps0"), "10.4.0.", "10.216.42.")
+	n := e.writeNetwork("nerdctl-bridge.conflist", []byte(conf))
+	mapping, err := portmap.Parse("127.0.0.1:18491:80")
+	if err != nil {
+		b.Fatal(err)
+	}
 	tm := map[string]time.Duration{}
 	var mu sync.Mutex
 	last := time.Now()
@@ -131,7 +240,7 @@ func BenchmarkSteps(b *testing.B) {
 	ctx := context.Background()
 	attach := func(id string) {
 		t0 := time.Now()
-		if _, err := m.Attach(ctx, ocinet.AttachRequest{ID: id, NetNS: path, Networks: []string{n.Name}}); err != nil {
+		if _, err := m.Attach(ctx, ocinet.AttachRequest{ID: id, NetNS: path, Networks: []string{n.Name}, Ports: []portmap.Mapping{mapping}}); err != nil {
 			b.Fatal(err)
 		}
 		t1 := time.Now()

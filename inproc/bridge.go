@@ -549,7 +549,10 @@ func (e *Exec) bridgeDel(c call) error {
 		}
 	}
 	e.stepAt(c, "link")
-	// The old address can no longer answer: forget its flows, then let it go.
+	// The old address can no longer answer: forget its flows, then let it
+	// go. (Setting the link down first, to walk the conntrack table while
+	// the veth is deleted, costs as much as it saves: the down waits on the
+	// kernel too.)
 	if err := forgetConntrack(ipamConf, c.containerID, c.ifc); err != nil {
 		return fmt.Errorf("bridge: %w", err)
 	}

@@ -167,9 +167,9 @@ func (e *Exec) del(ctx context.Context, c call) error {
 	case "loopback":
 		return e.loopbackDel(c)
 	case "portmap":
-		return e.attachDel(c, portSets)
+		return e.attachDel(c)
 	case "firewall":
-		return e.attachDel(c, forwardSets) // the network's isolation stays until RemoveNetwork
+		return e.attachDel(c) // the network's isolation stays until RemoveNetwork
 	default:
 		return e.tuningDel(c)
 	}

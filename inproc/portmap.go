@@ -256,15 +256,19 @@ func (e *Exec) portmapAdd(c call) ([]byte, error) {
 // portSets are the maps portmap writes.
 var portSets = []string{PortMap4, PortMapAny4, PortMap6, PortMapAny6}
 
-// attachDel removes exactly the attachment's elements of the plugin's
-// sets, in one transaction; none is not an error.
-func (e *Exec) attachDel(c call, names []string) error {
+// attachDel removes exactly the attachment's elements, in one
+// transaction; none is not an error. It removes those of every set, the
+// other plugin's too: a transaction that deletes costs the kernel a grace
+// period (about 12 ms here, whatever the number of elements), so the
+// first of firewall's and portmap's DEL (firewall, in the default chain's
+// reverse order) pays it once and the second finds nothing to delete.
+func (e *Exec) attachDel(c call) error {
 	n, err := loadAttachConf(c.plugin, c.stdin)
 	if err != nil {
 		return err
 	}
 	com := AttachmentComment(n.Name, c.containerID, c.ifc)
-	return e.deleteElements(c.plugin, names, func(s string) bool { return s == com })
+	return e.deleteElements(c.plugin, StaticSets, func(s string) bool { return s == com })
 }
 
 // attachCheck reports the first element of the attachment that is
