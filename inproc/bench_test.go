@@ -66,6 +66,18 @@ func benchPair(b *testing.B, e *env, network string, ports []portmap.Mapping) {
 	b.ReportMetric(ms(median(nt))/ms(median(pt)), "total-ratio")
 }
 
+// nerdctlDefault writes nerdctl's default network with its bridge and
+// its subnet's first three octets ("10.216.40.") replaced.
+func nerdctlDefault(b *testing.B, e *env, bridge, prefix string) *ocinet.Network {
+	b.Helper()
+	fixture, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "nerdctl-v2.3.5", "net.d", "nerdctl-bridge.conflist"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	conf := strings.ReplaceAll(strings.ReplaceAll(string(fixture), "nerdctl0", bridge), "10.4.0.", prefix)
+	return e.writeNetwork("nerdctl-bridge.conflist", []byte(conf))
+}
+
 func median(d []time.Duration) time.Duration {
 	if len(d) == 0 {
 		return 0
@@ -80,12 +92,7 @@ func median(d []time.Duration) time.Duration {
 func BenchmarkDefaultNetwork(b *testing.B) {
 	testenv.RequireRoot(b)
 	e := newEnv(b)
-	fixture, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "nerdctl-v2.3.5", "net.d", "nerdctl-bridge.conflist"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	conf := strings.ReplaceAll(strings.ReplaceAll(string(fixture), "nerdctl0", "inpbench0"), "10.4.0.", "10.216.40.")
-	n := e.writeNetwork("nerdctl-bridge.conflist", []byte(conf))
+	n := nerdctlDefault(b, e, "inpbench0", "10.216.40.")
 	p, err := portmap.Parse("127.0.0.1:18490:80")
 	if err != nil {
 		b.Fatal(err)
@@ -98,12 +105,7 @@ func BenchmarkDefaultNetwork(b *testing.B) {
 func BenchmarkDefaultNetwork20Ports(b *testing.B) {
 	testenv.RequireRoot(b)
 	e := newEnv(b)
-	fixture, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "nerdctl-v2.3.5", "net.d", "nerdctl-bridge.conflist"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	conf := strings.ReplaceAll(strings.ReplaceAll(string(fixture), "nerdctl0", "inpbench20"), "10.4.0.", "10.216.43.")
-	n := e.writeNetwork("nerdctl-bridge.conflist", []byte(conf))
+	n := nerdctlDefault(b, e, "inpbench20", "10.216.43.")
 	p, err := portmap.Parse("18500-18519:8000-8019")
 	if err != nil {
 		b.Fatal(err)
@@ -213,12 +215,7 @@ func BenchmarkFloor(b *testing.B) {
 func BenchmarkSteps(b *testing.B) {
 	testenv.RequireRoot(b)
 	e := newEnv(b)
-	fixture, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "nerdctl-v2.3.5", "net.d", "nerdctl-bridge.conflist"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	conf := strings.ReplaceAll(strings.ReplaceAll(string(fixture), "nerdctl0", "inpsteps0"), "10.4.0.", "10.216.42.")
-	n := e.writeNetwork("nerdctl-bridge.conflist", []byte(conf))
+	n := nerdctlDefault(b, e, "inpsteps0", "10.216.42.")
 	mapping, err := portmap.Parse("127.0.0.1:18491:80")
 	if err != nil {
 		b.Fatal(err)
