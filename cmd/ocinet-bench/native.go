@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/invoke"
@@ -12,14 +13,17 @@ import (
 
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/inproc"
+	"github.com/ocinet/ocinet/internal/leakcheck"
 	"github.com/ocinet/ocinet/portmap"
 )
 
 // nativeSection: Manager.Attach + Detach of the default network with one
-// published port through the in-process datapath (package inproc: bridge,
-// host-local and loopback in process; portmap and firewall stay binaries),
-// against the same Manager calls through the plugin binaries, interleaved,
-// each in a fresh namespace.
+// published port, and with 20 (one -p range), through the in-process
+// datapath (package inproc: bridge, host-local, loopback, portmap,
+// firewall and tuning all in process), against the same Manager calls
+// through the plugin binaries, interleaved, each in a fresh namespace;
+// then 100 attaches at once through the in-process datapath against
+// sequential ones, with errors, leaks and duplicate addresses.
 func (b *bench) nativeSection() error {
 	plug, network, err := b.manager()
 	if err != nil {
@@ -40,11 +44,49 @@ func (b *bench) nativeSection() error {
 		return err
 	}
 	b.clean.add("in-process network state", func() error { return x.RemoveNetwork(context.Background(), network.Bytes) })
-	mapping, _, err := localMapping()
+	one, _, err := localMapping()
 	if err != nil {
 		return err
 	}
-	var natA, natD, plugA, plugD series
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	twenty, err := portmap.Parse(fmt.Sprintf("127.0.0.1:%d-%d:8000-8019", port, port+19))
+	if err != nil {
+		return err
+	}
+	var oneTotal series
+	for _, c := range []struct {
+		name string
+		m    portmap.Mapping
+		goal float64
+	}{{"1 port", one, 0.1}, {"20 ports", twenty, 0.1}} {
+		a, natA, natD, err := b.nativePair(native, plug, c.m)
+		if err != nil || b.stopped() {
+			return err
+		}
+		b.report.add(
+			newRow("native", "Attach+Detach in process, default network, "+c.name, a.nat).againstPaired("through the plugin binaries", a.nat, a.plug).goal(c.goal),
+			newRow("native", "Attach in process, "+c.name, natA.nat).againstPaired("through the plugin binaries", natA.nat, natA.plug),
+			newRow("native", "Detach in process, "+c.name, natD.nat).againstPaired("through the plugin binaries", natD.nat, natD.plug))
+		if oneTotal == nil {
+			oneTotal = a.nat
+		} else {
+			b.report.add(newRow("native", "Attach+Detach in process, 20 ports", a.nat).against("1 port", oneTotal).goal(1.2))
+		}
+	}
+	return b.nativeConcurrent(native, network)
+}
+
+// pair is the timings of one operation in process and through the
+// binaries.
+type pair struct{ nat, plug series }
+
+// nativePair runs interleaved Attach+Detach rounds with the mapping
+// through native and plug and returns the totals, the attaches and the
+// detaches.
+func (b *bench) nativePair(native, plug *ocinet.Manager, mapping portmap.Mapping) (total, att, det pair, err error) {
 	round := func(m *ocinet.Manager, tag string, att, det *series) func(int) (time.Duration, error) {
 		return func(i int) (time.Duration, error) {
 			id := fmt.Sprintf("%s%s-%d", idPrefix, tag, i)
@@ -72,21 +114,66 @@ func (b *bench) nativeSection() error {
 			return t2.Sub(t0), nil
 		}
 	}
-	nat, base := round(native, "n", &natA, &natD), round(plug, "p", &plugA, &plugD)
+	tag := fmt.Sprint(mapping.ContainerPorts.End - mapping.ContainerPorts.Start + 1)
+	nat, base := round(native, "n"+tag, &att.nat, &det.nat), round(plug, "p"+tag, &att.plug, &det.plug)
 	// One untimed round each: the bridge and the shared chains exist after.
 	if _, err := base(-1); err != nil {
-		return err
+		return total, att, det, err
 	}
 	if _, err := nat(-1); err != nil {
+		return total, att, det, err
+	}
+	total.nat, total.plug, err = interleave(b.n, b.stopped, nat, base)
+	if len(total.nat) == 0 || len(total.plug) == 0 {
+		return total, att, det, fmt.Errorf("native: no round: %w", err)
+	}
+	return total, att, det, err
+}
+
+// nativeConcurrent: 100 attaches at once through the in-process datapath
+// against 100 times the sequential attach, as the concurrent section
+// does for the binaries.
+func (b *bench) nativeConcurrent(native *ocinet.Manager, network *ocinet.Network) error {
+	mapping, err := portmap.Parse("127.0.0.1::80")
+	if err != nil {
 		return err
 	}
-	a, p, err := interleave(b.n, b.stopped, nat, base)
-	if len(a) == 0 || len(p) == 0 {
+	lc := leakcheck.Config{NetNSDir: b.netnsDir, StateDirs: []string{b.stateDir, filepath.Join(b.work, "state-inproc")}}
+	before, err := leakcheck.Take(lc)
+	if err != nil {
 		return err
 	}
-	b.report.add(
-		newRow("native", "Attach+Detach in process, default network, 1 port", a).againstPaired("through the plugin binaries", a, p).goal(0.65),
-		newRow("native", "Attach in process", natA).againstPaired("through the plugin binaries", natA, plugA),
-		newRow("native", "Detach in process", natD).againstPaired("through the plugin binaries", natD, plugD))
-	return err
+	const n = 100
+	seq, err := b.attachRound(native, "ns100", max(2, b.n/4), mapping, false)
+	if err != nil {
+		return err
+	}
+	con, err := b.attachRound(native, "nc100", n, mapping, true)
+	if err != nil {
+		return err
+	}
+	after, err := leakcheck.Take(lc)
+	if err != nil {
+		return err
+	}
+	leaks := ours(leakcheck.Diff(before, after), network)
+	wall := newRow("native", fmt.Sprintf("%d at once in process: Attach wall", n), series{con.attachWall}).
+		against(fmt.Sprintf("%d x sequential Attach in process", n), series{time.Duration(n) * seq.attach.median()}).
+		note("errors %d, leaks %d, duplicate addresses %d; goal: wall <= 1 s", con.errors, len(leaks), con.duplicates).
+		field("errors", con.errors).field("leaks", leaks).field("duplicate_ips", con.duplicates).field("wall_ms", ms(con.attachWall))
+	if con.errors > 0 || len(leaks) > 0 || con.duplicates > 0 || con.attachWall > time.Second {
+		f := false
+		wall.Met = &f
+	} else {
+		t := true
+		wall.Met = &t
+	}
+	b.report.add(wall)
+	if len(con.firstErrs) > 0 {
+		b.report.notef("native, %d at once: errors: %s", n, strings.Join(con.firstErrs, "; "))
+	}
+	if len(leaks) > 0 {
+		b.report.notef("native, %d at once: left behind: %s", n, strings.Join(leaks, "; "))
+	}
+	return nil
 }
