@@ -101,7 +101,7 @@ func (m *Manager) journalAdding(req AttachRequest, p *attachPlan) (*record, erro
 		NetNSID:  m.host.NamespaceID(req.NetNS),
 		Created:  time.Now().UTC(),
 		Ports:    ports,
-		Loopback: &networkRecord{Name: loopbackNetwork, IfName: "lo", ConfList: json.RawMessage(LoopbackConfList)},
+		Loopback: &networkRecord{Name: loopbackNetwork, IfName: "lo", ConfList: json.RawMessage(LoopbackConfList), Datapath: p.loopback},
 		Networks: p.records,
 	}
 	if p.portsNet >= 0 {
@@ -203,7 +203,11 @@ func (m *Manager) addNetwork(ctx context.Context, rec *record, nr *networkRecord
 			}
 		}
 	}
-	res, err := m.cniFor(sink).AddNetworkList(ctx, list, rt)
+	cni, err := m.cniFor(nr.Datapath, sink)
+	if err != nil {
+		return fmt.Errorf("network %q: %w", nr.Name, err)
+	}
+	res, err := cni.AddNetworkList(ctx, list, rt)
 	if err != nil {
 		return fmt.Errorf("network %q: %w", nr.Name, pluginError(err))
 	}

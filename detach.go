@@ -89,8 +89,11 @@ func (m *Manager) delNetwork(ctx context.Context, rec *record, nr *networkRecord
 	list, err := delConfList(nr)
 	if err == nil {
 		var rt *libcni.RuntimeConf
-		if rt, err = m.runtimeConf(rec, nr, netnsPath); err == nil {
-			err = m.cniFor(nil).DelNetworkList(ctx, list, rt)
+		var cni *libcni.CNIConfig
+		if cni, err = m.cniFor(nr.Datapath, nil); err == nil {
+			if rt, err = m.runtimeConf(rec, nr, netnsPath); err == nil {
+				err = cni.DelNetworkList(ctx, list, rt)
+			}
 		}
 	}
 	if err != nil {

@@ -22,10 +22,15 @@ type pluginExec struct {
 // resultSink receives the configuration and the output of a plugin's ADD.
 type resultSink func(conf, out []byte)
 
-// cniFor returns the CNI library over the Manager's executor for one call,
-// with sink (nil for none) receiving every successful ADD's output.
-func (m *Manager) cniFor(sink resultSink) *libcni.CNIConfig {
-	return libcni.NewCNIConfigWithCacheDir(m.pluginDirs, m.cacheDir, &pluginExec{Exec: m.exec, sink: sink})
+// cniFor returns the CNI library over the executor of datapath dp for one
+// call, with sink (nil for none) receiving every successful ADD's output.
+// This is the one place that decides who runs a network's plugins.
+func (m *Manager) cniFor(dp Datapath, sink resultSink) (*libcni.CNIConfig, error) {
+	x, err := m.dp.exec(dp)
+	if err != nil {
+		return nil, err
+	}
+	return libcni.NewCNIConfigWithCacheDir(m.pluginDirs, m.cacheDir, &pluginExec{Exec: x, sink: sink}), nil
 }
 
 func (e *pluginExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {

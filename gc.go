@@ -149,7 +149,7 @@ func (m *Manager) gcNetworks(ctx context.Context, ours []string, kept []*record,
 		}
 		if readCache {
 			readCache = false
-			if cached, err = m.cniFor(nil).GetCachedAttachments(""); err != nil {
+			if cached, err = libcni.NewCNIConfigWithCacheDir(m.pluginDirs, m.cacheDir, m.exec).GetCachedAttachments(""); err != nil {
 				cached = nil // no cache: nothing of others' to protect
 			}
 		}
@@ -166,7 +166,16 @@ func (m *Manager) gcNetworks(ctx context.Context, ours []string, kept []*record,
 				valid = append(valid, cnitypes.GCAttachment{ContainerID: c.ContainerID, IfName: c.IfName})
 			}
 		}
-		if err := m.cniFor(nil).GCNetworkList(ctx, list, &libcni.GCArgs{ValidAttachments: valid}); err != nil {
+		dp, err := m.dp.choose(n.Name, n.Bytes)
+		if err != nil {
+			dp = DatapathPlugins // GC of a network native cannot run goes to the binaries
+		}
+		cni, err := m.cniFor(dp, nil)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("gc network %q: %w", n.Name, err))
+			continue
+		}
+		if err := cni.GCNetworkList(ctx, list, &libcni.GCArgs{ValidAttachments: valid}); err != nil {
 			errs = append(errs, fmt.Errorf("gc network %q: %w", n.Name, pluginError(err)))
 			continue
 		}

@@ -63,13 +63,21 @@ func newEnv(t *testing.T) *env {
 
 // managerOptions are the options of the tests' Managers.
 func managerOptions(confDir, runtimeDir string, pluginDirs []string) []ocinet.Option {
-	return []ocinet.Option{
+	opts := []ocinet.Option{
 		ocinet.WithCNIConfDir(confDir),
 		ocinet.WithPluginDirs(pluginDirs...),
 		ocinet.WithRuntimeDir(runtimeDir),
 		ocinet.WithDefaultBridge(testBridge),
 		ocinet.WithDefaultSubnet(testDefaultSubnet),
 	}
+	if dp := testenv.Datapath(); dp != "" {
+		d, err := ocinet.ParseDatapath(dp)
+		if err != nil {
+			panic(err)
+		}
+		opts = append(opts, ocinet.WithDatapath(d))
+	}
+	return opts
 }
 
 func (e *env) manager() *ocinet.Manager {

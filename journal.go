@@ -60,6 +60,10 @@ type networkRecord struct {
 	Args [][2]string `json:"args,omitempty"`
 	// CapArgs are the capability arguments (portMappings, ips), as JSON.
 	CapArgs json.RawMessage `json:"capabilityArgs,omitempty"`
+	// Datapath is who ran ADD ("native" or "plugins"; "" in records made
+	// before the native datapath existed: the binaries). DEL and CHECK go
+	// the same way.
+	Datapath Datapath `json:"datapath,omitempty"`
 	// Result is the CNI result (CNI 1.0 JSON): the final one once the
 	// record is attached; while adding, the first result that named an
 	// address, so that a crash mid-chain still leaves the addresses known.

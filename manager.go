@@ -10,6 +10,7 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/version"
 
+	"github.com/ocinet/ocinet/inproc"
 	"github.com/ocinet/ocinet/internal/fsutil"
 	"github.com/ocinet/ocinet/internal/host"
 	"github.com/ocinet/ocinet/portmap"
@@ -32,7 +33,8 @@ type Manager struct {
 	bridge     string
 	subnet     string      // fixed default subnet, "" = choose one
 	cacheDir   string      // the CNI library's result cache
-	exec       invoke.Exec // finds and runs plugins
+	exec       invoke.Exec // finds plugins (and runs them: datapath plugins)
+	dp         *datapaths  // who runs each network's plugins (datapath.go)
 	host       host.Host   // the host outside the plugins (internal/host)
 	ports      *portmap.Allocator
 	log        *slog.Logger
@@ -104,6 +106,21 @@ func New(stateDir string, opts ...Option) (*Manager, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	choice := o.datapath
+	if choice == "" {
+		choice = DatapathAuto
+		if o.exec != nil {
+			choice = DatapathPlugins
+		}
+	}
+	if _, err := ParseDatapath(string(choice)); err != nil {
+		return nil, fmt.Errorf("new manager: %w", err)
+	}
+	dp := &datapaths{choice: choice, plugins: exec, custom: o.exec != nil, opts: []inproc.Option{
+		inproc.WithRuntimeDir(o.runtimeDir),
+		inproc.WithLogger(logger),
+		inproc.WithStepHook(func(step string) { crashPoint(step) }),
+	}}
 	m := &Manager{
 		root:       stateDir,
 		confDir:    o.confDir,
@@ -112,6 +129,7 @@ func New(stateDir string, opts ...Option) (*Manager, error) {
 		bridge:     o.bridgeName,
 		cacheDir:   o.cacheDir,
 		exec:       exec,
+		dp:         dp,
 		host:       h,
 		ports:      ports,
 		log:        logger,

@@ -645,6 +645,9 @@ func (m *Manager) RemoveNetwork(ctx context.Context, name string) error {
 	if err := m.removeLeaseDir(n); err != nil {
 		errs = append(errs, err)
 	}
+	if err := m.dp.removeNetwork(ctx, n.Bytes); err != nil {
+		errs = append(errs, err)
+	}
 	m.log.Info("removed network", "name", name, "file", n.File)
 	if len(errs) > 0 {
 		return fail(errors.Join(errs...))

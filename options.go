@@ -37,6 +37,7 @@ type options struct {
 	pluginStderr  io.Writer
 	logger        *slog.Logger
 	namespace     string
+	datapath      Datapath
 }
 
 // WithCNIConfDir sets the directory of network conflists (default

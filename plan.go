@@ -85,6 +85,9 @@ type Interface struct {
 	MAC      string
 	IPs      []netip.Prefix
 	Gateways []netip.Addr
+	// Datapath is who ran the network's plugins: DatapathNative or
+	// DatapathPlugins.
+	Datapath Datapath
 }
 
 // cleanupTimeout bounds teardown that runs on a context detached from a
@@ -116,6 +119,8 @@ type attachPlan struct {
 	// records are the journal entries of nets, in order, without the
 	// ports (which are reserved once the plan holds).
 	records []networkRecord
+	// loopback is the datapath of the loopback network.
+	loopback Datapath
 }
 
 // plan resolves and checks req's networks (names and opts come from
@@ -143,14 +148,6 @@ func (m *Manager) plan(req AttachRequest, names []string, opts []NetworkOptions)
 			return nil, fmt.Errorf("publishing ports needs a network with the portmap plugin: %w", ErrInvalid)
 		}
 	}
-	// Every plugin binary must be there before anything is changed.
-	for _, n := range append([]*Network{{Name: loopbackNetwork, Plugins: []string{"loopback"}}}, nets...) {
-		for _, pl := range n.Plugins {
-			if _, err := m.exec.FindInPath(pl, m.pluginDirs); err != nil {
-				return nil, &PluginNotFoundError{Network: n.Name, Plugin: pl, Dirs: m.pluginDirs}
-			}
-		}
-	}
 	for i, n := range nets {
 		if err := checkStatic(n, opts[i]); err != nil {
 			return nil, err
@@ -159,14 +156,43 @@ func (m *Manager) plan(req AttachRequest, names []string, opts []NetworkOptions)
 	if err := m.checkStaticFree(req.ID, nets, opts); err != nil {
 		return nil, err
 	}
+	// Who runs each network's plugins is decided here, once, and recorded;
+	// every plugin the chosen datapath runs as a binary must be there
+	// before anything is changed.
+	if p.loopback, err = m.findPlugins(&Network{Name: loopbackNetwork, Bytes: []byte(LoopbackConfList), Plugins: []string{"loopback"}}); err != nil {
+		return nil, err
+	}
 	for i, n := range nets {
 		nr, err := newNetworkRecord(n, fmt.Sprintf("eth%d", i), req.Hostname, opts[i])
 		if err != nil {
 			return nil, err
 		}
+		if nr.Datapath, err = m.findPlugins(n); err != nil {
+			return nil, err
+		}
 		p.records = append(p.records, nr)
 	}
 	return p, nil
+}
+
+// findPlugins chooses the datapath of network n and checks that its
+// executor finds every plugin of the chain (the native one finds those it
+// runs in process without a binary).
+func (m *Manager) findPlugins(n *Network) (Datapath, error) {
+	dp, err := m.dp.choose(n.Name, n.Bytes)
+	if err != nil {
+		return "", err
+	}
+	x, err := m.dp.exec(dp)
+	if err != nil {
+		return "", err
+	}
+	for _, pl := range n.Plugins {
+		if _, err := x.FindInPath(pl, m.pluginDirs); err != nil {
+			return "", &PluginNotFoundError{Network: n.Name, Plugin: pl, Dirs: m.pluginDirs}
+		}
+	}
+	return dp, nil
 }
 
 // resolveNetworks returns the networks called names, in order, reading the

@@ -37,8 +37,11 @@ func (m *Manager) Check(ctx context.Context, id string) error {
 		list, err := libcni.ConfListFromBytes(nr.ConfList)
 		if err == nil {
 			var rt *libcni.RuntimeConf
-			if rt, err = m.runtimeConf(rec, nr, rec.NetNS); err == nil {
-				err = m.cniFor(nil).CheckNetworkList(ctx, list, rt)
+			var cni *libcni.CNIConfig
+			if cni, err = m.cniFor(nr.Datapath, nil); err == nil {
+				if rt, err = m.runtimeConf(rec, nr, rec.NetNS); err == nil {
+					err = cni.CheckNetworkList(ctx, list, rt)
+				}
 			}
 		}
 		if err != nil && !errors.Is(err, libcni.ErrorCheckNotSupp) {
@@ -74,7 +77,15 @@ func (m *Manager) Status(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("status of network %q: %w", name, err)
 	}
-	if err := m.cniFor(nil).GetStatusNetworkList(ctx, list); err != nil {
+	dp, err := m.dp.choose(n.Name, n.Bytes)
+	if err != nil {
+		return fmt.Errorf("status of network %q: %w", name, err)
+	}
+	cni, err := m.cniFor(dp, nil)
+	if err != nil {
+		return fmt.Errorf("status of network %q: %w", name, err)
+	}
+	if err := cni.GetStatusNetworkList(ctx, list); err != nil {
 		return fmt.Errorf("status of network %q: %w", name, pluginError(err))
 	}
 	return nil
@@ -118,7 +129,10 @@ func (m *Manager) List() ([]*Attachment, error) {
 func (r *record) attachment() *Attachment {
 	a := &Attachment{ID: r.ID, Name: r.Name, Hostname: r.Hostname, NetNS: r.NetNS, Labels: r.Labels, Ports: r.Ports, Created: r.Created, Complete: r.Phase == phaseAttached}
 	for _, nr := range r.Networks {
-		iface := Interface{Network: nr.Name, Name: nr.IfName}
+		iface := Interface{Network: nr.Name, Name: nr.IfName, Datapath: nr.Datapath}
+		if iface.Datapath == "" {
+			iface.Datapath = DatapathPlugins
+		}
 		var res types100.Result
 		if len(nr.Result) > 0 && json.Unmarshal(nr.Result, &res) == nil {
 			for _, i := range res.Interfaces {

@@ -1,13 +1,13 @@
 package dns
 
-import "errors"
+import "github.com/ocinet/ocinet/internal/errdefs"
 
 var (
 	// ErrInvalid reports a configuration or argument that breaks this
 	// package's rules; the message names the bad value.
-	ErrInvalid = errors.New("invalid")
+	ErrInvalid = errdefs.ErrInvalid
 	// ErrNotSupported reports that this program cannot start a responder:
 	// it does not call ocinet's helper entry (internal/reexec's Run) first
 	// thing in main or TestMain.
-	ErrNotSupported = errors.New("not supported")
+	ErrNotSupported = errdefs.ErrNotSupported
 )

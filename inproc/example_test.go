@@ -33,5 +33,5 @@ func ExampleClaims() {
 		{"type":"bridge","bridge":"br0","ipam":{"type":"host-local","ranges":[[{"subnet":"10.4.0.0/24"}]]}},
 		{"type":"portmap","capabilities":{"portMappings":true},"snat":false}]}`)
 	fmt.Println(inproc.Claims(conf))
-	// Output: conflist "n": plugin 1: plugin portmap: field "snat": not supported in process
+	// Output: conflist "n": plugin 1: plugin portmap: field "snat": not supported
 }

@@ -13,18 +13,19 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
+	"github.com/ocinet/ocinet/internal/errdefs"
 )
 
 var (
 	// ErrInvalid reports a bad config or argument.
-	ErrInvalid = errors.New("invalid argument")
+	ErrInvalid = errdefs.ErrInvalid
 	// ErrNotFound reports a namespace or link that does not exist.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = errdefs.ErrNotFound
 	// ErrConflict reports a name or address that is taken.
-	ErrConflict = errors.New("conflict")
+	ErrConflict = errdefs.ErrConflict
 	// ErrNotSupported reports a plugin or config field this package does
 	// not implement.
-	ErrNotSupported = errors.New("not supported in process")
+	ErrNotSupported = errdefs.ErrNotSupported
 )
 
 // DefaultRuntimeDir is where the lock files live unless WithRuntimeDir

@@ -1,4 +1,4 @@
-package inproc
+package inproc_test
 
 import (
 	"bufio"
@@ -14,6 +14,7 @@ import (
 
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 
+	"github.com/ocinet/ocinet/inproc"
 	"github.com/ocinet/ocinet/internal/reexec"
 	"github.com/ocinet/ocinet/internal/testenv"
 )
@@ -74,12 +75,12 @@ func leaseChild() int {
 			}
 			addr = res.IPs[0].Address.IP.String()
 		} else {
-			ipam, err := ipamConfig(conf, "")
+			ipam, err := inproc.IPAMConfigForTest(conf)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				return 1
 			}
-			ips, err := lease(ipam, id, "eth0")
+			ips, err := inproc.LeaseForTest(ipam, id, "eth0")
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "lease %s: %v\n", id, err)
 				return 1

@@ -30,6 +30,9 @@ type Config struct {
 	PluginDirs []string
 	// Namespace is the containerd namespace of the container (required).
 	Namespace string
+	// Datapath says who runs the plugins of networks attached from now on
+	// (default ocinet.DatapathAuto; see ocinet.WithDatapath).
+	Datapath ocinet.Datapath
 	// Timeout bounds one run of the OCI hook (default 60s); it must be
 	// shorter than the hook timeout in the spec.
 	Timeout time.Duration
@@ -81,6 +84,11 @@ func (c Config) Validate() error {
 			return fmt.Errorf("config: directory %q is not an absolute path: %w", d, ErrInvalid)
 		}
 	}
+	if c.Datapath != "" {
+		if _, err := ocinet.ParseDatapath(string(c.Datapath)); err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -91,6 +99,9 @@ func (c Config) Manager(opts ...ocinet.Option) (*ocinet.Manager, error) {
 		return nil, err
 	}
 	base := []ocinet.Option{ocinet.WithCNIConfDir(c.CNIConfDir), ocinet.WithPluginDirs(c.PluginDirs...), ocinet.WithRuntimeDir(c.RuntimeDir), ocinet.WithNamespace(c.Namespace)}
+	if c.Datapath != "" {
+		base = append(base, ocinet.WithDatapath(c.Datapath))
+	}
 	if c.Log != nil {
 		base = append(base, ocinet.WithLogger(c.Log))
 	}

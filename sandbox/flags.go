@@ -3,6 +3,8 @@ package sandbox
 import (
 	"flag"
 	"strings"
+
+	"github.com/ocinet/ocinet"
 )
 
 // RegisterFlags adds the configuration's command-line flags to fs, with the
@@ -17,6 +19,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.CNIConfDir, "cni-netconfpath", c.CNIConfDir, "CNI conflist directory (default /etc/cni/net.d)")
 	fs.StringVar(&c.NetNSDir, "netns-dir", c.NetNSDir, "where network namespaces are pinned (default /var/run/netns)")
 	fs.StringVar(&c.RuntimeDir, "ocinet-runtime-dir", c.RuntimeDir, "ocinet state that a reboot must clear (default /run/ocinet)")
+	fs.Func("datapath", "who runs the networks' plugins: auto (in process what ocinet can, binaries for the rest), native or plugins (default auto)", func(s string) error {
+		d, err := ocinet.ParseDatapath(s)
+		c.Datapath = d
+		return err
+	})
 	fs.DurationVar(&c.Timeout, "hook-timeout", c.Timeout, "the hook's own deadline (default 60s)")
 }
 
@@ -35,6 +42,7 @@ func (c Config) Args() []string {
 	add("cni-netconfpath", c.CNIConfDir)
 	add("netns-dir", c.NetNSDir)
 	add("ocinet-runtime-dir", c.RuntimeDir)
+	add("datapath", string(c.Datapath))
 	if c.Timeout != 0 {
 		add("hook-timeout", c.Timeout.String())
 	}

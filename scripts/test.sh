@@ -13,6 +13,14 @@ trap 'rm -f "$log"' EXIT
 set +e
 go test -p 1 -count=1 -v ./... 2>&1 | tee "$log" | grep -E '^(ok|FAIL|panic:)|^\s*--- FAIL|^\s+[A-Za-z0-9_]+\.go:[0-9]+: '
 codes=("${PIPESTATUS[@]}")
+# The suites that attach containers run again under the other datapath: the
+# default (auto) runs bridge, host-local, loopback and tuning in process;
+# here every plugin runs as a binary.
+if [ "${codes[0]}" = 0 ]; then
+	echo "datapath plugins: the root package and the end-to-end suite again"
+	OCINET_TEST_DATAPATH=plugins go test -p 1 -count=1 -v . ./internal/e2e/ 2>&1 | tee -a "$log" | grep -E '^(ok|FAIL|panic:)|^\s*--- FAIL|^\s+[A-Za-z0-9_]+\.go:[0-9]+: '
+	codes=("${PIPESTATUS[@]}")
+fi
 set -e
 passed=$(grep -cE '^\s*--- PASS' "$log" || true)
 failed=$(grep -cE '^\s*--- FAIL' "$log" || true)

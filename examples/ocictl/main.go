@@ -94,12 +94,13 @@ commands:
   run -d --name NAME [-p SPEC]... [--network NET]... --rootfs DIR -- CMD...
   ps
   port NAME
+  inspect NAME...       the network of containers as JSON: interfaces, addresses, MACs, ports, datapath
   rm [-f] NAME...
   gc
   network create|ls|inspect|rm ...
 
 global flags: --address --namespace --data-root --cni-path --cni-netconfpath --netns-dir
-              --hook-timeout --hook-binary`
+              --hook-timeout --hook-binary --datapath auto|native|plugins`
 }
 
 func run(ctx context.Context, args []string) error {
@@ -125,6 +126,8 @@ func run(ctx context.Context, args []string) error {
 		return cmdPs(ctx, &g, rest)
 	case "port":
 		return cmdPort(ctx, &g, rest)
+	case "inspect":
+		return cmdInspect(ctx, &g, rest)
 	case "rm":
 		return cmdRm(ctx, &g, rest)
 	case "gc":

@@ -60,12 +60,16 @@ func (e *env) leakConfig() leakcheck.Config {
 }
 
 func (e *env) globalArgs() []string {
-	return []string{
+	args := []string{
 		"--address=" + e.address,
 		"--data-root=" + e.state,
 		"--cni-netconfpath=" + e.netconf,
 		"--cni-path=" + e.pluginDir,
 	}
+	if dp := testenv.Datapath(); dp != "" {
+		args = append(args, "--datapath="+dp)
+	}
+	return args
 }
 
 // ocictl runs the CLI and returns its standard output and error.

@@ -58,9 +58,10 @@ func TestRunPublishRemove(t *testing.T) {
 	}
 }
 
-// TestMissingBridgePlugin: with the bridge plugin missing, run fails with an
-// error that names the plugin and the plugin directory, and leaves nothing
-// behind.
+// TestMissingBridgePlugin: with the bridge plugin's binary missing, run
+// through the binaries fails with an error that names the plugin and the
+// plugin directory, and leaves nothing behind; through the native datapath
+// the bridge needs no binary, and the same run works.
 func TestMissingBridgePlugin(t *testing.T) {
 	dir := t.TempDir()
 	for _, p := range []string{"host-local", "loopback", "portmap", "firewall", "tuning"} {
@@ -69,7 +70,7 @@ func TestMissingBridgePlugin(t *testing.T) {
 		}
 	}
 	e := newEnv(t, dir)
-	_, errOut, err := e.ocictl(append([]string{"run", "-d", "--name", "web", "-p", "127.0.0.1:18080:80"}, e.httpd()...)...)
+	_, errOut, err := e.ocictl(append([]string{"--datapath=plugins", "run", "-d", "--name", "web", "-p", "127.0.0.1:18080:80"}, e.httpd()...)...)
 	if err == nil {
 		e.ocictl("rm", "-f", "web")
 		t.Fatal("run succeeded without the bridge plugin")
@@ -82,6 +83,12 @@ func TestMissingBridgePlugin(t *testing.T) {
 	if ps := e.mustOcictl("ps"); strings.Contains(ps, "web") {
 		t.Errorf("the failed container is still listed:\n%s", ps)
 	}
+	// The native datapath runs the bridge itself.
+	e.mustOcictl(append([]string{"--datapath=auto", "run", "-d", "--name", "web2", "-p", "127.0.0.1:18080:80"}, e.httpd()...)...)
+	if got := get(t, "http://127.0.0.1:18080/"); got != page {
+		t.Errorf("through the native bridge: %q, want the page", got)
+	}
+	e.mustOcictl("--datapath=auto", "rm", "-f", "web2")
 }
 
 // TestBadPublishRefused: a bad -p spec is refused before anything is made.

@@ -21,6 +21,7 @@ import (
 	"strings"
 
 	"github.com/ocinet/ocinet/dns"
+	"github.com/ocinet/ocinet/inproc"
 )
 
 // Config says where the leak oracle looks. Zero fields mean the
@@ -57,7 +58,9 @@ type Config struct {
 //   - "nftables-ocinet": an item of the in-process datapath's table inet
 //     ocinet that is not part of its shared static chain: a chain, a rule
 //     of such a chain or a network's rule in the static chain, a set or a
-//     set element (read through netlink; absent without root);
+//     set element (read through netlink; absent without root); a
+//     network's items live with its bridge, and those of IgnoreBridges
+//     are not counted;
 //   - "tuning-backup": a per-container backup file of the tuning plugin;
 //   - "veth", "bridge": a link of that type in the caller's namespace;
 //   - "iptables-save", "ip6tables-save": a rule (table and rule text) that
@@ -157,7 +160,9 @@ func Take(c Config) (Snapshot, error) {
 			return nil, err
 		}
 		for _, it := range items {
-			add("nftables-ocinet", it)
+			if !ofIgnoredBridge(it, c.IgnoreBridges) {
+				add("nftables-ocinet", it)
+			}
 		}
 	}
 	// host-local keeps one file per address it holds.
@@ -330,4 +335,17 @@ func Diff(before, after Snapshot) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// ofIgnoredBridge reports whether an item of the table inet ocinet belongs
+// to one of the bridges: its chain, or a rule that names the network.
+func ofIgnoredBridge(item string, bridges []string) bool {
+	for _, f := range strings.Fields(item) {
+		for _, b := range bridges {
+			if f == inproc.MasqChain(b) || f == inproc.NetworkComment(b) || strings.HasPrefix(f, inproc.NetworkComment(b)+" ") {
+				return true
+			}
+		}
+	}
+	return false
 }

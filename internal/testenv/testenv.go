@@ -16,6 +16,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ocinet/ocinet/inproc"
 	"github.com/ocinet/ocinet/internal/nftfw"
 )
 
@@ -227,6 +228,9 @@ func RemoveLinkAtEnd(t testing.TB, name string) {
 		if _, err := nftfw.RemoveBridge(name); err != nil {
 			t.Errorf("remove isolation rules of %s: %v", name, err)
 		}
+		if err := inproc.RemoveBridge(name); err != nil {
+			t.Errorf("remove the native datapath's state of %s: %v", name, err)
+		}
 	})
 }
 
@@ -251,3 +255,11 @@ func CopyTree(t testing.TB, src, dst string) {
 		t.Fatal(err)
 	}
 }
+
+// DatapathEnv names the environment variable that picks the datapath the
+// integration suites run under ("auto", "native" or "plugins"; empty: the
+// library's default). scripts/test.sh runs them under each.
+const DatapathEnv = "OCINET_TEST_DATAPATH"
+
+// Datapath returns the datapath the suites run under, "" for the default.
+func Datapath() string { return os.Getenv(DatapathEnv) }
