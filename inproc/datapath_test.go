@@ -484,3 +484,46 @@ func waitNotTentative(t *testing.T, name string) {
 	}
 	t.Fatalf("addresses of %s still tentative after 5 s", name)
 }
+
+// TestBadMappings: a mapping the plugin cannot publish, or a host port
+// published for another container, fails the ADD with an error that
+// names it and wraps the sentinel, and changes nothing in the table.
+func TestBadMappings(t *testing.T) {
+	testenv.RequireRoot(t)
+	ctx := context.Background()
+	e := newEnv(t)
+	cni := e.cniFor()
+	list := defaultChain(t, "inp-bad", "inpbad0", []string{"10.216.110.0/24"}, t.TempDir(), "", "same-bridge")
+	e.forget(list.Bytes, "inpbad0")
+	attach(t, cni, list, "bad-first", []inproc.PortMapping{{HostPort: 18260, ContainerPort: 80, Protocol: "tcp"}})
+	before := elements(t)
+	for _, tc := range []struct {
+		name  string
+		ports []inproc.PortMapping
+		want  error
+		names string
+	}{
+		{"protocol", []inproc.PortMapping{{HostPort: 18261, ContainerPort: 80, Protocol: "icmp"}}, inproc.ErrInvalid, `"icmp"`},
+		{"host port 0", []inproc.PortMapping{{HostPort: 0, ContainerPort: 80}}, inproc.ErrInvalid, "out of range"},
+		{"container port", []inproc.PortMapping{{HostPort: 18262, ContainerPort: 70000}}, inproc.ErrInvalid, "out of range"},
+		{"host IP", []inproc.PortMapping{{HostPort: 18263, ContainerPort: 80, HostIP: "localhost"}}, inproc.ErrInvalid, `"localhost"`},
+		{"same port twice", []inproc.PortMapping{{HostPort: 18264, ContainerPort: 80}, {HostPort: 18264, ContainerPort: 81}}, inproc.ErrInvalid, "mapped twice"},
+		{"port of another container", []inproc.PortMapping{{HostPort: 18265, ContainerPort: 80}, {HostPort: 18260, ContainerPort: 80}}, inproc.ErrConflict, "another container"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt := &libcni.RuntimeConf{ContainerID: "bad-" + strings.ReplaceAll(tc.name, " ", "-"), NetNS: newNS(t), IfName: "eth0",
+				CapabilityArgs: map[string]any{"portMappings": tc.ports}}
+			_, err := cni.AddNetworkList(ctx, list, rt)
+			var te *types.Error
+			if !errors.As(err, &te) || !errors.Is(err, tc.want) || !strings.Contains(te.Msg, tc.names) {
+				t.Errorf("add: %v, want a plugin error wrapping %v naming %s", err, tc.want, tc.names)
+			}
+			if err := cni.DelNetworkList(ctx, list, rt); err != nil {
+				t.Errorf("del after the refused add: %v", err)
+			}
+			if got := elements(t); !slices.Equal(got, before) {
+				t.Errorf("elements changed:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(before, "\n"))
+			}
+		})
+	}
+}
