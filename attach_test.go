@@ -168,7 +168,9 @@ func TestMissingPlugin(t *testing.T) {
 	state := t.TempDir()
 	ocinettest.CheckLeaks(t, leakcheck.Config{StateDirs: []string{state}})
 	empty := t.TempDir()
-	m, err := ocinet.New(state, ocinet.WithCNIConfDir(t.TempDir()), ocinet.WithPluginDirs(empty), ocinet.WithDefaultBridge(testBridge))
+	// Through the binaries: in process, the default chain needs none.
+	m, err := ocinet.New(state, ocinet.WithCNIConfDir(t.TempDir()), ocinet.WithPluginDirs(empty), ocinet.WithDefaultBridge(testBridge),
+		ocinet.WithDatapath(ocinet.DatapathPlugins))
 	if err != nil {
 		t.Fatal(err)
 	}

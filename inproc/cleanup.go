@@ -8,7 +8,8 @@ import (
 
 // RemoveBridge removes everything the table inet ocinet holds for the
 // bridge called bridge, whatever subnets its networks had: the rules and
-// the chain masq-<bridge> and the jump to it. It is for tidying a host, or a
+// the chain masq-<bridge> and the jump to it, and the bridge's elements of
+// the static sets (its networks' subnets, isolation). It is for tidying a host, or a
 // test, after the bridge itself is gone; a network being removed goes
 // through [Exec.RemoveNetwork], which keeps the rules of other networks on
 // a shared bridge. No table or no chain is not an error.
@@ -45,11 +46,11 @@ func RemoveBridge(bridge string) error {
 			changed = true
 		}
 	}
-	if !changed {
-		return nil
+	if changed {
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("nftables: remove the state of bridge %s: %w", bridge, err)
+		}
 	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables: remove the state of bridge %s: %w", bridge, err)
-	}
-	return nil
+	// The bridge's elements of the static sets (subnets, isolation).
+	return deleteElements("remove bridge state", StaticSets, func(com string) bool { return com == NetworkComment(bridge) })
 }

@@ -99,7 +99,7 @@ func (e *Exec) registerIsolated(stdin []byte) error {
 // same-bridge sets, and whatever attachment elements of the network are
 // left.
 func (e *Exec) removeNetworkElements(network, bridge string) error {
-	return e.deleteElements("remove network state", StaticSets, func(com string) bool {
+	return deleteElements("remove network state", StaticSets, func(com string) bool {
 		n, _, _, ok := attachmentOf(com)
 		return com == NetworkComment(bridge) || (ok && n == network)
 	})

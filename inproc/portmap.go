@@ -268,7 +268,7 @@ func (e *Exec) attachDel(c call) error {
 		return err
 	}
 	com := AttachmentComment(n.Name, c.containerID, c.ifc)
-	return e.deleteElements(c.plugin, StaticSets, func(s string) bool { return s == com })
+	return deleteElements(c.plugin, StaticSets, func(s string) bool { return s == com })
 }
 
 // attachCheck reports the first element of the attachment that is
@@ -296,7 +296,7 @@ func (e *Exec) attachGC(c call, names []string) error {
 	for _, v := range n.ValidAttachments {
 		valid[v.ContainerID+"/"+v.IfName] = true
 	}
-	return e.deleteElements(c.plugin, names, func(com string) bool {
+	return deleteElements(c.plugin, names, func(com string) bool {
 		network, id, ifName, ok := attachmentOf(com)
 		return ok && network == n.Name && !valid[id+"/"+ifName]
 	})
@@ -337,7 +337,7 @@ func checkElements(plugin string, want map[string][]nftables.SetElement) error {
 // An element removed between the listing and the delete (a GC, or a
 // concurrent DEL of the same attachment) fails the transaction: it is
 // listed again once.
-func (e *Exec) deleteElements(plugin string, names []string, match func(comment string) bool) error {
+func deleteElements(plugin string, names []string, match func(comment string) bool) error {
 	for try := 0; ; try++ {
 		conn, err := nftables.New()
 		if err != nil {

@@ -297,10 +297,18 @@ func ocinetTableItems(t *testing.T, tag string) []string {
 	if err := c.AddSet(set, []nftables.SetElement{{Key: []byte{10, 99, 0, 7}}}); err != nil {
 		t.Fatal(err)
 	}
+	// A static set is shared and not counted; its elements are.
+	key := make([]byte, 16)
+	copy(key, "okti"+tag)
+	static := &nftables.Set{Table: table, Name: inproc.IsolatedSet, KeyType: nftables.TypeIFName}
+	if err := c.AddSet(static, []nftables.SetElement{{Key: key, Comment: "okc" + tag}}); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.Flush(); err != nil {
 		t.Fatalf("nftables: %v", err)
 	}
-	items := []string{"nftables-ocinet: chain " + masq.Name, "nftables-ocinet: set okts" + tag, "nftables-ocinet: element okts" + tag + " 0a630007"}
+	items := []string{"nftables-ocinet: chain " + masq.Name, "nftables-ocinet: set okts" + tag, "nftables-ocinet: element okts" + tag + " 0a630007",
+		"nftables-ocinet: element " + inproc.IsolatedSet + " " + hex.EncodeToString(key) + " okc" + tag}
 	for _, ch := range []*nftables.Chain{base, masq} {
 		rules, err := c.GetRules(table, ch)
 		if err != nil {

@@ -1,6 +1,7 @@
 package leakcheck
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -66,6 +67,18 @@ func ocinetTable() ([]string, error) {
 		elems, err := c.GetSetElements(s)
 		if err != nil {
 			return nil, fmt.Errorf("nftables: elements of set %s: %w", s.Name, err)
+		}
+		if s.Interval {
+			// An interval's end carries no comment: it gets its start's.
+			slices.SortFunc(elems, func(a, b nftables.SetElement) int { return bytes.Compare(a.Key, b.Key) })
+			start := ""
+			for i := range elems {
+				if elems[i].IntervalEnd {
+					elems[i].Comment = start
+				} else {
+					start = elems[i].Comment
+				}
+			}
 		}
 		for _, e := range elems {
 			out = append(out, strings.TrimSpace("element "+s.Name+" "+hex.EncodeToString(e.Key)+" "+e.Comment))
