@@ -13,7 +13,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/nftables"
+
 	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/inproc"
 	"github.com/ocinet/ocinet/internal/testenv"
 	"github.com/ocinet/ocinet/ocinettest"
 )
@@ -41,7 +44,8 @@ func (e *env) attachmentIn(ns, name string) *ocinet.Attachment {
 
 // isolationRules returns the rules of the firewall plugin's isolation
 // chains, both families, that name dev (read with iptables -S: the test's
-// oracle, not the code under test).
+// oracle, not the code under test), and the element of the in-process
+// firewall's set of isolated bridges that names it.
 func isolationRules(t *testing.T, dev string) []string {
 	t.Helper()
 	var out []string
@@ -55,6 +59,24 @@ func isolationRules(t *testing.T, dev string) []string {
 				if f := strings.Fields(l); slices.Contains(f, dev) {
 					out = append(out, tool+" "+l)
 				}
+			}
+		}
+	}
+	// The in-process firewall isolates through the set of isolated
+	// bridges in the table inet ocinet.
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := &nftables.Table{Name: inproc.TableName, Family: inproc.TableFamily}
+	if set, err := c.GetSetByName(table, inproc.IsolatedSet); err == nil {
+		els, err := c.GetSetElements(set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, el := range els {
+			if string(bytes.TrimRight(el.Key, "\x00")) == dev {
+				out = append(out, "nftables "+inproc.IsolatedSet+" "+dev+" "+el.Comment)
 			}
 		}
 	}
