@@ -45,8 +45,10 @@
 //	                      "jump masq-<bridge>" per bridge (comment
 //	                      "ocinet:net=<bridge>")
 //	  chain masq-<bridge> one masquerade rule per subnet of the networks on
-//	                      the bridge: source in the subnet, leaving through
-//	                      another interface than the bridge (comment
+//	                      the bridge: source in the subnet, in from the
+//	                      bridge and out through another interface (the
+//	                      host's own traffic from the gateway address is
+//	                      left alone, as by the plugin) (comment
 //	                      "ocinet:net=<bridge> subnet=<cidr>")
 //
 // A later part can add port maps and isolation the same way: static chains
