@@ -193,6 +193,40 @@ func TestCreateRuntimeTwiceThenPoststop(t *testing.T) {
 	}
 }
 
+// TestRecordedAnnotationAttaches: an annotation exactly as a spec written
+// by the first release carries it (every field that release knew) attaches
+// and detaches after an upgrade, with what it asked for.
+func TestRecordedAnnotationAttaches(t *testing.T) {
+	w := newWorld(t)
+	pid := w.container()
+	recorded := `{"version":1,"networks":["bridge"],"ports":["127.0.0.1:28091:80/tcp"],"name":"web","hostname":"web.local","extraHosts":["db:192.0.2.5","gw:host-gateway"],"dnsServers":["192.0.2.53"],"dnsSearch":["example.test"],"dnsOptions":["ndots:2"],"static":[{"network":"bridge","mac":"02:42:0a:00:00:09"}]}`
+	if stderr, err := w.run(hook.EventCreateRuntime, state("web", "creating", pid, recorded)); err != nil {
+		t.Fatalf("createRuntime with a recorded annotation: %v: %s", err, stderr)
+	}
+	m, err := w.cfg.Manager()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := m.Get(w.cfg.AttachmentID("web"))
+	if err != nil || !a.Complete || len(a.Ports) != 1 || a.Ports[0].HostPort != 28091 || a.Interfaces[0].MAC != "02:42:0a:00:00:09" || a.Hostname != "web.local" {
+		t.Fatalf("attachment from the recorded annotation: %+v, %v", a, err)
+	}
+	store, err := w.cfg.HostsStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := store.Get("web")
+	if err != nil || len(r.ExtraHosts) != 2 || !r.ExtraHosts[1].Gateway {
+		t.Errorf("hosts record from the recorded annotation: %+v, %v", r, err)
+	}
+	if stderr, err := w.run(hook.EventPoststop, state("web", "stopped", 0, "")); err != nil {
+		t.Fatalf("poststop: %v: %s", err, stderr)
+	}
+	if _, err := m.Get(w.cfg.AttachmentID("web")); !errors.Is(err, ocinet.ErrNotFound) {
+		t.Errorf("after poststop: %v, want ErrNotFound", err)
+	}
+}
+
 // TestPoststopNamespaceGone: the pin is gone (and with it the namespace)
 // before poststop; teardown still completes (the leak check).
 func TestPoststopNamespaceGone(t *testing.T) {

@@ -95,8 +95,10 @@
 //	                        "jump masq-<bridge>" per bridge (comment
 //	                        "ocinet:net=<bridge>")
 //	  chain masq-<bridge>   one masquerade rule per subnet of the networks
-//	                        on the bridge: source in the subnet, leaving
-//	                        through another interface than the bridge
+//	                        on the bridge: source in the subnet, in from
+//	                        the bridge and out through another interface
+//	                        (the host's own traffic from the gateway
+//	                        address is left alone, as by the plugin)
 //	                        (comment "ocinet:net=<bridge> subnet=<cidr>")
 //	  chain prerouting      nat hook prerouting, priority dstnat: drop what
 //	                        did not come in on lo for a port published on

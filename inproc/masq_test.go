@@ -56,6 +56,36 @@ func TestMasquerade(t *testing.T) {
 		paths, addrs = append(paths, path), append(addrs, res.IPs[0].Address.IP)
 	}
 
+	// The host's own traffic from the gateway address to itself (through
+	// lo, as a query to the network's DNS responder goes) keeps its source.
+	t.Run("the host to its gateway", func(t *testing.T) {
+		gw := net.IPv4(10, 216, 80, 1)
+		ln, err := net.ListenUDP("udp4", &net.UDPAddr{IP: gw, Port: 9998})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		c, err := net.DialUDP("udp4", &net.UDPAddr{IP: gw}, &net.UDPAddr{IP: gw, Port: 9998})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("ocinet")); err != nil {
+			t.Fatal(err)
+		}
+		if err := ln.SetReadDeadline(time.Now().Add(3 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		_, src, err := ln.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("nothing arrived at %s: %v", gw, err)
+		}
+		if !src.IP.Equal(gw) {
+			t.Errorf("arrived from %s, want %s (masqueraded?)", src.IP, gw)
+		}
+	})
+
 	for _, c := range []struct {
 		name       string
 		to         string // namespace of the receiver

@@ -226,8 +226,13 @@ func multicast6() []expr.Any {
 		&expr.Verdict{Kind: expr.VerdictReturn})
 }
 
-// masqExprs is "ip saddr SUBNET oifname != BRIDGE masquerade" (ip6 for an
-// IPv6 subnet).
+// masqExprs is "ip saddr SUBNET iifname BRIDGE oifname != BRIDGE
+// masquerade" (ip6 for an IPv6 subnet): what the containers send out
+// through another interface. The host's own traffic from the gateway
+// address is not masqueraded (the plugin's rules match container
+// addresses only): traffic to the gateway itself leaves through lo, and
+// masquerading it would make the network's DNS responder see it from
+// 127.0.0.1.
 func masqExprs(s *net.IPNet, bridge string) []expr.Any {
 	proto, off, addr := byte(unix.NFPROTO_IPV4), uint32(12), s.IP.To4()
 	if addr == nil {
@@ -242,6 +247,8 @@ func masqExprs(s *net.IPNet, bridge string) []expr.Any {
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: []byte(mask), Xor: make([]byte, n)},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(addr.Mask(net.IPMask(mask)))},
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(bridge)},
 		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(bridge)},
 		&expr.Masq{})
