@@ -50,7 +50,11 @@ func WithLogger(l *slog.Logger) Option { return func(e *Exec) { e.log = l } }
 // WithStepHook makes the Exec call f at each named step of an in-process
 // plugin run: "inproc:<command>:<plugin>:<step>", e.g.
 // "inproc:ADD:bridge:veth", "inproc:ADD:bridge:lease",
-// "inproc:ADD:bridge:addrs". Crash tests use it to stop a run half way.
+// "inproc:ADD:bridge:addrs", "inproc:ADD:portmap:static" (the table's
+// static part is there), "inproc:ADD:portmap:elements" (the mappings are
+// in the maps), the same two for firewall, "inproc:DEL:bridge:link",
+// "inproc:DEL:bridge:conntrack". Crash tests use it to stop a run half
+// way.
 func WithStepHook(f func(step string)) Option { return func(e *Exec) { e.step = f } }
 
 // WithRuntimeDir sets the directory of the lock files (default
