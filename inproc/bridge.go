@@ -13,6 +13,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 	"github.com/containernetworking/plugins/plugins/ipam/host-local/backend/allocator"
 	"github.com/vishvananda/netlink"
 )
@@ -522,7 +523,8 @@ func waitOperUp(host netlink.Link) error {
 }
 
 func (e *Exec) bridgeDel(c call) error {
-	if _, err := loadBridgeConf(c.stdin, c.args); err != nil {
+	n, err := loadBridgeConf(c.stdin, c.args)
+	if err != nil {
 		return err
 	}
 	ipamConf, err := ipamConfig(c.stdin, c.args)
@@ -546,7 +548,13 @@ func (e *Exec) bridgeDel(c call) error {
 			}
 		case !gone(err):
 			return fmt.Errorf("bridge: %w", err)
+		default:
+			if err := delHostEnd(n); err != nil {
+				return err
+			}
 		}
+	} else if err := delHostEnd(n); err != nil {
+		return err
 	}
 	e.stepAt(c, "link")
 	// The old address can no longer answer: forget its flows, then let it
@@ -559,6 +567,44 @@ func (e *Exec) bridgeDel(c call) error {
 	e.stepAt(c, "conntrack")
 	if err := releaseLease(ipamConf, c.containerID, c.ifc); err != nil {
 		return fmt.Errorf("bridge: %w", err)
+	}
+	return nil
+}
+
+// delHostEnd deletes, when the container's namespace is gone, the host end
+// of its veth that the previous result names, if it is still a port of
+// the bridge: the kernel removes it with the namespace, but only later and
+// asynchronously, and the address must not be released while the pair
+// lives. Nothing named, or nothing there, is not an error.
+func delHostEnd(n *bridgeConf) error {
+	if n.RawPrevResult == nil {
+		return nil
+	}
+	if err := version.ParsePrevResult(&n.NetConf); err != nil {
+		return nil // DEL goes on without it, as the plugin does
+	}
+	res, err := types100.NewResultFromResult(n.PrevResult)
+	if err != nil {
+		return nil
+	}
+	br, err := netlink.LinkByName(n.BrName)
+	if err != nil {
+		return nil
+	}
+	for _, i := range res.Interfaces {
+		if i.Sandbox != "" || i.Name == n.BrName || validIfName(i.Name) != nil {
+			continue
+		}
+		l, err := netlink.LinkByName(i.Name)
+		if err != nil {
+			continue
+		}
+		if _, ok := l.(*netlink.Veth); !ok || l.Attrs().MasterIndex != br.Attrs().Index {
+			continue
+		}
+		if err := netlink.LinkDel(l); err != nil && !linkNotFound(err) {
+			return fmt.Errorf("bridge: delete %s, whose namespace is gone: %w", i.Name, err)
+		}
 	}
 	return nil
 }

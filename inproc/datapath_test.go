@@ -22,6 +22,7 @@ import (
 
 	"github.com/ocinet/ocinet/inproc"
 	"github.com/ocinet/ocinet/internal/testenv"
+	"github.com/ocinet/ocinet/netns"
 )
 
 // elements lists the elements of the table's static sets as "SET COMMENT"
@@ -525,5 +526,36 @@ func TestBadMappings(t *testing.T) {
 				t.Errorf("elements changed:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(before, "\n"))
 			}
 		})
+	}
+}
+
+// TestDelNamespaceGoneVeth: DEL of an attachment whose namespace is already
+// removed deletes the host end of its veth before it returns (the kernel
+// would remove it later, on its own schedule), so that the address is not
+// released while the pair lives.
+func TestDelNamespaceGoneVeth(t *testing.T) {
+	testenv.RequireRoot(t)
+	ctx := context.Background()
+	e := newEnv(t)
+	cni := e.cniFor()
+	list := defaultChain(t, "inp-gone", "inpgone0", []string{"10.216.111.0/24"}, t.TempDir(), "", "same-bridge")
+	e.forget(list.Bytes, "inpgone0")
+	path, err := netns.Create("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := &libcni.RuntimeConf{ContainerID: "gone", NetNS: path, IfName: "eth0"}
+	if _, err := cni.AddNetworkList(ctx, list, rt); err != nil {
+		_ = netns.Remove(path)
+		t.Fatal(err)
+	}
+	if err := netns.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := cni.DelNetworkList(ctx, list, rt); err != nil {
+		t.Fatalf("del: %v", err)
+	}
+	if ports, _ := os.ReadDir("/sys/class/net/inpgone0/brif"); len(ports) > 0 {
+		t.Errorf("bridge still has ports %v when DEL returned", ports)
 	}
 }
