@@ -291,10 +291,7 @@ func runIn(path, name string, args ...string) ([]byte, error) {
 func TestRebuildAndCheck(t *testing.T) {
 	testenv.RequireRoot(t)
 	ctx := context.Background()
-	e := newEnv(t)
-	cni := e.cniFor()
-	list := defaultChain(t, "inp-reb", "inpreb0", []string{"10.216.107.0/24"}, t.TempDir(), "", "same-bridge")
-	e.forget(list.Bytes, "inpreb0")
+	_, cni, list := isolatedNet(t, "inp-reb", "inpreb0", []string{"10.216.107.0/24"})
 	c1 := attach(t, cni, list, "reb-1", []inproc.PortMapping{{HostPort: 18220, ContainerPort: 80, Protocol: "tcp"}})
 	serve(t, c1, 80)
 	if err := cni.CheckNetworkList(ctx, list, c1.rt); err != nil {
@@ -334,10 +331,7 @@ func TestRebuildAndCheck(t *testing.T) {
 func TestDelExactElements(t *testing.T) {
 	testenv.RequireRoot(t)
 	ctx := context.Background()
-	e := newEnv(t)
-	cni := e.cniFor()
-	list := defaultChain(t, "inp-del", "inpdel0", []string{"10.216.108.0/24", "fd00:216:108::/64"}, t.TempDir(), "", "same-bridge")
-	e.forget(list.Bytes, "inpdel0")
+	_, cni, list := isolatedNet(t, "inp-del", "inpdel0", []string{"10.216.108.0/24", "fd00:216:108::/64"})
 	var ports3, ports2 []inproc.PortMapping
 	for i := range 3 {
 		ports3 = append(ports3, inproc.PortMapping{HostPort: 18230 + i, ContainerPort: 80, Protocol: "tcp"})
@@ -396,10 +390,7 @@ func TestDelExactElements(t *testing.T) {
 func TestConntrackAndReuse(t *testing.T) {
 	testenv.RequireRoot(t)
 	ctx := context.Background()
-	e := newEnv(t)
-	cni := e.cniFor()
-	list := defaultChain(t, "inp-ct", "inpct0", []string{"10.216.109.0/24"}, t.TempDir(), "", "same-bridge")
-	e.forget(list.Bytes, "inpct0")
+	_, cni, list := isolatedNet(t, "inp-ct", "inpct0", []string{"10.216.109.0/24"})
 	ports := []inproc.PortMapping{{HostPort: 18250, ContainerPort: 81, Protocol: "udp"}}
 	c1 := attach(t, cni, list, "ct-1", ports)
 	serve(t, c1, 81)
@@ -492,10 +483,7 @@ func waitNotTentative(t *testing.T, name string) {
 func TestBadMappings(t *testing.T) {
 	testenv.RequireRoot(t)
 	ctx := context.Background()
-	e := newEnv(t)
-	cni := e.cniFor()
-	list := defaultChain(t, "inp-bad", "inpbad0", []string{"10.216.110.0/24"}, t.TempDir(), "", "same-bridge")
-	e.forget(list.Bytes, "inpbad0")
+	_, cni, list := isolatedNet(t, "inp-bad", "inpbad0", []string{"10.216.110.0/24"})
 	attach(t, cni, list, "bad-first", []inproc.PortMapping{{HostPort: 18260, ContainerPort: 80, Protocol: "tcp"}})
 	before := elements(t)
 	for _, tc := range []struct {
@@ -536,10 +524,7 @@ func TestBadMappings(t *testing.T) {
 func TestDelNamespaceGoneVeth(t *testing.T) {
 	testenv.RequireRoot(t)
 	ctx := context.Background()
-	e := newEnv(t)
-	cni := e.cniFor()
-	list := defaultChain(t, "inp-gone", "inpgone0", []string{"10.216.111.0/24"}, t.TempDir(), "", "same-bridge")
-	e.forget(list.Bytes, "inpgone0")
+	_, cni, list := isolatedNet(t, "inp-gone", "inpgone0", []string{"10.216.111.0/24"})
 	path, err := netns.Create("", "")
 	if err != nil {
 		t.Fatal(err)
@@ -558,4 +543,14 @@ func TestDelNamespaceGoneVeth(t *testing.T) {
 	if ports, _ := os.ReadDir("/sys/class/net/inpgone0/brif"); len(ports) > 0 {
 		t.Errorf("bridge still has ports %v when DEL returned", ports)
 	}
+}
+
+// isolatedNet makes the test's env and, through it, a default chain
+// network with ingressPolicy same-bridge, forgotten when the test ends.
+func isolatedNet(t *testing.T, name, bridge string, subnets []string) (*env, *libcni.CNIConfig, *libcni.NetworkConfigList) {
+	t.Helper()
+	e := newEnv(t)
+	list := defaultChain(t, name, bridge, subnets, t.TempDir(), "", "same-bridge")
+	e.forget(list.Bytes, bridge)
+	return e, e.cniFor(), list
 }
