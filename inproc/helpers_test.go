@@ -85,6 +85,9 @@ func (e *env) manager(state string, x invoke.Exec) *ocinet.Manager {
 	}
 	if x != nil {
 		opts = append(opts, ocinet.WithExec(x))
+	} else {
+		// The binaries, not the Manager's default (in process where it can).
+		opts = append(opts, ocinet.WithDatapath(ocinet.DatapathPlugins))
 	}
 	m, err := ocinet.New(state, opts...)
 	if err != nil {
