@@ -69,9 +69,6 @@ func AttachmentComment(network, id, ifName string) string {
 	return "ocinet:net=" + network + " att=" + id + "/" + ifName
 }
 
-// ElementComment returns a set element's comment.
-func ElementComment(el nftables.SetElement) string { return el.Comment }
-
 // attachmentOf parses an AttachmentComment.
 func attachmentOf(comment string) (network, id, ifName string, ok bool) {
 	rest, ok := strings.CutPrefix(comment, "ocinet:net=")
