@@ -80,27 +80,42 @@ func (d *datapaths) exec(dp Datapath) (invoke.Exec, error) {
 // choose decides the datapath of a network for a new attachment, from its
 // conflist: native when the setting allows and package inproc claims
 // something of the chain (everything, for DatapathNative), plugins
-// otherwise.
-func (d *datapaths) choose(name string, conflist []byte) (Datapath, error) {
-	switch d.choice {
-	case DatapathPlugins:
-		return DatapathPlugins, nil
-	case DatapathNative:
-		if err := inproc.Claims(conflist); err != nil {
-			return "", fmt.Errorf("network %q cannot run in process (datapath native): %w", name, err)
-		}
-		return DatapathNative, nil
+// otherwise. A chain whose portmap or firewall would run in process on a
+// host whose firewall would drop what they accept (inproc.Preflight: an
+// iptables FORWARD chain with policy DROP, firewalld) runs through the
+// binaries in auto, with the reason returned, and is refused in native.
+func (d *datapaths) choose(name string, conflist []byte) (dp Datapath, reason string, err error) {
+	if d.choice == DatapathPlugins {
+		return DatapathPlugins, "", nil
 	}
 	list, err := libcni.ConfListFromBytes(conflist)
 	if err != nil {
-		return "", fmt.Errorf("network %q: %w", name, err)
+		return "", "", fmt.Errorf("network %q: %w", name, err)
 	}
+	claimed, forwarding := false, false
 	for _, p := range list.Plugins {
 		if inproc.ClaimsPlugin(p.Bytes) == nil {
-			return DatapathNative, nil
+			claimed = true
+			forwarding = forwarding || p.Network.Type == "portmap" || p.Network.Type == "firewall"
 		}
 	}
-	return DatapathPlugins, nil
+	if d.choice == DatapathNative {
+		if err := inproc.Claims(conflist); err != nil {
+			return "", "", fmt.Errorf("network %q cannot run in process (datapath native): %w", name, err)
+		}
+	}
+	if !claimed {
+		return DatapathPlugins, "", nil
+	}
+	if forwarding && !d.custom {
+		if err := inproc.Preflight(); err != nil {
+			if d.choice == DatapathNative {
+				return "", "", fmt.Errorf("network %q cannot run in process (datapath native): %w", name, err)
+			}
+			return DatapathPlugins, err.Error(), nil
+		}
+	}
+	return DatapathNative, "", nil
 }
 
 // removeNetwork drops what the native datapath keeps per network (its

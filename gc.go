@@ -166,7 +166,7 @@ func (m *Manager) gcNetworks(ctx context.Context, ours []string, kept []*record,
 				valid = append(valid, cnitypes.GCAttachment{ContainerID: c.ContainerID, IfName: c.IfName})
 			}
 		}
-		dp, err := m.dp.choose(n.Name, n.Bytes)
+		dp, _, err := m.dp.choose(n.Name, n.Bytes)
 		if err != nil {
 			dp = DatapathPlugins // GC of a network native cannot run goes to the binaries
 		}

@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(childEnv); spec != "" {
 		os.Exit(crashChild(spec)) // a child of TestCrashSweep
 	}
+	if spec := os.Getenv(preflightEnv); spec != "" {
+		os.Exit(preflightChild(spec)) // a child of TestPreflightFallback
+	}
 	code := m.Run()
 	testenv.CleanupBuilds()
 	os.Exit(code)

@@ -64,6 +64,9 @@ type networkRecord struct {
 	// before the native datapath existed: the binaries). DEL and CHECK go
 	// the same way.
 	Datapath Datapath `json:"datapath,omitempty"`
+	// DatapathReason says why auto chose the binaries for a chain the
+	// native datapath claims (inproc.Preflight's error), "" otherwise.
+	DatapathReason string `json:"datapathReason,omitempty"`
 	// Result is the CNI result (CNI 1.0 JSON): the final one once the
 	// record is attached; while adding, the first result that named an
 	// address, so that a crash mid-chain still leaves the addresses known.

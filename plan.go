@@ -88,6 +88,10 @@ type Interface struct {
 	// Datapath is who ran the network's plugins: DatapathNative or
 	// DatapathPlugins.
 	Datapath Datapath
+	// DatapathReason says why a network that could have run in process
+	// ran through the binaries (auto, on a host whose firewall would drop
+	// what the native datapath accepts), "" otherwise.
+	DatapathReason string
 }
 
 // cleanupTimeout bounds teardown that runs on a context detached from a
@@ -159,7 +163,7 @@ func (m *Manager) plan(req AttachRequest, names []string, opts []NetworkOptions)
 	// Who runs each network's plugins is decided here, once, and recorded;
 	// every plugin the chosen datapath runs as a binary must be there
 	// before anything is changed.
-	if p.loopback, err = m.findPlugins(&Network{Name: loopbackNetwork, Bytes: []byte(LoopbackConfList), Plugins: []string{"loopback"}}); err != nil {
+	if p.loopback, _, err = m.findPlugins(&Network{Name: loopbackNetwork, Bytes: []byte(LoopbackConfList), Plugins: []string{"loopback"}}); err != nil {
 		return nil, err
 	}
 	for i, n := range nets {
@@ -167,8 +171,11 @@ func (m *Manager) plan(req AttachRequest, names []string, opts []NetworkOptions)
 		if err != nil {
 			return nil, err
 		}
-		if nr.Datapath, err = m.findPlugins(n); err != nil {
+		if nr.Datapath, nr.DatapathReason, err = m.findPlugins(n); err != nil {
 			return nil, err
+		}
+		if nr.DatapathReason != "" {
+			m.log.Warn("attach: the network runs through the plugin binaries", "network", n.Name, "reason", nr.DatapathReason)
 		}
 		p.records = append(p.records, nr)
 	}
@@ -178,21 +185,21 @@ func (m *Manager) plan(req AttachRequest, names []string, opts []NetworkOptions)
 // findPlugins chooses the datapath of network n and checks that its
 // executor finds every plugin of the chain (the native one finds those it
 // runs in process without a binary).
-func (m *Manager) findPlugins(n *Network) (Datapath, error) {
-	dp, err := m.dp.choose(n.Name, n.Bytes)
+func (m *Manager) findPlugins(n *Network) (Datapath, string, error) {
+	dp, reason, err := m.dp.choose(n.Name, n.Bytes)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	x, err := m.dp.exec(dp)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	for _, pl := range n.Plugins {
 		if _, err := x.FindInPath(pl, m.pluginDirs); err != nil {
-			return "", &PluginNotFoundError{Network: n.Name, Plugin: pl, Dirs: m.pluginDirs}
+			return "", "", &PluginNotFoundError{Network: n.Name, Plugin: pl, Dirs: m.pluginDirs}
 		}
 	}
-	return dp, nil
+	return dp, reason, nil
 }
 
 // resolveNetworks returns the networks called names, in order, reading the

@@ -77,7 +77,7 @@ func (m *Manager) Status(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("status of network %q: %w", name, err)
 	}
-	dp, err := m.dp.choose(n.Name, n.Bytes)
+	dp, _, err := m.dp.choose(n.Name, n.Bytes)
 	if err != nil {
 		return fmt.Errorf("status of network %q: %w", name, err)
 	}
@@ -129,7 +129,7 @@ func (m *Manager) List() ([]*Attachment, error) {
 func (r *record) attachment() *Attachment {
 	a := &Attachment{ID: r.ID, Name: r.Name, Hostname: r.Hostname, NetNS: r.NetNS, Labels: r.Labels, Ports: r.Ports, Created: r.Created, Complete: r.Phase == phaseAttached}
 	for _, nr := range r.Networks {
-		iface := Interface{Network: nr.Name, Name: nr.IfName, Datapath: nr.Datapath}
+		iface := Interface{Network: nr.Name, Name: nr.IfName, Datapath: nr.Datapath, DatapathReason: nr.DatapathReason}
 		if iface.Datapath == "" {
 			iface.Datapath = DatapathPlugins
 		}

@@ -30,6 +30,9 @@ type inspectInterface struct {
 	// Datapath is who ran the network's plugins: "native" (in process,
 	// the binaries for what it does not claim) or "plugins".
 	Datapath ocinet.Datapath `json:"datapath"`
+	// DatapathReason says why a network that could run in process ran
+	// through the binaries.
+	DatapathReason string `json:"datapathReason,omitempty"`
 }
 
 func cmdInspect(_ context.Context, g *globals, args []string) error {
@@ -51,7 +54,7 @@ func cmdInspect(_ context.Context, g *globals, args []string) error {
 		}
 		v := inspectView{Name: name, ID: a.ID, NetNS: a.NetNS, Complete: a.Complete, Interfaces: []inspectInterface{}, Ports: []string{}}
 		for _, i := range a.Interfaces {
-			ii := inspectInterface{Network: i.Network, Name: i.Name, MAC: i.MAC, IPs: []string{}, Datapath: i.Datapath}
+			ii := inspectInterface{Network: i.Network, Name: i.Name, MAC: i.MAC, IPs: []string{}, Datapath: i.Datapath, DatapathReason: i.DatapathReason}
 			for _, p := range i.IPs {
 				ii.IPs = append(ii.IPs, p.String())
 			}
