@@ -249,6 +249,8 @@ func TestPoststopNamespaceGone(t *testing.T) {
 // the plugins are back, a second poststop finishes.
 func TestPoststopPluginsGone(t *testing.T) {
 	w := newWorld(t)
+	// Through the binaries: in process, DEL needs none of them.
+	w.cfg.Datapath = ocinet.DatapathPlugins
 	pid := w.container()
 	if stderr, err := w.run(hook.EventCreateRuntime, state("web", "creating", pid, `{"version":1}`)); err != nil {
 		t.Fatalf("createRuntime: %v: %s", err, stderr)
