@@ -137,7 +137,7 @@ func TestCrashSweep(t *testing.T) {
 					t.Fatalf("%s: left behind after GC:\n  %s", name, strings.Join(leaks, "\n  "))
 				}
 				for _, br := range []string{testBridge, crashNet.Bridge} {
-					if ports, _ := os.ReadDir(filepath.Join("/sys/class/net", br, "brif")); len(ports) > 0 {
+					if ports := bridgePortsSettled(br); len(ports) > 0 {
 						t.Fatalf("%s: bridge %s still has ports %v after GC", name, br, ports)
 					}
 				}
@@ -259,4 +259,20 @@ func ours(leaks []string, markers ...string) []string {
 		}
 	}
 	return out
+}
+
+// bridgePortsSettled returns the ports of bridge br once the kernel is done
+// reaping namespaces: a crash before the lease (no address recorded) leaves
+// a veth that only the namespace's end removes, and the kernel destroys a
+// namespace, and the veth with it, asynchronously, tens of milliseconds
+// after its last reference goes. It waits at most three seconds.
+func bridgePortsSettled(br string) []os.DirEntry {
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		ports, _ := os.ReadDir(filepath.Join("/sys/class/net", br, "brif"))
+		if len(ports) == 0 || time.Now().After(deadline) {
+			return ports
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
