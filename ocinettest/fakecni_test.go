@@ -249,20 +249,29 @@ func TestCrashThenGC(t *testing.T) {
 	}
 }
 
-// A held call shows the journal mid-way, then goes on.
-func TestHold(t *testing.T) {
-	e := ocinettest.NewEnv(t)
-	inj := e.CNI.Inject(ocinettest.Fault{Command: "ADD", Plugin: "firewall", Action: ocinettest.Hold})
-	done := make(chan error, 1)
+// attachHeld attaches "web" on a goroutine, with the ADD of plugin held,
+// and returns once the held call is reached; done receives Attach's error
+// after inj.Release.
+func attachHeld(t *testing.T, e *ocinettest.Env, plugin string) (inj *ocinettest.Injection, done <-chan error) {
+	t.Helper()
+	inj = e.CNI.Inject(ocinettest.Fault{Command: "ADD", Plugin: plugin, Action: ocinettest.Hold})
+	ch := make(chan error, 1)
 	go func() {
 		_, err := e.Manager.Attach(context.Background(), ocinet.AttachRequest{ID: "web", NetNS: e.NetNS("web")})
-		done <- err
+		ch <- err
 	}()
 	select {
 	case <-inj.Reached():
 	case <-time.After(10 * time.Second):
 		t.Fatal("the held call was not reached")
 	}
+	return inj, ch
+}
+
+// A held call shows the journal mid-way, then goes on.
+func TestHold(t *testing.T) {
+	e := ocinettest.NewEnv(t)
+	inj, done := attachHeld(t, e, "firewall")
 	a, err := e.NewManager().Get("web")
 	if err != nil || a.Complete || len(a.Interfaces) != 1 || len(a.Interfaces[0].IPs) != 1 {
 		t.Errorf("mid-way: %+v, %v; want an incomplete record that knows the address", a, err)
@@ -441,17 +450,7 @@ func TestConcurrentOverFake(t *testing.T) {
 // about to add.
 func TestJournalBeforeFirstADD(t *testing.T) {
 	e := ocinettest.NewEnv(t)
-	inj := e.CNI.Inject(ocinettest.Fault{Command: "ADD", Plugin: "loopback", Action: ocinettest.Hold})
-	done := make(chan error, 1)
-	go func() {
-		_, err := e.Manager.Attach(context.Background(), ocinet.AttachRequest{ID: "web", NetNS: e.NetNS("web")})
-		done <- err
-	}()
-	select {
-	case <-inj.Reached():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the held call was not reached")
-	}
+	inj, done := attachHeld(t, e, "loopback")
 	b, err := os.ReadFile(filepath.Join(e.StateDir, "attachments", "web.json"))
 	if err != nil {
 		t.Fatalf("no journal record at the first plugin's ADD: %v", err)
