@@ -13,10 +13,11 @@ import (
 // by goroutines and by processes.
 //
 // A port is free when no other owner's reservation and no host socket holds
-// it for an overlapping address (see Reserve). Host sockets are read from
-// /proc/net/{tcp,tcp6,udp,udp6} and /proc/net/sctp/eps of the calling
-// process's network namespace: TCP sockets in the LISTEN state, and every
-// bound UDP socket and SCTP endpoint. Automatic ports come from
+// it for an overlapping address (see Reserve). Host sockets are those of the
+// calling process's network namespace: TCP sockets in the LISTEN state
+// (through sock_diag, or /proc/net/tcp{,6} where the kernel has no
+// sock_diag for TCP), and every bound UDP socket and SCTP endpoint
+// (/proc/net/{udp,udp6} and /proc/net/sctp/eps). Automatic ports come from
 // /proc/sys/net/ipv4/ip_local_port_range, skipping
 // /proc/sys/net/ipv4/ip_local_reserved_ports.
 type Allocator struct {
@@ -24,6 +25,9 @@ type Allocator struct {
 	// readFile reads a kernel file by its /proc path. It is readKernelFile
 	// except in tests.
 	readFile func(name string) ([]byte, error)
+	// listeners lists the listening TCP sockets through sock_diag; nil
+	// (in tests) reads them from readFile's /proc/net/tcp{,6}.
+	listeners func() ([]socket, error)
 
 	// Locking contract: every exported method takes mu, then the flock on
 	// dir/.lock (exclusive to write, shared to read), and releases both
@@ -52,7 +56,7 @@ func NewAllocator(dir string) (*Allocator, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("port reservation directory %s is not a directory", dir)
 	}
-	a := &Allocator{dir: dir, readFile: readKernelFile}
+	a := &Allocator{dir: dir, readFile: readKernelFile, listeners: listeningTCP}
 	// Create the lock file now, so that a directory we cannot use fails here.
 	f, err := lockDir(dir, false)
 	if err != nil {

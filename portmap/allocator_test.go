@@ -63,6 +63,7 @@ func newTestAllocator(t *testing.T, dir string, k *fakeKernel) *Allocator {
 		t.Fatal(err)
 	}
 	a.readFile = k.readFile
+	a.listeners = nil
 	return a
 }
 
@@ -192,10 +193,17 @@ func TestReserveMessage(t *testing.T) {
 	}
 }
 
-// TestReserveHostSockets checks conflicts with real sockets on loopback.
+// TestReserveHostSockets checks conflicts with real sockets on loopback,
+// with listening TCP sockets read through sock_diag and from /proc.
 func TestReserveHostSockets(t *testing.T) {
+	t.Run("sock_diag", func(t *testing.T) { testReserveHostSockets(t, listeningTCP) })
+	t.Run("proc", func(t *testing.T) { testReserveHostSockets(t, nil) })
+}
+
+func testReserveHostSockets(t *testing.T, listeners func() ([]socket, error)) {
 	k := &fakeKernel{files: kernelFiles(testLo, testHi), realNet: true}
 	a := newTestAllocator(t, "", k)
+	a.listeners = listeners
 
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
@@ -228,6 +236,7 @@ func TestReserveHostSockets(t *testing.T) {
 	// An automatic port skips the listener instead of failing.
 	k2 := &fakeKernel{files: kernelFiles(p, p), realNet: true}
 	a2 := newTestAllocator(t, "", k2)
+	a2.listeners = listeners
 	_, err = a2.Reserve("default/auto", "auto", mustParse(t, "127.0.0.1::80"))
 	if !errors.Is(err, ErrExhausted) || errors.Is(err, ErrConflict) {
 		t.Errorf("automatic port in a range holding only a listener: %v, want ErrExhausted", err)
@@ -678,6 +687,7 @@ func runHelper(id, dir string) error {
 		return err
 	}
 	a.readFile = (&fakeKernel{files: kernelFiles(62000, 62999)}).readFile
+	a.listeners = nil
 	out := map[string][]Port{}
 	for i := range helperReservations {
 		ms := []Mapping{

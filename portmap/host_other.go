@@ -12,3 +12,8 @@ import (
 func readKernelFile(name string) ([]byte, error) {
 	return nil, fmt.Errorf("read %s: host port state is only available on Linux, not %s", name, runtime.GOOS)
 }
+
+// listeningTCP fails: see readKernelFile.
+func listeningTCP() ([]socket, error) {
+	return nil, fmt.Errorf("list listening TCP sockets: only available on Linux, not %s", runtime.GOOS)
+}

@@ -244,8 +244,26 @@ func (a *Allocator) readLocalPorts() (localPorts, error) {
 }
 
 // readSockets reads the host sockets of protocol proto. A missing table
-// (IPv6 disabled, sctp module not loaded) has no sockets.
+// (IPv6 disabled, sctp module not loaded) has no sockets. Listening TCP
+// sockets come from sock_diag when it answers, and from /proc otherwise.
 func (a *Allocator) readSockets(proto string) ([]socket, error) {
+	var diagErr error
+	if proto == "tcp" && a.listeners != nil {
+		s, err := a.listeners()
+		if err == nil {
+			return s, nil
+		}
+		diagErr = err
+	}
+	out, err := a.readProcSockets(proto)
+	if err != nil {
+		return nil, errors.Join(err, diagErr)
+	}
+	return out, nil
+}
+
+// readProcSockets reads the host sockets of protocol proto from /proc.
+func (a *Allocator) readProcSockets(proto string) ([]socket, error) {
 	var out []socket
 	for _, t := range procTables[proto] {
 		data, err := a.readFile(t.path)
