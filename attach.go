@@ -203,6 +203,9 @@ func (m *Manager) addNetwork(ctx context.Context, rec *record, nr *networkRecord
 			}
 		}
 	}
+	if nr == rec.Loopback {
+		sink = nil // 127.0.0.1 is no lease: nothing for DEL to learn early
+	}
 	cni, err := m.cniFor(nr.Datapath, sink)
 	if err != nil {
 		return fmt.Errorf("network %q: %w", nr.Name, err)

@@ -27,7 +27,8 @@
 //     runs CNI STATUS.
 //
 // The journal: one record per attachment under <state>/attachments, written
-// durably (phase "adding") before the first ADD, updated as soon as a plugin
+// (phase "adding", atomically: a crash leaves the old or the new record
+// whole) before the first ADD, updated as soon as a plugin
 // reports the container's addresses, rewritten after the last ADD (phase
 // "attached", with the results, the exact conflist bytes and the CNI_ARGS
 // and capability arguments used), marked "detaching" before the first DEL

@@ -94,7 +94,7 @@ func (m *Manager) writeRecord(r *record) error {
 	if err != nil {
 		return err
 	}
-	return fsutil.WriteFileAtomic(m.journalPath(r.ID), b, 0o600)
+	return fsutil.ReplaceFile(m.journalPath(r.ID), b, 0o600)
 }
 
 // readRecord returns the record of id, or nil when there is none.
@@ -121,7 +121,7 @@ func (m *Manager) readRecord(id string) (*record, error) {
 }
 
 func (m *Manager) removeRecord(id string) error {
-	return fsutil.RemoveDurable(m.journalPath(id))
+	return fsutil.Remove(m.journalPath(id))
 }
 
 // journalIDs returns the IDs that have a record, sorted.

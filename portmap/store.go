@@ -23,7 +23,8 @@ import (
 //	.tmp-*             a record being written (stale if found under the lock)
 //
 // Records are replaced atomically: write the temp file, fsync it, rename it
-// over the record, fsync the directory. Records and the lock file are opened
+// over the record (the directory is not fsynced: a reservation describes
+// what a reboot ends). Records and the lock file are opened
 // with O_NOFOLLOW and must be regular files: a symbolic link planted in the
 // directory is an error, never followed.
 const (
@@ -223,7 +224,7 @@ func writeRecord(dir string, r *record) error {
 	if err != nil {
 		return fmt.Errorf("encode reservation of %q: %w", r.Owner, err)
 	}
-	if err := fsutil.WriteFileAtomic(filepath.Join(dir, name), append(data, '\n'), 0o600); err != nil {
+	if err := fsutil.ReplaceFile(filepath.Join(dir, name), append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write reservation of %q: %w", r.Owner, err)
 	}
 	return nil
@@ -232,12 +233,8 @@ func writeRecord(dir string, r *record) error {
 // removeRecord removes the record file name from dir; a missing one is not
 // an error.
 func removeRecord(dir, name string) error {
-	err := os.Remove(filepath.Join(dir, name))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
+	if err := fsutil.Remove(filepath.Join(dir, name)); err != nil {
 		return fmt.Errorf("remove reservation: %w", err)
 	}
-	return fsutil.SyncDir(dir)
+	return nil
 }

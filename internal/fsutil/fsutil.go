@@ -104,8 +104,31 @@ func CleanTemp(dir string) {
 // WriteFileAtomic replaces path with data durably: it writes a temporary file
 // in the same directory, fsyncs it, renames it over path and fsyncs the
 // directory. A crash leaves either the old or the new content (and maybe a
-// temporary file, which CleanTemp removes).
+// temporary file, which CleanTemp removes). Use it for what must outlive a
+// power loss: configuration.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeAtomic(path, data, perm, true)
+}
+
+// ReplaceFile replaces path with data atomically but does not fsync the
+// directory: a crash of the process, or of the machine, leaves the old or
+// the new content whole, and after a power loss the replacement itself may
+// be lost. Use it for state that describes what a reboot ends (attachments,
+// port reservations): it saves a directory fsync per write (about 0.2 ms).
+func ReplaceFile(path string, data []byte, perm os.FileMode) error {
+	return writeAtomic(path, data, perm, false)
+}
+
+// Remove deletes path; a missing file is not an error. Like ReplaceFile,
+// it does not fsync the directory.
+func Remove(path string) error {
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("remove %s: %w", path, err)
+	}
+	return nil
+}
+
+func writeAtomic(path string, data []byte, perm os.FileMode, syncDir bool) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, TempPrefix+filepath.Base(path)+"-*")
 	if err != nil {
@@ -135,6 +158,9 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 		return fmt.Errorf("write %s: rename: %w", path, err)
 	}
 	ok = true
+	if !syncDir {
+		return nil
+	}
 	return SyncDir(dir)
 }
 
