@@ -61,7 +61,7 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, e
 	}
 	if old != nil {
 		m.log.Info("attach: tearing down the previous attachment first", "id", req.ID, "phase", old.Phase)
-		if err := m.detachRecord(ctx, old, nil); err != nil {
+		if err := m.detachRecord(ctx, old, detachOptions{}); err != nil {
 			return fail(fmt.Errorf("tear down previous attachment: %w", err))
 		}
 	}
@@ -72,7 +72,7 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, e
 	}
 	crashPoint("attach:adding")
 	if err := m.addAll(ctx, rec, p); err != nil {
-		if derr := m.detachRecord(ctx, rec, nil); derr != nil {
+		if derr := m.detachRecord(ctx, rec, detachOptions{}); derr != nil {
 			err = errors.Join(err, fmt.Errorf("rollback (the journal keeps the attachment for GC): %w", derr))
 		}
 		return fail(err)

@@ -9,6 +9,8 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/ocinet/ocinet/inproc"
 )
 
 // Detach runs CNI DEL for every network of the attachment, in reverse order,
@@ -17,7 +19,7 @@ import (
 // not attached does nothing. If a DEL fails, the record is kept (for GC) and
 // all errors are returned joined. Teardown does not stop when ctx is
 // cancelled, so a cancelled caller does not leak.
-func (m *Manager) Detach(ctx context.Context, id string) error {
+func (m *Manager) Detach(ctx context.Context, id string, opts ...DetachOption) error {
 	rec, unlock, err := m.lockedRecord(id)
 	if err != nil {
 		return err
@@ -26,16 +28,39 @@ func (m *Manager) Detach(ctx context.Context, id string) error {
 	if rec == nil {
 		return nil
 	}
-	if err := m.detachRecord(ctx, rec, nil); err != nil {
+	var o detachOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := m.detachRecord(ctx, rec, o); err != nil {
 		return fmt.Errorf("detach %s: %w", id, err)
 	}
 	return nil
 }
 
-// detachRecord tears rec down. The caller holds the container lock. release,
-// when set, runs after every DEL succeeded and the ports were released; if
-// it fails, the record is kept.
-func (m *Manager) detachRecord(ctx context.Context, rec *record, release func() error) error {
+// DetachOption changes how [Manager.Detach] tears an attachment down.
+type DetachOption func(*detachOptions)
+
+type detachOptions struct {
+	nsEnds bool
+	// release, when set, runs after every DEL succeeded and the ports were
+	// released; if it fails, the record is kept (GC's).
+	release func() error
+}
+
+// NamespaceEnds tells Detach that the caller removes the attachment's
+// namespace as soon as Detach returns (the container has ended, as in a
+// poststop hook). The native datapath then takes the host end of each veth
+// down, which cuts the container off at once, and leaves the pair to the
+// kernel, which removes it with the namespace, instead of deleting it
+// (a synchronous delete waits about 20 ms on the kernel); addresses are
+// released only once the container is cut off. The plugin binaries
+// delete as always. A caller that keeps the namespace must not pass it:
+// the downed interfaces would stay in it.
+func NamespaceEnds() DetachOption { return func(o *detachOptions) { o.nsEnds = true } }
+
+// detachRecord tears rec down. The caller holds the container lock.
+func (m *Manager) detachRecord(ctx context.Context, rec *record, o detachOptions) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	rec.Phase = phaseDetaching
@@ -53,12 +78,12 @@ func (m *Manager) detachRecord(ctx context.Context, rec *record, release func() 
 	lo, paths := m.delPaths(rec, ph)
 	var errs []error
 	for i := len(rec.Networks) - 1; i >= 0; i-- {
-		if err := m.delNetwork(ctx, rec, &rec.Networks[i], paths[i]); err != nil {
+		if err := m.delNetwork(ctx, rec, &rec.Networks[i], paths[i], o); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if rec.Loopback != nil {
-		if err := m.delNetwork(ctx, rec, rec.Loopback, lo); err != nil {
+		if err := m.delNetwork(ctx, rec, rec.Loopback, lo, o); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -74,8 +99,8 @@ func (m *Manager) detachRecord(ctx context.Context, rec *record, release func() 
 	if err := m.ports.Release(rec.ID); err != nil {
 		return err
 	}
-	if release != nil {
-		if err := release(); err != nil {
+	if o.release != nil {
+		if err := o.release(); err != nil {
 			return err
 		}
 	}
@@ -85,12 +110,16 @@ func (m *Manager) detachRecord(ctx context.Context, rec *record, release func() 
 
 // delNetwork runs DEL for the network nr of rec, in the namespace at
 // netnsPath ("" for none), with the recorded config and arguments.
-func (m *Manager) delNetwork(ctx context.Context, rec *record, nr *networkRecord, netnsPath string) error {
+func (m *Manager) delNetwork(ctx context.Context, rec *record, nr *networkRecord, netnsPath string, o detachOptions) error {
+	var env []string
+	if o.nsEnds {
+		env = append(env, inproc.EnvNamespaceEnds+"=1")
+	}
 	list, err := delConfList(nr)
 	if err == nil {
 		var rt *libcni.RuntimeConf
 		var cni *libcni.CNIConfig
-		if cni, err = m.cniFor(nr.Datapath, nil); err == nil {
+		if cni, err = m.cniFor(nr.Datapath, nil, env...); err == nil {
 			if rt, err = m.runtimeConf(rec, nr, netnsPath); err == nil {
 				err = cni.DelNetworkList(ctx, list, rt)
 			}

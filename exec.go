@@ -17,24 +17,29 @@ import (
 type pluginExec struct {
 	invoke.Exec
 	sink resultSink // nil: none
+	env  []string   // added to every plugin's environment
 }
 
 // resultSink receives the configuration and the output of a plugin's ADD.
 type resultSink func(conf, out []byte)
 
 // cniFor returns the CNI library over the executor of datapath dp for one
-// call, with sink (nil for none) receiving every successful ADD's output.
-// This is the one place that decides who runs a network's plugins.
-func (m *Manager) cniFor(dp Datapath, sink resultSink) (*libcni.CNIConfig, error) {
+// call, with sink (nil for none) receiving every successful ADD's output
+// and env added to every plugin's environment. This is the one place that
+// decides who runs a network's plugins.
+func (m *Manager) cniFor(dp Datapath, sink resultSink, env ...string) (*libcni.CNIConfig, error) {
 	x, err := m.dp.exec(dp)
 	if err != nil {
 		return nil, err
 	}
-	return libcni.NewCNIConfigWithCacheDir(m.pluginDirs, m.cacheDir, &pluginExec{Exec: x, sink: sink}), nil
+	return libcni.NewCNIConfigWithCacheDir(m.pluginDirs, m.cacheDir, &pluginExec{Exec: x, sink: sink, env: env}), nil
 }
 
 func (e *pluginExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {
 	cmd := envValue(environ, "CNI_COMMAND")
+	if len(e.env) > 0 {
+		environ = append(environ[:len(environ):len(environ)], e.env...)
+	}
 	step := cmd + ":" + envValue(environ, "CNI_IFNAME") + ":" + filepath.Base(pluginPath)
 	crashPoint("exec:" + step)
 	out, err := e.Exec.ExecPlugin(ctx, pluginPath, stdin, environ)

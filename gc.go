@@ -86,7 +86,7 @@ func (m *Manager) GC(ctx context.Context, live func(id string) bool, opts GCOpti
 			a := rec.attachment()
 			release = func() error { return opts.OnRelease(a) }
 		}
-		if err := m.detachRecord(ctx, rec, release); err != nil {
+		if err := m.detachRecord(ctx, rec, detachOptions{release: release}); err != nil {
 			errs = append(errs, fmt.Errorf("gc %s: %w", id, err))
 			continue
 		}

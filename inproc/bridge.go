@@ -531,52 +531,73 @@ func (e *Exec) bridgeDel(c call) error {
 	if err != nil {
 		return err
 	}
-	if c.netns != "" {
-		cont, err := openContainer(c.netns)
-		switch {
-		case err == nil:
-			l, lerr := cont.nl.LinkByName(c.ifc)
-			if lerr == nil {
-				// Deleting the container's end deletes the host's too.
-				lerr = cont.nl.LinkDel(l)
-			} else if linkNotFound(lerr) {
-				lerr = nil
-			}
-			cont.Close()
-			if lerr != nil {
-				return fmt.Errorf("bridge: delete %s in namespace %s: %w", c.ifc, c.netns, lerr)
-			}
-		case !gone(err):
-			return fmt.Errorf("bridge: %w", err)
-		default:
-			if err := delHostEnd(n); err != nil {
-				return err
+	// The pair goes first: by its container end, which deletes the host's
+	// too, or by its host ends. When the caller removes the namespace right
+	// after (EnvNamespaceEnds), the host ends only go down, which cuts the
+	// container off at once, and the namespace's end removes the pair. The
+	// old address can no longer answer: its flows are forgotten, its
+	// elements settled, and then its lease is released. (Walking the
+	// conntrack table while a veth is deleted makes both slower: the walk
+	// holds up the grace periods the delete waits for.)
+	ends := hostEnds(n)
+	if c.nsEnds && len(ends) > 0 {
+		for _, l := range ends {
+			if err := netlink.LinkSetDown(l); err != nil && !linkNotFound(err) {
+				return fmt.Errorf("bridge: set %s down: %w", l.Attrs().Name, err)
 			}
 		}
-	} else if err := delHostEnd(n); err != nil {
+	} else if err := removePair(c, ends); err != nil {
 		return err
 	}
 	e.stepAt(c, "link")
-	// The old address can no longer answer: forget its flows, then let it
-	// go. (Setting the link down first, to walk the conntrack table while
-	// the veth is deleted, costs as much as it saves: the down waits on the
-	// kernel too.)
 	if err := forgetConntrack(ipamConf, c.containerID, c.ifc); err != nil {
 		return fmt.Errorf("bridge: %w", err)
 	}
 	e.stepAt(c, "conntrack")
+	if err := e.settle(c.plugin, c.containerID, c.ifc); err != nil {
+		return fmt.Errorf("bridge: %w", err)
+	}
 	if err := releaseLease(ipamConf, c.containerID, c.ifc); err != nil {
 		return fmt.Errorf("bridge: %w", err)
 	}
 	return nil
 }
 
-// delHostEnd deletes, when the container's namespace is gone, the host end
-// of its veth that the previous result names, if it is still a port of
-// the bridge: the kernel removes it with the namespace, but only later and
-// asynchronously, and the address must not be released while the pair
-// lives. Nothing named, or nothing there, is not an error.
-func delHostEnd(n *bridgeConf) error {
+// removePair deletes the container's veth pair: by its container end in
+// the namespace (which deletes the host end too), or by its host ends when
+// the namespace is gone or does not hold it.
+func removePair(c call, ends []netlink.Link) error {
+	if c.netns != "" {
+		cont, err := openContainer(c.netns)
+		if err != nil && !gone(err) {
+			return fmt.Errorf("bridge: %w", err)
+		}
+		if err == nil {
+			defer cont.Close()
+			l, err := cont.nl.LinkByName(c.ifc)
+			if err == nil {
+				err = cont.nl.LinkDel(l)
+			}
+			if err == nil {
+				return nil
+			}
+			if !linkNotFound(err) {
+				return fmt.Errorf("bridge: delete %s in namespace %s: %w", c.ifc, c.netns, err)
+			}
+		}
+	}
+	for _, l := range ends {
+		if err := netlink.LinkDel(l); err != nil && !linkNotFound(err) {
+			return fmt.Errorf("bridge: delete %s, whose container end is gone: %w", l.Attrs().Name, err)
+		}
+	}
+	return nil
+}
+
+// hostEnds returns the host ends of the container's veth that the previous
+// result names and that are still ports of the bridge. Nothing named, or
+// nothing there, is none.
+func hostEnds(n *bridgeConf) []netlink.Link {
 	if n.RawPrevResult == nil {
 		return nil
 	}
@@ -591,6 +612,7 @@ func delHostEnd(n *bridgeConf) error {
 	if err != nil {
 		return nil
 	}
+	var out []netlink.Link
 	for _, i := range res.Interfaces {
 		if i.Sandbox != "" || i.Name == n.BrName || validIfName(i.Name) != nil {
 			continue
@@ -602,11 +624,9 @@ func delHostEnd(n *bridgeConf) error {
 		if _, ok := l.(*netlink.Veth); !ok || l.Attrs().MasterIndex != br.Attrs().Index {
 			continue
 		}
-		if err := netlink.LinkDel(l); err != nil && !linkNotFound(err) {
-			return fmt.Errorf("bridge: delete %s, whose namespace is gone: %w", i.Name, err)
-		}
+		out = append(out, l)
 	}
-	return nil
+	return out
 }
 
 // RemoveNetwork removes what the in-process bridge keeps per network

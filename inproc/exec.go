@@ -39,6 +39,7 @@ type Exec struct {
 	log        *slog.Logger
 	step       func(string)
 	runtimeDir string
+	expiring   expiring
 }
 
 // Option configures an [Exec].
@@ -83,12 +84,23 @@ func New(fallback invoke.Exec, opts ...Option) (*Exec, error) {
 // claimedTypes are the plugin types that may run in process.
 var claimedTypes = map[string]bool{"bridge": true, "loopback": true, "tuning": true, "portmap": true, "firewall": true}
 
+// EnvNamespaceEnds, set to "1" in a DEL's environment, says that the
+// caller removes the container's namespace right after the DEL (the
+// container has ended): the in-process bridge then takes the host end of
+// the container's veth down, which cuts the container off at once, and
+// leaves the pair to the kernel, which removes it with the namespace,
+// instead of deleting it (a synchronous delete waits about 20 ms on the
+// kernel). Plugin binaries ignore it. A caller that keeps the namespace
+// must not set it: the downed pair would stay.
+const EnvNamespaceEnds = "OCINET_NAMESPACE_ENDS"
+
 // call is one plugin invocation.
 type call struct {
 	cmd, plugin             string
 	containerID, netns, ifc string
 	args                    string // CNI_ARGS
 	stdin                   []byte
+	nsEnds                  bool // EnvNamespaceEnds
 }
 
 // ExecPlugin runs the plugin at pluginPath: in process when its type is
@@ -103,8 +115,14 @@ func (e *Exec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, 
 		ifc:         envValue(environ, "CNI_IFNAME"),
 		args:        envValue(environ, "CNI_ARGS"),
 		stdin:       stdin,
+		nsEnds:      envValue(environ, EnvNamespaceEnds) == "1",
 	}
 	if !claimedTypes[c.plugin] {
+		if c.cmd == "DEL" {
+			if err := e.settle(c.plugin, c.containerID, c.ifc); err != nil {
+				return nil, cniError(types.ErrInternal, err)
+			}
+		}
 		return e.fallback.ExecPlugin(ctx, pluginPath, stdin, environ)
 	}
 	if c.cmd == "VERSION" {
@@ -114,6 +132,11 @@ func (e *Exec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, 
 		e.log.Debug("running plugin binary", "plugin", c.plugin, "command", c.cmd, "reason", err)
 		if _, serr := os.Stat(pluginPath); serr != nil {
 			return nil, cniError(types.ErrUnsupportedField, fmt.Errorf("plugin %s: config needs the plugin binary, which is missing (%s): %w", c.plugin, pluginPath, err))
+		}
+		if c.cmd == "DEL" {
+			if err := e.settle(c.plugin, c.containerID, c.ifc); err != nil {
+				return nil, cniError(types.ErrInternal, err)
+			}
 		}
 		out, err := e.fallback.ExecPlugin(ctx, pluginPath, stdin, environ)
 		if err == nil && c.plugin == "firewall" && c.cmd == "ADD" {

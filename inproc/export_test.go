@@ -38,3 +38,18 @@ func SetFirewalldPidFile(path string) func() {
 	firewalldPidFile = path
 	return func() { firewalldPidFile = old }
 }
+
+// UseSetsWithoutTimeoutsForTest makes the table's per-attachment sets as
+// the first release made them, without timeout support, until the returned
+// function is called.
+func UseSetsWithoutTimeoutsForTest() func() {
+	old := sets
+	legacy := map[string]*nftables.Set{}
+	for name, s := range old {
+		c := *s
+		c.HasTimeout = false
+		legacy[name] = &c
+	}
+	sets = legacy
+	return func() { sets = old }
+}

@@ -86,24 +86,24 @@ func attachmentOf(comment string) (network, id, ifName string, ok bool) {
 var (
 	typeIFPair = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIFName)
 	sets       = map[string]*nftables.Set{
-		PortMap4: {Table: table, Name: PortMap4, IsMap: true, Concatenation: true,
+		PortMap4: {Table: table, Name: PortMap4, IsMap: true, Concatenation: true, HasTimeout: true,
 			KeyType:  nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeIPAddr, nftables.TypeInetService),
 			DataType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)},
-		PortMapAny4: {Table: table, Name: PortMapAny4, IsMap: true, Concatenation: true,
+		PortMapAny4: {Table: table, Name: PortMapAny4, IsMap: true, Concatenation: true, HasTimeout: true,
 			KeyType:  nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService),
 			DataType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)},
-		PortMap6: {Table: table, Name: PortMap6, IsMap: true, Concatenation: true,
+		PortMap6: {Table: table, Name: PortMap6, IsMap: true, Concatenation: true, HasTimeout: true,
 			KeyType:  nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeIP6Addr, nftables.TypeInetService),
 			DataType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetService)},
-		PortMapAny6: {Table: table, Name: PortMapAny6, IsMap: true, Concatenation: true,
+		PortMapAny6: {Table: table, Name: PortMapAny6, IsMap: true, Concatenation: true, HasTimeout: true,
 			KeyType:  nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService),
 			DataType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetService)},
 		Subnets4:      {Table: table, Name: Subnets4, Interval: true, KeyType: nftables.TypeIPAddr},
 		Subnets6:      {Table: table, Name: Subnets6, Interval: true, KeyType: nftables.TypeIP6Addr},
 		SameBridgeSet: {Table: table, Name: SameBridgeSet, Concatenation: true, KeyType: typeIFPair},
 		IsolatedSet:   {Table: table, Name: IsolatedSet, KeyType: nftables.TypeIFName},
-		Forward4:      {Table: table, Name: Forward4, KeyType: nftables.TypeIPAddr},
-		Forward6:      {Table: table, Name: Forward6, KeyType: nftables.TypeIP6Addr},
+		Forward4:      {Table: table, Name: Forward4, HasTimeout: true, KeyType: nftables.TypeIPAddr},
+		Forward6:      {Table: table, Name: Forward6, HasTimeout: true, KeyType: nftables.TypeIP6Addr},
 	}
 )
 

@@ -256,21 +256,6 @@ func (e *Exec) portmapAdd(c call) ([]byte, error) {
 // portSets are the maps portmap writes.
 var portSets = []string{PortMap4, PortMapAny4, PortMap6, PortMapAny6}
 
-// attachDel removes exactly the attachment's elements, in one
-// transaction; none is not an error. It removes those of every set, the
-// other plugin's too: a transaction that deletes costs the kernel a grace
-// period (about 12 ms here, whatever the number of elements), so the
-// first of firewall's and portmap's DEL (firewall, in the default chain's
-// reverse order) pays it once and the second finds nothing to delete.
-func (e *Exec) attachDel(c call) error {
-	n, err := loadAttachConf(c.plugin, c.stdin)
-	if err != nil {
-		return err
-	}
-	com := AttachmentComment(n.Name, c.containerID, c.ifc)
-	return deleteElements(c.plugin, StaticSets, func(s string) bool { return s == com })
-}
-
 // attachCheck reports the first element of the attachment that is
 // missing; want computes them from the config and the previous result.
 func (e *Exec) attachCheck(c call, want func(*attachConf, *attachment, string) (map[string][]nftables.SetElement, error)) error {

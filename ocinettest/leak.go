@@ -3,6 +3,7 @@ package ocinettest
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ocinet/ocinet/internal/leakcheck"
 )
@@ -38,15 +39,42 @@ func CheckLeaks(t testing.TB, c LeakConfig) {
 		t.Fatalf("leak check: %v", err)
 	}
 	t.Cleanup(func() {
-		after, err := TakeSnapshot(c)
+		leaks, err := settledDiff(before, c)
 		if err != nil {
 			t.Errorf("leak check: %v", err)
 			return
 		}
-		if leaks := Diff(before, after); len(leaks) > 0 {
+		if len(leaks) > 0 {
 			t.Errorf("left behind:\n  %s", joinLines(leaks))
 		}
 	})
+}
+
+// vethReapLimit is how long a veth may outlive its namespace: the kernel
+// removes the interfaces of a namespace that has ended asynchronously
+// (tens of milliseconds later, more under load), and a detach told that
+// the namespace ends leaves them to it.
+const vethReapLimit = 5 * time.Second
+
+// settledDiff is Diff against a snapshot taken now, taken again while what
+// is left is only veths, for at most vethReapLimit.
+func settledDiff(before Snapshot, c LeakConfig) ([]string, error) {
+	deadline := time.Now().Add(vethReapLimit)
+	for {
+		after, err := TakeSnapshot(c)
+		if err != nil {
+			return nil, err
+		}
+		leaks := Diff(before, after)
+		onlyVeths := len(leaks) > 0
+		for _, l := range leaks {
+			onlyVeths = onlyVeths && strings.HasPrefix(l, "veth: ")
+		}
+		if !onlyVeths || time.Now().After(deadline) {
+			return leaks, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func joinLines(lines []string) string { return strings.Join(lines, "\n  ") }

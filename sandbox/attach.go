@@ -95,10 +95,21 @@ func AttachPinned(ctx context.Context, cfg Config, containerID string, pid int, 
 }
 
 // DetachPinned undoes [AttachPinned]: [Detach], then the pin is removed.
-// When the detach fails, the pin stays with the journal's record, so that
-// DEL can still run in the namespace when GC tries again.
+// It is for a container that has ended (a poststop hook): the pin is the
+// namespace's last reference, so the detach tells the Manager that the
+// namespace ends ([ocinet.NamespaceEnds]) and the kernel removes the
+// container's interfaces with it. When the detach fails, the pin stays with
+// the journal's record, so that DEL can still run in the namespace when GC
+// tries again.
 func DetachPinned(ctx context.Context, cfg Config, containerID string) error {
-	if err := Detach(ctx, cfg, containerID); err != nil {
+	if err := ident.ContainerID(containerID); err != nil {
+		return fmt.Errorf("detach: %w", err)
+	}
+	w, err := newWorker(cfg)
+	if err != nil {
+		return err
+	}
+	if err := w.detach(ctx, containerID, ocinet.NamespaceEnds()); err != nil {
 		return err
 	}
 	return netns.Remove(cfg.PinPath(containerID))
@@ -205,7 +216,7 @@ func (w *worker) attach(ctx context.Context, containerID, netnsPath string, r Re
 	return att, nil
 }
 
-func (w *worker) detach(ctx context.Context, containerID string) error {
+func (w *worker) detach(ctx context.Context, containerID string, opts ...ocinet.DetachOption) error {
 	var errs []error
 	if err := w.store.Leave(containerID); err != nil {
 		errs = append(errs, err)
@@ -213,7 +224,7 @@ func (w *worker) detach(ctx context.Context, containerID string) error {
 	if err := dns.Release(w.cfg.StateDir); err != nil {
 		errs = append(errs, err)
 	}
-	if err := w.mgr.Detach(ctx, w.cfg.AttachmentID(containerID)); err != nil {
+	if err := w.mgr.Detach(ctx, w.cfg.AttachmentID(containerID), opts...); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
