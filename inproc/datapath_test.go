@@ -609,11 +609,13 @@ func (x *envExec) ExecPlugin(ctx context.Context, path string, stdin []byte, env
 	return x.Exec.ExecPlugin(ctx, path, stdin, append(environ, x.env))
 }
 
-// TestDelWithoutElementTimeouts: on a table whose sets were made without
-// timeout support (by the first release), DEL cannot expire the
-// attachment's elements and deletes them instead: they are gone when it
-// returns, and the same port and address can be taken again at once.
-func TestDelWithoutElementTimeouts(t *testing.T) {
+// TestSetsWithoutTimeouts: on a table whose sets were made without timeout
+// support (by the first release), DEL cannot expire an attachment's
+// elements and deletes them instead: they are gone when it returns. The
+// next ADD makes the sets again with timeout support, in one transaction
+// that keeps the elements of the attachments still there (their published
+// port still answers), and the DEL after that expires them.
+func TestSetsWithoutTimeouts(t *testing.T) {
 	testenv.RequireRoot(t)
 	ctx := context.Background()
 	dropTable := func() {
@@ -625,24 +627,61 @@ func TestDelWithoutElementTimeouts(t *testing.T) {
 		_ = c.Flush() // no table is fine
 	}
 	dropTable()
-	t.Cleanup(dropTable) // the next attach makes it again, with timeouts
+	t.Cleanup(dropTable) // the next attach makes it again
 	_, cni, list := isolatedNet(t, "inp-legacy", "inplegacy0", []string{"10.216.112.0/24"})
-	ports := []inproc.PortMapping{{HostPort: 18270, ContainerPort: 80, Protocol: "tcp"}}
-	restore := inproc.UseSetsWithoutTimeoutsForTest()
-	c1 := attach(t, cni, list, "legacy-1", ports)
-	restore()
-	if got := attachmentElements(elements(t), "inp-legacy", "legacy-1"); len(got) == 0 {
-		t.Fatal("no elements for legacy-1")
+	port := func(p int) []inproc.PortMapping {
+		return []inproc.PortMapping{{HostPort: p, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}
 	}
-	if err := cni.DelNetworkList(ctx, list, c1.rt); err != nil {
+	restore := inproc.UseSetsWithoutTimeoutsForTest()
+	kept := attach(t, cni, list, "legacy-kept", port(18270))
+	gone := attach(t, cni, list, "legacy-gone", port(18271))
+	restore()
+	serve(t, kept, 80)
+	if !slices.Equal(timeoutSets(t), nil) {
+		t.Fatalf("sets with timeouts %v on the first release's table", timeoutSets(t))
+	}
+	if err := cni.DelNetworkList(ctx, list, gone.rt); err != nil {
+		t.Fatalf("del on the first release's table: %v", err)
+	}
+	if got := attachmentElements(elements(t), "inp-legacy", "legacy-gone"); len(got) != 0 {
+		t.Errorf("elements of legacy-gone after DEL: %v", got)
+	}
+	before := attachmentElements(elements(t), "inp-legacy", "legacy-kept")
+	attach(t, cni, list, "legacy-new", port(18272))
+	if got, want := timeoutSets(t), []string{inproc.Forward4, inproc.Forward6, inproc.PortMap4, inproc.PortMapAny4, inproc.PortMap6, inproc.PortMapAny6}; !slices.Equal(got, want) {
+		t.Errorf("sets with timeouts after the next ADD: %v, want %v", got, want)
+	}
+	if got := attachmentElements(elements(t), "inp-legacy", "legacy-kept"); !slices.Equal(got, before) {
+		t.Errorf("elements of legacy-kept after the sets were made again:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(before, "\n"))
+	}
+	if id, _ := ask(t, "", "tcp", net.IPv4(127, 0, 0, 1), 18270); id != "legacy-kept" {
+		t.Errorf("127.0.0.1:18270 after the sets were made again: answered by %q, want legacy-kept", id)
+	}
+	if err := cni.DelNetworkList(ctx, list, kept.rt); err != nil {
 		t.Fatalf("del: %v", err)
 	}
-	if got := attachmentElements(elements(t), "inp-legacy", "legacy-1"); len(got) != 0 {
-		t.Errorf("elements of legacy-1 after DEL: %v", got)
+	if got := attachmentElements(elements(t), "inp-legacy", "legacy-kept"); len(got) != 0 {
+		t.Errorf("elements of legacy-kept after DEL: %v", got)
 	}
-	c2 := attach(t, cni, list, "legacy-2", ports, [2]string{"IgnoreUnknown", "1"}, [2]string{"IP", c1.ip(true).String()})
-	if got := attachmentElements(elements(t), "inp-legacy", "legacy-2"); len(got) == 0 {
-		t.Errorf("no elements for legacy-2, which took legacy-1's address and port")
+}
+
+// timeoutSets lists the sets of the table that have timeout support, sorted.
+func timeoutSets(t *testing.T) []string {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
 	}
-	_ = c2
+	ss, err := c.GetSets(&nftables.Table{Name: inproc.TableName, Family: inproc.TableFamily})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, s := range ss {
+		if s.HasTimeout {
+			out = append(out, s.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

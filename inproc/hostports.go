@@ -122,8 +122,8 @@ func staticChainDefs() []*nftables.Chain {
 	}
 }
 
-// staticInPlace reports whether every static chain and set is there (two
-// netlink dumps).
+// staticInPlace reports whether every static chain and set is there, each
+// set as sets defines it (two netlink dumps).
 func staticInPlace(c *nftables.Conn) bool {
 	chains, err := c.ListChainsOfTableFamily(TableFamily)
 	if err != nil {
@@ -140,7 +140,9 @@ func staticInPlace(c *nftables.Conn) bool {
 		return false
 	}
 	for _, s := range ss {
-		have["set "+s.Name] = true
+		if def, ok := sets[s.Name]; ok && s.HasTimeout == def.HasTimeout {
+			have["set "+s.Name] = true
+		}
 	}
 	for _, n := range StaticChains {
 		if !have["chain "+n] {
@@ -158,7 +160,10 @@ func staticInPlace(c *nftables.Conn) bool {
 // ensureStatic makes the static chains, sets and rules of port publishing
 // and isolation unless they are all there; after "nft flush ruleset" the
 // next call makes them again. A chain found incomplete is flushed and its
-// rules written again, so that no rule is ever there twice.
+// rules written again, so that no rule is ever there twice. A
+// per-attachment set made without timeout support (by the first release)
+// is made again with it, its elements carried over, in the same
+// transaction.
 func (e *Exec) ensureStatic() error {
 	c, err := nftables.New()
 	if err != nil {
@@ -175,24 +180,59 @@ func (e *Exec) ensureStatic() error {
 	if staticInPlace(c) {
 		return nil
 	}
-	c.AddTable(table)
-	for _, n := range StaticSets {
-		if err := c.AddSet(sets[n], nil); err != nil {
-			return fmt.Errorf("nftables: set %s: %w", n, err)
+	existing := map[string]*nftables.Set{}
+	if ss, err := c.GetSets(table); err == nil {
+		for _, s := range ss {
+			existing[s.Name] = s
 		}
 	}
+	c.AddTable(table)
+	var chains []*nftables.Chain
 	for _, def := range staticChainDefs() {
 		if def.Name == PostroutingChain {
 			continue // ensureMasq's
 		}
 		ch := c.AddChain(def)
-		c.FlushChain(ch)
-		for _, r := range staticRules(def.Name) {
+		c.FlushChain(ch) // before a set its rules use is made again
+		chains = append(chains, ch)
+	}
+	for _, n := range StaticSets {
+		if old := existing[n]; old != nil && old.HasTimeout != sets[n].HasTimeout {
+			if err := remakeSet(c, old, sets[n]); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := c.AddSet(sets[n], nil); err != nil {
+			return fmt.Errorf("nftables: set %s: %w", n, err)
+		}
+	}
+	for _, ch := range chains {
+		for _, r := range staticRules(ch.Name) {
 			c.AddRule(&nftables.Rule{Table: table, Chain: ch, Exprs: r})
 		}
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: make the static chains of table %s %s: %w", "inet", TableName, err)
+	}
+	return nil
+}
+
+// remakeSet queues, in c's transaction, the deletion of set old and the
+// making of def in its place with old's elements. The rules that use the
+// set must be flushed earlier in the same transaction.
+func remakeSet(c *nftables.Conn, old, def *nftables.Set) error {
+	els, err := c.GetSetElements(old)
+	if err != nil {
+		return fmt.Errorf("nftables: elements of set %s: %w", old.Name, err)
+	}
+	c.DelSet(old)
+	var keep []nftables.SetElement
+	for _, el := range els {
+		keep = append(keep, nftables.SetElement{Key: el.Key, Val: el.Val, KeyEnd: el.KeyEnd, IntervalEnd: el.IntervalEnd, Comment: el.Comment})
+	}
+	if err := c.AddSet(def, keep); err != nil {
+		return fmt.Errorf("nftables: set %s: %w", def.Name, err)
 	}
 	return nil
 }
