@@ -21,7 +21,9 @@ import (
 // published port, and with 20 (one -p range), through the in-process
 // datapath (package inproc: bridge, host-local, loopback, portmap,
 // firewall and tuning all in process), against the same Manager calls
-// through the plugin binaries, interleaved, each in a fresh namespace;
+// through the plugin binaries, interleaved, each in a fresh namespace
+// removed right after the Detach (which is told so); then the Detach with
+// the namespace kept, against the Detach told that it ends;
 // then 100 attaches at once through the in-process datapath against
 // sequential ones, with errors, leaks and duplicate addresses.
 func (b *bench) nativeSection() error {
@@ -76,6 +78,12 @@ func (b *bench) nativeSection() error {
 			b.report.add(newRow("native", "Attach+Detach in process, 20 ports", a.nat).against("1 port", oneTotal).goal(1.2))
 		}
 	}
+	kept, ends, err := b.nativeKept(native, one)
+	if err != nil || b.stopped() {
+		return err
+	}
+	b.report.add(newRow("native", "Detach in process, namespace kept (veth deleted)", kept).
+		againstPaired("namespace ends (NamespaceEnds, veth left to it)", kept, ends))
 	return b.nativeConcurrent(native, network)
 }
 
@@ -85,37 +93,14 @@ type pair struct{ nat, plug series }
 
 // nativePair runs interleaved Attach+Detach rounds with the mapping
 // through native and plug and returns the totals, the attaches and the
-// detaches.
+// detaches. Each round removes its namespace right after the Detach, as a
+// container's end does, and tells Detach so (ocinet.NamespaceEnds: the
+// in-process bridge leaves the veth to the namespace's end; the plugin
+// binaries delete it as always).
 func (b *bench) nativePair(native, plug *ocinet.Manager, mapping portmap.Mapping) (total, att, det pair, err error) {
-	round := func(m *ocinet.Manager, tag string, att, det *series) func(int) (time.Duration, error) {
-		return func(i int) (time.Duration, error) {
-			id := fmt.Sprintf("%s%s-%d", idPrefix, tag, i)
-			ns, rm, err := b.newNS(id)
-			if err != nil {
-				return 0, err
-			}
-			defer rm()
-			b.pend(id, func() error { return m.Detach(context.Background(), id) })
-			t0 := time.Now()
-			if _, err := m.Attach(b.ctx, ocinet.AttachRequest{ID: id, NetNS: ns, Ports: []portmap.Mapping{mapping}}); err != nil {
-				_ = b.undo(id)
-				return 0, err
-			}
-			t1 := time.Now()
-			if err := m.Detach(b.ctx, id); err != nil {
-				_ = b.undo(id)
-				return 0, err
-			}
-			t2 := time.Now()
-			b.unpend(id)
-			if i >= 0 {
-				*att, *det = append(*att, t1.Sub(t0)), append(*det, t2.Sub(t1))
-			}
-			return t2.Sub(t0), nil
-		}
-	}
 	tag := fmt.Sprint(mapping.ContainerPorts.End - mapping.ContainerPorts.Start + 1)
-	nat, base := round(native, "n"+tag, &att.nat, &det.nat), round(plug, "p"+tag, &att.plug, &det.plug)
+	ends := ocinet.NamespaceEnds()
+	nat, base := b.round(native, "n"+tag, mapping, &att.nat, &det.nat, ends), b.round(plug, "p"+tag, mapping, &att.plug, &det.plug, ends)
 	// One untimed round each: the bridge and the shared chains exist after.
 	if _, err := base(-1); err != nil {
 		return total, att, det, err
@@ -128,6 +113,47 @@ func (b *bench) nativePair(native, plug *ocinet.Manager, mapping portmap.Mapping
 		return total, att, det, fmt.Errorf("native: no round: %w", err)
 	}
 	return total, att, det, err
+}
+
+// nativeKept runs interleaved in-process Attach+Detach rounds with the
+// mapping, with the namespace kept (Detach deletes the veth) and with the
+// namespace ending (NamespaceEnds), and returns the detaches of each.
+func (b *bench) nativeKept(native *ocinet.Manager, mapping portmap.Mapping) (kept, ends series, err error) {
+	var a1, a2 series
+	k, e := b.round(native, "nk", mapping, &a1, &kept), b.round(native, "ne", mapping, &a2, &ends, ocinet.NamespaceEnds())
+	_, _, err = interleave(b.n, b.stopped, k, e)
+	return kept, ends, err
+}
+
+// round returns one measured Attach+Detach of the mapping through m, in a
+// fresh namespace removed at the end, adding the times to att and det
+// (but not for round -1, the warm-up).
+func (b *bench) round(m *ocinet.Manager, tag string, mapping portmap.Mapping, att, det *series, opts ...ocinet.DetachOption) func(int) (time.Duration, error) {
+	return func(i int) (time.Duration, error) {
+		id := fmt.Sprintf("%s%s-%d", idPrefix, tag, i)
+		ns, rm, err := b.newNS(id)
+		if err != nil {
+			return 0, err
+		}
+		defer rm()
+		b.pend(id, func() error { return m.Detach(context.Background(), id) })
+		t0 := time.Now()
+		if _, err := m.Attach(b.ctx, ocinet.AttachRequest{ID: id, NetNS: ns, Ports: []portmap.Mapping{mapping}}); err != nil {
+			_ = b.undo(id)
+			return 0, err
+		}
+		t1 := time.Now()
+		if err := m.Detach(b.ctx, id, opts...); err != nil {
+			_ = b.undo(id)
+			return 0, err
+		}
+		t2 := time.Now()
+		b.unpend(id)
+		if i >= 0 {
+			*att, *det = append(*att, t1.Sub(t0)), append(*det, t2.Sub(t1))
+		}
+		return t2.Sub(t0), nil
+	}
 }
 
 // nativeConcurrent: 100 attaches at once through the in-process datapath
