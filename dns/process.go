@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io/fs"
 	"log/slog"
 	"net/netip"
@@ -33,6 +34,8 @@ func init() { reexec.Register(HelperName, helperMain) }
 //
 //	dns/.lock             flock held while a responder is started or stopped
 //	dns/<network>.pid     the running responder (JSON: pid, start time, config)
+//	dns/<network>.stopping a responder told to stop that may not have exited
+//	                      yet (JSON, as the pid file)
 //	dns/<network>.log     its log (its standard error)
 //	dns/resolv.conf       optional: the upstream servers of every responder,
 //	                      in resolv.conf syntax, instead of the host's
@@ -40,6 +43,7 @@ const (
 	dirName      = "dns"
 	lockName     = ".lock"
 	pidSuffix    = ".pid"
+	stopSuffix   = ".stopping"
 	logSuffix    = ".log"
 	upstreamFile = "resolv.conf"
 )
@@ -84,9 +88,18 @@ func pidPath(stateDir, network string) string {
 	return filepath.Join(Dir(stateDir), network+pidSuffix)
 }
 
+func stoppingPath(stateDir, network string) string {
+	return filepath.Join(Dir(stateDir), network+stopSuffix)
+}
+
 // readPID returns the pid file of network's responder, or nil.
 func readPID(stateDir, network string) (*Process, error) {
-	b, err := os.ReadFile(pidPath(stateDir, network))
+	return readProcess(pidPath(stateDir, network), network)
+}
+
+// readProcess reads a pid or stopping file of network, or returns nil.
+func readProcess(path, network string) (*Process, error) {
+	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -167,6 +180,9 @@ func Start(ctx context.Context, c Config) (*Process, error) {
 		if err := stopProcess(old); err != nil {
 			return nil, fmt.Errorf("start dns responder for %q: replace the old one: %w", c.Network, err)
 		}
+	}
+	if err := finishStopping(c.StateDir, c.Network); err != nil {
+		return nil, fmt.Errorf("start dns responder for %q: %w", c.Network, err)
 	}
 	p, err := spawn(ctx, c)
 	if err != nil {
@@ -270,26 +286,122 @@ func stopLocked(stateDir, network string) error {
 	if err := os.Remove(pidPath(stateDir, network)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("stop dns responder for %q: %w", network, err)
 	}
+	if err := finishStopping(stateDir, network); err != nil {
+		return fmt.Errorf("stop dns responder for %q: %w", network, err)
+	}
+	return nil
+}
+
+// releaseLocked tells network's responder to stop (SIGTERM) and returns
+// without waiting for it to exit, which takes milliseconds to tens of
+// them on a busy host: its pid file becomes a stopping file, and the next
+// Start or Stop of the network (which need its port free, or it gone)
+// finish the stop first.
+func releaseLocked(stateDir, network string) error {
+	p, err := readPID(stateDir, network)
+	if err != nil {
+		return fmt.Errorf("stop dns responder for %q: %w", network, err)
+	}
+	if p != nil && p.Alive() {
+		if err := finishStopping(stateDir, network); err != nil {
+			return fmt.Errorf("stop dns responder for %q: %w", network, err)
+		}
+		if err := os.Rename(pidPath(stateDir, network), stoppingPath(stateDir, network)); err != nil {
+			return fmt.Errorf("stop dns responder for %q: %w", network, err)
+		}
+		if err := syscall.Kill(p.PID, syscall.SIGTERM); err != nil && err != syscall.ESRCH {
+			return fmt.Errorf("stop dns responder for %q: signal %d: %w", network, p.PID, err)
+		}
+		return nil
+	}
+	if err := os.Remove(pidPath(stateDir, network)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("stop dns responder for %q: %w", network, err)
+	}
+	return nil
+}
+
+// forgetStopping removes network's stopping file when it names this
+// process: the responder's last act when told to stop. It takes no lock
+// (the Start that waits for this exit holds it); no other stopping file can
+// be written for the network until this process has exited.
+func forgetStopping(stateDir, network string) {
+	path := stoppingPath(stateDir, network)
+	if p, err := readProcess(path, network); err == nil && p != nil && p.PID == os.Getpid() {
+		_ = os.Remove(path)
+	}
+}
+
+// sweepStoppingLocked removes the stopping files whose process has exited
+// (one killed before it could remove its own).
+func sweepStoppingLocked(stateDir string) {
+	paths, _ := filepath.Glob(filepath.Join(Dir(stateDir), "*"+stopSuffix))
+	for _, path := range paths {
+		network := strings.TrimSuffix(filepath.Base(path), stopSuffix)
+		if p, err := readProcess(path, network); err == nil && (p == nil || !p.Alive()) {
+			_ = os.Remove(path)
+		}
+	}
+}
+
+// finishStopping waits until the responder network's stopping file names
+// has exited (SIGKILL after two seconds), and removes the file.
+func finishStopping(stateDir, network string) error {
+	path := stoppingPath(stateDir, network)
+	p, err := readProcess(path, network)
+	if err != nil {
+		return err
+	}
+	if p != nil {
+		if err := stopProcess(p); err != nil {
+			return err
+		}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
 	return nil
 }
 
 // stopProcess ends p: SIGTERM, then SIGKILL after two seconds. A process
-// that is gone, or whose pid another process now has, is left alone.
+// that is gone, or whose pid another process now has, is left alone. It
+// waits for the exit on a pidfd (the kernel says when the process ends),
+// or, where the kernel has none, by looking every 10 ms.
 func stopProcess(p *Process) error {
-	for i, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+	if !p.Alive() {
+		reap(p.PID)
+		return nil
+	}
+	// Opened before the signal and checked after it, so that the pidfd is
+	// the process p names, not one that took its pid since.
+	pidfd, err := unix.PidfdOpen(p.PID, 0)
+	if err == nil {
+		defer unix.Close(pidfd)
 		if !p.Alive() {
-			reap(p.PID)
 			return nil
 		}
+	} else {
+		pidfd = -1
+	}
+	for i, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		if err := syscall.Kill(p.PID, sig); err != nil && err != syscall.ESRCH {
 			return fmt.Errorf("signal %d: %w", p.PID, err)
 		}
-		for range 100 * (2 - i) {
+		deadline := time.Now().Add(time.Duration(2-i) * time.Second)
+		for {
 			reap(p.PID)
 			if !p.Alive() {
 				return nil
 			}
-			time.Sleep(10 * time.Millisecond)
+			left := time.Until(deadline)
+			if left <= 0 {
+				break
+			}
+			if pidfd >= 0 {
+				fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+				_, _ = unix.Poll(fds, int(min(left, 100*time.Millisecond).Milliseconds())+1)
+			} else {
+				time.Sleep(min(left, 10*time.Millisecond))
+			}
 		}
 	}
 	return fmt.Errorf("process %d did not stop", p.PID)
@@ -347,6 +459,7 @@ func helperMain() int {
 		ready.Close()
 	}
 	err = srv.Serve(ctx)
+	forgetStopping(c.StateDir, c.Network)
 	if err != nil {
 		log.Error("stopped", "err", err)
 		return 1

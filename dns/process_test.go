@@ -272,13 +272,57 @@ func TestAttachAndRelease(t *testing.T) {
 	if err := dns.Release(e.StateDir); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range procs {
-		if p.Alive() {
-			t.Errorf("Release left the responder of %s, a network without containers", p.Network)
-		}
-	}
 	if procs, _ := dns.Processes(e.StateDir); len(procs) != 0 {
 		t.Errorf("pid files after Release: %v", procs)
+	}
+	// Told to stop, they exit on their own and take their stopping files.
+	for _, p := range procs {
+		eventually(t, "the responder of "+p.Network+", a network without containers, gone after Release", func() bool { return !p.Alive() })
+	}
+	eventually(t, "no stopping file after the responders exited", func() bool {
+		left, _ := filepath.Glob(filepath.Join(dns.Dir(e.StateDir), "*.stopping"))
+		return len(left) == 0
+	})
+}
+
+// TestReleaseThenStart: Release does not wait for the responder to exit; a
+// Start of the same network right after waits for it (the port must be
+// free) and starts a new one that answers.
+func TestReleaseThenStart(t *testing.T) {
+	tp := newTopo(t)
+	state := t.TempDir()
+	ocinettest.CheckLeaks(t, ocinettest.LeakConfig{StateDirs: []string{state}})
+	store := newStore(t, state, "default")
+	join(t, store, rec("srv", "10.99.0.10"))
+	resolves := func() bool {
+		resp, err := query(t, tp.in, "udp", "10.99.0.1:53", question("srv.", mdns.TypeA))
+		return err == nil && slices.Equal(answerAddrs(resp), []string{"10.99.0.10"})
+	}
+	old, err := start(t, tp, responderConfig(state))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dns.Stop(state, "testnet") })
+	if err := store.Remove("srv"); err != nil {
+		t.Fatal(err)
+	}
+	if err := dns.Release(state); err != nil {
+		t.Fatal(err)
+	}
+	join(t, store, rec("srv", "10.99.0.10"))
+	t.Cleanup(func() { _ = store.Remove("srv") })
+	p, err := start(t, tp, responderConfig(state))
+	if err != nil {
+		t.Fatalf("Start right after Release: %v", err)
+	}
+	if p.PID == old.PID || old.Alive() {
+		t.Errorf("Start right after Release gave pid %d; the released one (%d) alive: %v", p.PID, old.PID, old.Alive())
+	}
+	if !resolves() {
+		t.Error("srv does not resolve through the new responder")
+	}
+	if left, _ := filepath.Glob(filepath.Join(dns.Dir(state), "*.stopping")); len(left) != 0 {
+		t.Errorf("stopping files once the new responder runs: %v", left)
 	}
 }
 

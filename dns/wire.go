@@ -186,14 +186,17 @@ func answers(resp *mdns.Msg, ips []netip.Addr) bool {
 // Release stops every responder under stateDir whose network has no
 // container left in any hosts store (StateDir/hosts/*): at once, since a
 // responder starts in milliseconds and one left running would outlive its
-// last container. Call it after a container left its store (detach) and
-// from GC.
+// last container. It tells them to stop and does not wait for them to
+// exit (each removes its dns/<network>.stopping file as it goes; the next
+// start of its network waits for it). Call it after a container left its
+// store (detach) and from GC.
 func Release(stateDir string) error {
 	l, err := lock(stateDir)
 	if err != nil {
 		return fmt.Errorf("release dns responders: %w", err)
 	}
 	defer l.Unlock()
+	sweepStoppingLocked(stateDir)
 	procs, err := Processes(stateDir)
 	if err != nil {
 		return err
@@ -206,7 +209,7 @@ func Release(stateDir string) error {
 			continue
 		}
 		if !used {
-			errs = append(errs, stopLocked(stateDir, p.Network))
+			errs = append(errs, releaseLocked(stateDir, p.Network))
 		}
 	}
 	return errors.Join(errs...)

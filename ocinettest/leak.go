@@ -1,6 +1,7 @@
 package ocinettest
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,27 +51,31 @@ func CheckLeaks(t testing.TB, c LeakConfig) {
 	})
 }
 
-// vethReapLimit is how long a veth may outlive its namespace: the kernel
-// removes the interfaces of a namespace that has ended asynchronously
+// settleLimit is how long what ends asynchronously may outlive the test:
+// the kernel removes the interfaces of a namespace that has ended
 // (tens of milliseconds later, more under load), and a detach told that
-// the namespace ends leaves them to it.
-const vethReapLimit = 5 * time.Second
+// the namespace ends leaves them to it; a DNS responder told to stop
+// exits, and removes its stopping file, a few milliseconds later.
+const settleLimit = 5 * time.Second
+
+// transient are the kinds of leak that settledDiff waits for.
+var transient = []string{"veth: ", "dns-responder: ", "dns-stopping: "}
 
 // settledDiff is Diff against a snapshot taken now, taken again while what
-// is left is only veths, for at most vethReapLimit.
+// is left is only of the transient kinds, for at most settleLimit.
 func settledDiff(before Snapshot, c LeakConfig) ([]string, error) {
-	deadline := time.Now().Add(vethReapLimit)
+	deadline := time.Now().Add(settleLimit)
 	for {
 		after, err := TakeSnapshot(c)
 		if err != nil {
 			return nil, err
 		}
 		leaks := Diff(before, after)
-		onlyVeths := len(leaks) > 0
+		settling := len(leaks) > 0
 		for _, l := range leaks {
-			onlyVeths = onlyVeths && strings.HasPrefix(l, "veth: ")
+			settling = settling && slices.ContainsFunc(transient, func(p string) bool { return strings.HasPrefix(l, p) })
 		}
-		if !onlyVeths || time.Now().After(deadline) {
+		if !settling || time.Now().After(deadline) {
 			return leaks, nil
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -75,9 +75,9 @@ type Config struct {
 //     plugin never removes them; RemoveNetwork does;
 //   - "ipam": an address that host-local holds (<network>/<address>);
 //   - "cni-cache": an entry of the CNI library's result cache;
-//   - "journal", "ports", "hosts", "dns": an ocinet state root's
-//     attachment record, port reservation, hosts record, or DNS responder
-//     pid file;
+//   - "journal", "ports", "hosts", "dns", "dns-stopping": an ocinet state
+//     root's attachment record, port reservation, hosts record, DNS
+//     responder pid file, or stopping file of a responder told to stop;
 //   - "dns-responder": a running DNS responder process (package dns) of
 //     one of StateDirs (of any state root when StateDirs is empty), by
 //     state root and network;
@@ -209,10 +209,11 @@ func Take(c Config) (Snapshot, error) {
 // StateRecords returns the records under an ocinet state root, by kind.
 func StateRecords(root string) map[string][]string {
 	return globKinds(root, map[string]string{
-		"journal": "attachments/*.json",
-		"ports":   "ports/*.json",
-		"hosts":   "hosts/*/records/*.json",
-		"dns":     "dns/*.pid",
+		"journal":      "attachments/*.json",
+		"ports":        "ports/*.json",
+		"hosts":        "hosts/*/records/*.json",
+		"dns":          "dns/*.pid",
+		"dns-stopping": "dns/*.stopping",
 	})
 }
 
