@@ -41,6 +41,13 @@ func start(t *testing.T, tp *topo, c dns.Config) (*dns.Process, error) {
 	return p, err
 }
 
+// resolvesSrv reports whether srv. resolves to 10.99.0.10 through the
+// responder of the topology's network.
+func resolvesSrv(t *testing.T, tp *topo) bool {
+	resp, err := query(t, tp.in, "udp", "10.99.0.1:53", question("srv.", mdns.TypeA))
+	return err == nil && slices.Equal(answerAddrs(resp), []string{"10.99.0.10"})
+}
+
 func TestProcessLifecycle(t *testing.T) {
 	tp := newTopo(t)
 	state := t.TempDir()
@@ -48,10 +55,7 @@ func TestProcessLifecycle(t *testing.T) {
 	store := newStore(t, state, "default")
 	join(t, store, rec("srv", "10.99.0.10"))
 	t.Cleanup(func() { _ = store.Remove("srv") })
-	resolves := func() bool {
-		resp, err := query(t, tp.in, "udp", "10.99.0.1:53", question("srv.", mdns.TypeA))
-		return err == nil && slices.Equal(answerAddrs(resp), []string{"10.99.0.10"})
-	}
+	resolves := func() bool { return resolvesSrv(t, tp) }
 	p, err := start(t, tp, responderConfig(state))
 	if err != nil {
 		t.Fatal(err)
@@ -294,10 +298,7 @@ func TestReleaseThenStart(t *testing.T) {
 	ocinettest.CheckLeaks(t, ocinettest.LeakConfig{StateDirs: []string{state}})
 	store := newStore(t, state, "default")
 	join(t, store, rec("srv", "10.99.0.10"))
-	resolves := func() bool {
-		resp, err := query(t, tp.in, "udp", "10.99.0.1:53", question("srv.", mdns.TypeA))
-		return err == nil && slices.Equal(answerAddrs(resp), []string{"10.99.0.10"})
-	}
+	resolves := func() bool { return resolvesSrv(t, tp) }
 	old, err := start(t, tp, responderConfig(state))
 	if err != nil {
 		t.Fatal(err)
