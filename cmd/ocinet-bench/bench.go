@@ -47,6 +47,11 @@ type bench struct {
 
 	builds map[string]string
 
+	ctdOnce    sync.Once // the private containerd and the root file system
+	ctdErr     error
+	ctdAddress string
+	rootfs     string
+
 	nftBefore map[string]bool // nftables tables that existed before the run
 
 	pendMu  sync.Mutex

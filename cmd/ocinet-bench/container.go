@@ -36,32 +36,10 @@ func (b *bench) containerSection() error {
 	if err != nil {
 		return err
 	}
-	for _, bin := range []string{"containerd", "containerd-shim-runc-v2"} {
-		if _, err := os.Stat(filepath.Join("/opt/ocinet/bin", bin)); err != nil {
-			return fmt.Errorf("needs %s in /opt/ocinet/bin (scripts/install.sh): %w", bin, err)
-		}
-	}
-	ocictl, err := b.build("./examples/ocictl", "")
+	ocictl, address, rootfs, err := b.containerd()
 	if err != nil {
 		return err
 	}
-	rootfs := filepath.Join(b.work, "rootfs")
-	if out, err := exec.Command("bash", filepath.Join(b.repo, "scripts", "rootfs.sh"), rootfs).CombinedOutput(); err != nil {
-		return fmt.Errorf("rootfs: %v: %s", err, out)
-	}
-	ctdDir := filepath.Join(b.work, "ctd")
-	script := filepath.Join(b.repo, "scripts", "containerd.sh")
-	b.clean.add("private containerd", func() error {
-		if out, err := exec.Command("bash", script, "stop", ctdDir).CombinedOutput(); err != nil {
-			return fmt.Errorf("%v: %s", err, out)
-		}
-		return nil
-	})
-	out, err := exec.Command("bash", script, "start", ctdDir).Output()
-	if err != nil {
-		return fmt.Errorf("start containerd: %v", err)
-	}
-	address := strings.TrimSpace(string(out))
 	client, err := containerd.New(address, containerd.WithDefaultNamespace(ctdNamespace), containerd.WithTimeout(10*time.Second))
 	if err != nil {
 		return err
@@ -174,6 +152,44 @@ func (b *bench) containerSection() error {
 				note("attachments left after poststop: %d", left).field("attachments_left", left))
 	}
 	return err
+}
+
+// containerd builds ocictl, starts the run's private containerd (once) and
+// makes the busybox root file system its containers run from (once); it
+// returns ocictl's path, the daemon's address and the root file system's
+// directory.
+func (b *bench) containerd() (ocictl, address, rootfs string, err error) {
+	if ocictl, err = b.build("./examples/ocictl", ""); err != nil {
+		return "", "", "", err
+	}
+	b.ctdOnce.Do(func() {
+		for _, bin := range []string{"containerd", "containerd-shim-runc-v2"} {
+			if _, err := os.Stat(filepath.Join("/opt/ocinet/bin", bin)); err != nil {
+				b.ctdErr = fmt.Errorf("needs %s in /opt/ocinet/bin (scripts/install.sh): %w", bin, err)
+				return
+			}
+		}
+		b.rootfs = filepath.Join(b.work, "rootfs")
+		if out, err := exec.Command("bash", filepath.Join(b.repo, "scripts", "rootfs.sh"), b.rootfs).CombinedOutput(); err != nil {
+			b.ctdErr = fmt.Errorf("rootfs: %v: %s", err, out)
+			return
+		}
+		ctdDir := filepath.Join(b.work, "ctd")
+		script := filepath.Join(b.repo, "scripts", "containerd.sh")
+		b.clean.add("private containerd", func() error {
+			if out, err := exec.Command("bash", script, "stop", ctdDir).CombinedOutput(); err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
+		})
+		out, err := exec.Command("bash", script, "start", ctdDir).Output()
+		if err != nil {
+			b.ctdErr = fmt.Errorf("start containerd: %v", err)
+			return
+		}
+		b.ctdAddress = strings.TrimSpace(string(out))
+	})
+	return ocictl, b.ctdAddress, b.rootfs, b.ctdErr
 }
 
 // waitHTTP asks url until it answers 200, every 2 ms, for at most 30 s.

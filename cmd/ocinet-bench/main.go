@@ -11,6 +11,8 @@
 //	hook        hook binary start, no work             vs  a minimal Go binary that reads stdin
 //	container   container start to first answered      vs  the same container with no network
 //	            request through a published port (hook mode, private containerd)
+//	nerdctl     ocictl run -d -p to first answer, and   vs  the same with the nerdctl binary NERDCTL names,
+//	            ocictl rm -f (private containerd)           on the same containerd (skipped without NERDCTL)
 //	concurrent  N attaches at once: wall time          vs  N x the sequential attach
 //	hosts       hosts join and leave with 10, 100, 1000 peers (absolute, and bytes written)
 //	plugins     each plugin of the default chain, and the iptables and
@@ -56,7 +58,7 @@ const (
 )
 
 // sections in the order they run.
-var sectionOrder = []string{"netns", "hook", "hosts", "dns", "attach", "native", "plugins", "concurrent", "container"}
+var sectionOrder = []string{"netns", "hook", "hosts", "dns", "attach", "native", "plugins", "concurrent", "container", "nerdctl"}
 
 var sections = map[string]func(*bench) error{
 	"netns":      (*bench).netnsSection,
@@ -68,6 +70,7 @@ var sections = map[string]func(*bench) error{
 	"plugins":    (*bench).pluginsSection,
 	"concurrent": (*bench).concurrentSection,
 	"container":  (*bench).containerSection,
+	"nerdctl":    (*bench).nerdctlSection,
 }
 
 func main() {
