@@ -80,6 +80,23 @@ func Mark(mgr *ocinet.Manager, rec *hosts.Record) error {
 	return nil
 }
 
+// Prestart starts the responders that the networks (by name) need and that
+// do not run yet, so that a container's Attach, which may run side by side
+// with the container's network attach, finds them running. It reports
+// nothing: Attach starts what is still missing and says why it could not;
+// a caller whose attach fails calls Release.
+func Prestart(ctx context.Context, stateDir string, mgr *ocinet.Manager, networks []string) {
+	for _, name := range networks {
+		n, err := mgr.Network(name)
+		if err != nil {
+			continue
+		}
+		if c, ok, err := NetworkConfig(stateDir, n); err == nil && ok {
+			_, _ = Start(ctx, c)
+		}
+	}
+}
+
 // Attach starts the responders of rec's networks that do not run yet (see
 // Start) once rec is in its hosts store, waits until the container's name
 // resolves, and returns the addresses to name first in its resolv.conf:

@@ -146,6 +146,25 @@ func newWorker(cfg Config) (*worker, error) {
 
 func (w *worker) attach(ctx context.Context, containerID, netnsPath string, r Request) (att *ocinet.Attachment, err error) {
 	id := w.cfg.AttachmentID(containerID)
+	// The responders the networks need start while the container is
+	// attached (a responder binds its gateway address before the bridge
+	// has it); dns.Attach below finds them running. A failed attach
+	// releases what nobody else uses.
+	nets := r.Networks
+	if len(nets) == 0 {
+		nets = []string{ocinet.DefaultNetworkName}
+	}
+	prestarted := make(chan struct{})
+	go func() {
+		defer close(prestarted)
+		dns.Prestart(ctx, w.cfg.StateDir, w.mgr, nets)
+	}()
+	defer func() {
+		<-prestarted
+		if err != nil {
+			_ = dns.Release(w.cfg.StateDir)
+		}
+	}()
 	name := r.Name
 	if name == "" {
 		name = containerID
@@ -205,6 +224,7 @@ func (w *worker) attach(ctx context.Context, containerID, netnsPath string, r Re
 	// The responders of the container's networks (started on the first
 	// attach to each); first names the gateway addresses resolv.conf
 	// lists first.
+	<-prestarted
 	first, err := dns.Attach(ctx, w.cfg.StateDir, w.mgr, rec, w.log)
 	if err != nil {
 		return nil, err

@@ -63,7 +63,7 @@ func (b *bench) containerSection() error {
 	hostPort := ports[0].HostPort
 	httpd := oci.WithProcessArgs("/bin/httpd", "-f", "-p", "80", "-h", "/www")
 
-	var startHook, startBare, rmHook, rmBare series
+	var startHook, startBare, rmHook, rmBare, startLean, rmLean series
 	// run starts a container, waits for its first answer, and removes it.
 	run := func(id string, opts []oci.SpecOpts, get func(pid uint32) error, into, rmInto *series) error {
 		t0 := time.Now()
@@ -93,47 +93,65 @@ func (b *bench) containerSection() error {
 		}
 		return nil
 	}
-	withHook := func(i int) (time.Duration, error) {
-		id := fmt.Sprintf("hook%d", i+1)
-		opts := []oci.SpecOpts{
-			spec.WithHooks(ocictl, hookArgs...),
-			spec.WithRequest(sandbox.Request{Name: id, Ports: []portmap.Mapping{mapping}}),
-			spec.WithEtcFiles(cfg),
-		}
-		get := func(uint32) error {
-			return waitHTTP(b.ctx, &http.Client{}, fmt.Sprintf("http://127.0.0.1:%d/", hostPort))
-		}
-		var into, rmInto *series
-		if i >= 0 {
-			into, rmInto = &startHook, &rmHook
-		}
-		return 0, run(id, opts, get, into, rmInto)
+	lean, err := b.build("./cmd/ocinet-hook", "")
+	if err != nil {
+		return err
 	}
-	bare := func(i int) (time.Duration, error) {
-		id := fmt.Sprintf("bare%d", i+1)
-		get := func(pid uint32) error {
-			nsPath := "/proc/" + strconv.Itoa(int(pid)) + "/ns/net"
-			dial := func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
-				err = inNetNS(nsPath, func() error {
-					conn, err = (&net.Dialer{Timeout: time.Second}).DialContext(ctx, network, addr)
-					return err
-				})
-				return conn, err
+	// hooked is a round of a container whose hooks run bin with args.
+	hooked := func(tag, bin string, args []string, start, rm *series) func(int) (time.Duration, error) {
+		return func(i int) (time.Duration, error) {
+			id := fmt.Sprintf("%s%d", tag, i+1)
+			opts := []oci.SpecOpts{
+				spec.WithHooks(bin, args...),
+				spec.WithRequest(sandbox.Request{Name: id, Ports: []portmap.Mapping{mapping}}),
+				spec.WithEtcFiles(cfg),
 			}
-			return waitHTTP(b.ctx, &http.Client{Transport: &http.Transport{DialContext: dial}}, "http://127.0.0.1:80/")
+			get := func(uint32) error {
+				return waitHTTP(b.ctx, &http.Client{}, fmt.Sprintf("http://127.0.0.1:%d/", hostPort))
+			}
+			var into, rmInto *series
+			if i >= 0 {
+				into, rmInto = start, rm
+			}
+			return 0, run(id, opts, get, into, rmInto)
 		}
-		var into, rmInto *series
-		if i >= 0 {
-			into, rmInto = &startBare, &rmBare
-		}
-		return 0, run(id, nil, get, into, rmInto)
 	}
+	// bareRound is a round of the container without a network, asked from
+	// inside its namespace.
+	bareRound := func(tag string, start, rm *series) func(int) (time.Duration, error) {
+		return func(i int) (time.Duration, error) {
+			id := fmt.Sprintf("%s%d", tag, i+1)
+			get := func(pid uint32) error {
+				nsPath := "/proc/" + strconv.Itoa(int(pid)) + "/ns/net"
+				dial := func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
+					err = inNetNS(nsPath, func() error {
+						conn, err = (&net.Dialer{Timeout: time.Second}).DialContext(ctx, network, addr)
+						return err
+					})
+					return conn, err
+				}
+				return waitHTTP(b.ctx, &http.Client{Transport: &http.Transport{DialContext: dial}}, "http://127.0.0.1:80/")
+			}
+			var into, rmInto *series
+			if i >= 0 {
+				into, rmInto = start, rm
+			}
+			return 0, run(id, nil, get, into, rmInto)
+		}
+	}
+	withHook := hooked("hook", ocictl, hookArgs, &startHook, &rmHook)
+	withLean := hooked("lean", lean, cfg.Args(), &startLean, &rmLean)
+	bare := bareRound("bare", &startBare, &rmBare)
+	var startBare2, rmBare2 series
 	// One untimed round of each first.
 	if _, _, err := interleave(1, b.stopped, func(int) (time.Duration, error) { return withHook(-1) },
 		func(int) (time.Duration, error) { return bare(-1) }); err != nil {
 		return err
 	}
 	_, _, err = interleave(b.n, b.stopped, withHook, bare)
+	if err == nil {
+		_, _, err = interleave(b.n, b.stopped, withLean, bareRound("bare-lean", &startBare2, &rmBare2))
+	}
 	if len(startHook) > 0 && len(startBare) > 0 {
 		// The poststop hook must have detached every container.
 		left := 0
@@ -150,6 +168,13 @@ func (b *bench) containerSection() error {
 			newRow("container", "remove (kill, delete task and container)", rmHook).
 				againstPaired("same container, no network", rmHook, rmBare).
 				note("attachments left after poststop: %d", left).field("attachments_left", left))
+		if len(startLean) > 0 && len(startBare2) > 0 {
+			b.report.add(
+				newRow("container", "start to first answer, hook mode through ocinet-hook", startLean).
+					againstPaired("same container, no network", startLean, startBare2),
+				newRow("container", "remove, hook mode through ocinet-hook", rmLean).
+					againstPaired("same container, no network", rmLean, rmBare2))
+		}
 	}
 	return err
 }
