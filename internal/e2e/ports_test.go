@@ -5,10 +5,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ocinet/ocinet/dns"
 	"github.com/ocinet/ocinet/internal/testenv"
 )
 
@@ -105,6 +107,34 @@ func TestPublishConflict(t *testing.T) {
 	if got := get(t, "http://127.0.0.1:18110/"); got != page {
 		t.Errorf("first container after the refusals: got %q", got)
 	}
+	// Refused on a network of its own: the DNS responder started for that
+	// network while the container was being attached goes again.
+	e.network("lonely", "--subnet", "10.213.76.0/24")
+	if _, _, err := e.ocictl(append([]string{"run", "-d", "--network", "lonely", "--name", "third", "-p", "127.0.0.1:18110:80"}, e.httpd()...)...); err == nil {
+		e.ocictl("rm", "-f", "third")
+		t.Fatal("a taken port was published on another network")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for responderRuns(e.state, "lonely") {
+		if time.Now().After(deadline) {
+			t.Fatal("the responder of lonely, a network without containers, still runs 5 s after the refused run")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// responderRuns reports whether a DNS responder of the state root runs for
+// network.
+func responderRuns(state, network string) bool {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		argv := strings.Split(string(b), "\x00")
+		if argv[0] == dns.HelperName && slices.Contains(argv, state) && slices.Contains(argv, network) {
+			return true
+		}
+	}
+	return false
 }
 
 // TestPublishIPv6: on a dual-stack network a port published on every
