@@ -1,9 +1,12 @@
 package inproc
 
 import (
+	"net"
+
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/plugins/ipam/host-local/backend/allocator"
 	"github.com/google/nftables"
+	"github.com/vishvananda/netlink/nl"
 
 	"github.com/ocinet/ocinet/netns"
 )
@@ -53,3 +56,10 @@ func UseSetsWithoutTimeoutsForTest() func() {
 	sets = legacy
 	return func() { sets = old }
 }
+
+// FlushConntrackForTest asks the kernel to flush the entries whose original
+// source is ip; DeleteConntrackForTest is what DEL runs for a container's
+// addresses.
+func FlushConntrackForTest(ip net.IP) error { return flushConntrack(ip, nl.CTA_TUPLE_ORIG) }
+
+func DeleteConntrackForTest(ips []net.IP) error { return deleteConntrack(ips) }
