@@ -1,10 +1,8 @@
 package ocinettest
 
 import (
-	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ocinet/ocinet/internal/leakcheck"
 )
@@ -40,7 +38,7 @@ func CheckLeaks(t testing.TB, c LeakConfig) {
 		t.Fatalf("leak check: %v", err)
 	}
 	t.Cleanup(func() {
-		leaks, err := settledDiff(before, c)
+		leaks, err := leakcheck.Settled(before, c)
 		if err != nil {
 			t.Errorf("leak check: %v", err)
 			return
@@ -49,37 +47,6 @@ func CheckLeaks(t testing.TB, c LeakConfig) {
 			t.Errorf("left behind:\n  %s", joinLines(leaks))
 		}
 	})
-}
-
-// settleLimit is how long what ends asynchronously may outlive the test:
-// the kernel removes the interfaces of a namespace that has ended
-// (tens of milliseconds later, more under load), and a detach told that
-// the namespace ends leaves them to it; a DNS responder told to stop
-// exits, and removes its stopping file, a few milliseconds later.
-const settleLimit = 5 * time.Second
-
-// transient are the kinds of leak that settledDiff waits for.
-var transient = []string{"veth: ", "dns-responder: ", "dns-stopping: "}
-
-// settledDiff is Diff against a snapshot taken now, taken again while what
-// is left is only of the transient kinds, for at most settleLimit.
-func settledDiff(before Snapshot, c LeakConfig) ([]string, error) {
-	deadline := time.Now().Add(settleLimit)
-	for {
-		after, err := TakeSnapshot(c)
-		if err != nil {
-			return nil, err
-		}
-		leaks := Diff(before, after)
-		settling := len(leaks) > 0
-		for _, l := range leaks {
-			settling = settling && slices.ContainsFunc(transient, func(p string) bool { return strings.HasPrefix(l, p) })
-		}
-		if !settling || time.Now().After(deadline) {
-			return leaks, nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func joinLines(lines []string) string { return strings.Join(lines, "\n  ") }

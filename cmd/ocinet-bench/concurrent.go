@@ -61,11 +61,11 @@ func (b *bench) concurrentSection() error {
 			return err
 		}
 		seq.merge(seq2)
-		after, err := leakcheck.Take(lc)
+		left, err := leakcheck.Settled(before, lc)
 		if err != nil {
 			return err
 		}
-		leaks := ours(leakcheck.Diff(before, after), network)
+		leaks := ours(left, network)
 		if out, err := exec.Command("ip", "-o", "link", "show", "master", benchBridge).Output(); err == nil && len(strings.TrimSpace(string(out))) > 0 {
 			leaks = append(leaks, "links still on "+benchBridge+": "+strings.TrimSpace(string(out)))
 		}

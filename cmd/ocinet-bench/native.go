@@ -178,11 +178,11 @@ func (b *bench) nativeConcurrent(native *ocinet.Manager, network *ocinet.Network
 	if err != nil {
 		return err
 	}
-	after, err := leakcheck.Take(lc)
+	left, err := leakcheck.Settled(before, lc)
 	if err != nil {
 		return err
 	}
-	leaks := ours(leakcheck.Diff(before, after), network)
+	leaks := ours(left, network)
 	wall := newRow("native", fmt.Sprintf("%d at once in process: Attach wall", n), series{con.attachWall}).
 		against(fmt.Sprintf("%d x sequential Attach in process", n), series{time.Duration(n) * seq.attach.median()}).
 		note("errors %d, leaks %d, duplicate addresses %d; goal: wall <= 1 s", con.errors, len(leaks), con.duplicates).

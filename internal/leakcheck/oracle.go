@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"time"
 
 	"path/filepath"
 	"regexp"
@@ -349,4 +350,35 @@ func ofIgnoredBridge(item string, bridges []string) bool {
 		}
 	}
 	return false
+}
+
+// settleLimit is how long what ends asynchronously may outlive the test:
+// the kernel removes the interfaces of a namespace that has ended
+// (tens of milliseconds later, more under load), and a detach told that
+// the namespace ends leaves them to it; a DNS responder told to stop
+// exits, and removes its stopping file, a few milliseconds later.
+const settleLimit = 5 * time.Second
+
+// transient are the kinds of leak that Settled waits for.
+var transient = []string{"veth: ", "dns-responder: ", "dns-stopping: "}
+
+// Settled is Diff against a snapshot taken now, taken again while what
+// is left is only of the transient kinds, for at most settleLimit.
+func Settled(before Snapshot, c Config) ([]string, error) {
+	deadline := time.Now().Add(settleLimit)
+	for {
+		after, err := Take(c)
+		if err != nil {
+			return nil, err
+		}
+		leaks := Diff(before, after)
+		settling := len(leaks) > 0
+		for _, l := range leaks {
+			settling = settling && slices.ContainsFunc(transient, func(p string) bool { return strings.HasPrefix(l, p) })
+		}
+		if !settling || time.Now().After(deadline) {
+			return leaks, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
