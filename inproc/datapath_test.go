@@ -3,6 +3,7 @@ package inproc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -477,6 +478,15 @@ func testConntrackAndReuse(t *testing.T, nsEnds bool) {
 	if got := askUDP(); got != "ct-2" {
 		t.Errorf("after the address was reused at once: answered by %q, want ct-2", got)
 	}
+	// ct-2's elements have the keys of ct-1's, which were expiring when it
+	// was added: they are its own, with no timeout, well after ct-1's tick.
+	time.Sleep(50 * time.Millisecond)
+	if got := attachmentElements(elements(t), "inp-ct", "ct-2"); len(got) != 2 {
+		t.Errorf("elements of ct-2 50 ms after its ADD: %v, want its mapping and its forward accept", got)
+	}
+	if got := askUDP(); got != "ct-2" {
+		t.Errorf("50 ms after the address was reused: answered by %q, want ct-2", got)
+	}
 }
 
 // flowsOf counts the conntrack entries whose original source or reply
@@ -684,4 +694,60 @@ func timeoutSets(t *testing.T) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// TestAddAfterExpiry: an ADD whose element has the key of one a DEL has
+// just expired (the same address, or the same host port for another
+// container, at once) waits until the old one is gone and adds its own,
+// which stays: it neither inherits the old one's timeout nor fails on it.
+func TestAddAfterExpiry(t *testing.T) {
+	testenv.RequireRoot(t)
+	e := newEnv(t)
+	for _, tc := range []struct {
+		name, set     string
+		key, old, new []byte
+	}{
+		{"same address", inproc.Forward4, []byte{10, 216, 114, 5}, nil, nil},
+		// tcp, port 18280 -> 10.216.114.5:80, then 10.216.114.6:80
+		{"same host port", inproc.PortMapAny4, []byte{6, 0, 0, 0, 0x47, 0x68, 0, 0}, []byte{10, 216, 114, 5, 0, 80, 0, 0}, []byte{10, 216, 114, 6, 0, 80, 0, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := "expiry-" + strings.ReplaceAll(tc.name, " ", "-")
+			com := inproc.AttachmentComment("inp-expiry", id, "eth0")
+			waited, del, err := inproc.ExpireAndAddForTest(e.exec, tc.set, tc.key, tc.old, tc.new, com)
+			if del != nil {
+				t.Cleanup(func() {
+					if err := del(); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("the ADD waited %s for the expiring element", waited)
+			time.Sleep(50 * time.Millisecond)
+			c, err := nftables.New()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := c.GetSetByName(&nftables.Table{Name: inproc.TableName, Family: inproc.TableFamily}, tc.set)
+			if err != nil {
+				t.Fatal(err)
+			}
+			els, err := c.GetSetElements(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, el := range els {
+				if el.Comment == com {
+					got = append(got, fmt.Sprintf("%x=%x expires %s", el.Key, el.Val, el.Expires))
+				}
+			}
+			if want := fmt.Sprintf("%x=%x expires 0s", tc.key, tc.new); len(got) != 1 || got[0] != want {
+				t.Errorf("elements of %s 50 ms after the ADD: %v, want [%s]", tc.set, got, want)
+			}
+		})
+	}
 }

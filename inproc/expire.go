@@ -1,6 +1,7 @@
 package inproc
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"sync"
@@ -20,17 +21,22 @@ import (
 // support, a kernel that cannot update an element's timeout), DEL deletes
 // them as before.
 //
-// Whatever was expired is settled before the attachment's lease and ports
-// can go to another container: the in-process bridge's DEL (or, when the
-// chain's main plugin is a binary, the next DEL of the attachment) waits
-// until none of its elements is listed any more, and deletes any that did
-// not take the timeout.
+// An element that is expiring still matches until its clock tick comes;
+// adding one with the same key then would keep the old one, with its
+// timeout, or fail. So an ADD first waits until no element with one of its
+// keys is expiring (at most a tick: the port and the address went to the
+// new container after the old one's DEL expired them). And before the old
+// attachment's lease and ports go, its DEL (the in-process bridge's, or,
+// when the chain's main plugin is a binary, the next DEL of the
+// attachment) settles what it expired: any element that did not take the
+// timeout is deleted.
 
 // expiryTimeout is the timeout DEL gives an attachment's elements; the
 // kernel rounds it up to one clock tick (1 to 10 ms).
 const expiryTimeout = time.Millisecond
 
-// settleLimit bounds the wait for expired elements to stop being listed.
+// settleLimit bounds an ADD's wait for an expiring element with one of its
+// keys to go.
 const settleLimit = time.Second
 
 // attachmentSets are the sets whose elements belong to one attachment,
@@ -146,43 +152,58 @@ func expireElements(plugin, com string) ([]string, error) {
 	return touched, nil
 }
 
-// settle waits until the elements expired for the attachment are no longer
-// listed; any that still carry no timeout are deleted. Nothing pending is
-// not an error.
+// settle deletes the elements expired for the attachment that did not
+// take the timeout (a kernel that cannot update an element's timeout keeps
+// them). Nothing pending is not an error.
 func (e *Exec) settle(plugin, containerID, ifName string) error {
 	p, ok := e.expiring.take(attachmentKey(containerID, ifName))
 	if !ok {
 		return nil
 	}
-	match := func(s string) bool { return s == p.comment }
+	conn, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("%s: nftables: %w", plugin, err)
+	}
+	for _, name := range p.sets {
+		got, err := conn.GetSetElements(sets[name])
+		if err != nil {
+			continue
+		}
+		for _, el := range got {
+			if el.Comment == p.comment && el.Expires == 0 {
+				return deleteElements(plugin, p.sets, func(s string) bool { return s == p.comment })
+			}
+		}
+	}
+	return nil
+}
+
+// waitExpired waits until no element of the per-attachment sets with the
+// key of one of elems is expiring, for at most settleLimit; one still
+// there then is an error.
+func waitExpired(conn *nftables.Conn, elems map[string][]nftables.SetElement) error {
 	deadline := time.Now().Add(settleLimit)
 	for {
-		conn, err := nftables.New()
-		if err != nil {
-			return fmt.Errorf("%s: nftables: %w", plugin, err)
-		}
 		var wait time.Duration
-		for _, name := range p.sets {
-			got, err := conn.GetSetElements(sets[name])
-			if err != nil {
+		for _, name := range attachmentSets {
+			if len(elems[name]) == 0 {
 				continue
 			}
+			got, err := conn.GetSetElements(sets[name])
+			if err != nil {
+				continue // no set yet: nothing expiring
+			}
 			for _, el := range got {
-				if !match(el.Comment) {
-					continue
+				if el.Expires > 0 && slices.ContainsFunc(elems[name], func(w nftables.SetElement) bool { return bytes.Equal(w.Key, el.Key) }) {
+					wait = max(wait, el.Expires)
 				}
-				if el.Expires == 0 {
-					// The timeout did not take: delete them all.
-					return deleteElements(plugin, p.sets, match)
-				}
-				wait = max(wait, el.Expires)
 			}
 		}
 		if wait == 0 {
 			return nil
 		}
 		if time.Now().Add(wait).After(deadline) {
-			return deleteElements(plugin, p.sets, match)
+			return fmt.Errorf("an element of an earlier attachment with the same key is still expiring after %s: %w", settleLimit, ErrConflict)
 		}
 		time.Sleep(wait)
 	}

@@ -2,6 +2,7 @@ package inproc
 
 import (
 	"net"
+	"time"
 
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/plugins/ipam/host-local/backend/allocator"
@@ -63,3 +64,23 @@ func UseSetsWithoutTimeoutsForTest() func() {
 func FlushConntrackForTest(ip net.IP) error { return flushConntrack(ip, nl.CTA_TUPLE_ORIG) }
 
 func DeleteConntrackForTest(ips []net.IP) error { return deleteConntrack(ips) }
+
+// ExpireAndAddForTest adds to set an element (key, old) commented com,
+// expires it as a DEL does and adds (key, new) at once, as the ADD of the
+// container that took the port or address would; it returns how long that
+// ADD waited. The returned function deletes the element.
+func ExpireAndAddForTest(e *Exec, set string, key, old, new []byte, com string) (time.Duration, func() error, error) {
+	if err := e.ensureStatic(); err != nil {
+		return 0, nil, err
+	}
+	if err := addElements("test", map[string][]nftables.SetElement{set: {{Key: key, Val: old, Comment: com}}}); err != nil {
+		return 0, nil, err
+	}
+	del := func() error { return deleteElements("test", attachmentSets, func(s string) bool { return s == com }) }
+	if _, err := expireElements("test", com); err != nil {
+		return 0, del, err
+	}
+	t0 := time.Now()
+	err := addElements("test", map[string][]nftables.SetElement{set: {{Key: key, Val: new, Comment: com}}})
+	return time.Since(t0), del, err
+}

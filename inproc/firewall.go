@@ -52,11 +52,15 @@ func (e *Exec) firewallAdd(c call) ([]byte, error) {
 	return encodeResult(n.PrevResult, n.CNIVersion)
 }
 
-// addElements adds elements to the table's sets in one transaction.
+// addElements adds elements to the table's sets in one transaction, once
+// no element with one of their keys is still expiring (see expire.go).
 func addElements(plugin string, elems map[string][]nftables.SetElement) error {
 	conn, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("%s: nftables: %w", plugin, err)
+	}
+	if err := waitExpired(conn, elems); err != nil {
+		return fmt.Errorf("%s: %w", plugin, err)
 	}
 	for _, name := range StaticSets {
 		if len(elems[name]) > 0 {
