@@ -82,13 +82,17 @@ func Mark(mgr *ocinet.Manager, rec *hosts.Record) error {
 
 // Prestart starts the responders that the networks (by name) need and that
 // do not run yet, so that a container's Attach, which may run side by side
-// with the container's network attach, finds them running. It reports
+// with the container's network attach, finds them running. It only looks
+// at networks that exist (it never makes the default one) and reports
 // nothing: Attach starts what is still missing and says why it could not;
 // a caller whose attach fails calls Release.
 func Prestart(ctx context.Context, stateDir string, mgr *ocinet.Manager, networks []string) {
-	for _, name := range networks {
-		n, err := mgr.Network(name)
-		if err != nil {
+	nets, err := mgr.Networks()
+	if err != nil {
+		return
+	}
+	for _, n := range nets {
+		if !slices.Contains(networks, n.Name) {
 			continue
 		}
 		if c, ok, err := NetworkConfig(stateDir, n); err == nil && ok {

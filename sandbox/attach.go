@@ -41,6 +41,10 @@ func Attach(ctx context.Context, cfg Config, containerID, netnsPath string, r Re
 // config. The namespace itself is the caller's to remove. Detaching a
 // container that is not attached does nothing.
 func Detach(ctx context.Context, cfg Config, containerID string) error {
+	return detach(ctx, cfg, containerID)
+}
+
+func detach(ctx context.Context, cfg Config, containerID string, opts ...ocinet.DetachOption) error {
 	if err := ident.ContainerID(containerID); err != nil {
 		return fmt.Errorf("detach: %w", err)
 	}
@@ -48,7 +52,7 @@ func Detach(ctx context.Context, cfg Config, containerID string) error {
 	if err != nil {
 		return err
 	}
-	return w.detach(ctx, containerID)
+	return w.detach(ctx, containerID, opts...)
 }
 
 // AttachPinned pins the network namespace of process pid (the container's
@@ -102,14 +106,7 @@ func AttachPinned(ctx context.Context, cfg Config, containerID string, pid int, 
 // the journal's record, so that DEL can still run in the namespace when GC
 // tries again.
 func DetachPinned(ctx context.Context, cfg Config, containerID string) error {
-	if err := ident.ContainerID(containerID); err != nil {
-		return fmt.Errorf("detach: %w", err)
-	}
-	w, err := newWorker(cfg)
-	if err != nil {
-		return err
-	}
-	if err := w.detach(ctx, containerID, ocinet.NamespaceEnds()); err != nil {
+	if err := detach(ctx, cfg, containerID, ocinet.NamespaceEnds()); err != nil {
 		return err
 	}
 	return netns.Remove(cfg.PinPath(containerID))
