@@ -25,7 +25,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*" | sed "s#$work#\$WORK#g"; "$@"; }
 
 say "building ocictl and a busybox root file system in $work"
-go build -o "$work/ocictl" ./examples/ocictl
+CGO_ENABLED=0 go build -o "$work/ocictl" ./examples/ocictl
 bash scripts/rootfs.sh "$work/rootfs"
 
 say "starting a private containerd"
