@@ -8,7 +8,9 @@
 //
 // Put it into a spec with spec.WithHooks("/path/to/ocinet-hook",
 // cfg.Args()...); runc appends the event (createRuntime or poststop) and
-// writes the container's state to its standard input.
+// writes the container's state to its standard input. Build it static
+// (CGO_ENABLED=0): linked against libc, every start pays for the dynamic
+// loader.
 package main
 
 import (
