@@ -3,7 +3,6 @@ package inproc
 import (
 	"fmt"
 
-	"github.com/google/nftables"
 )
 
 // RemoveBridge removes everything the table inet ocinet holds for the
@@ -17,10 +16,11 @@ func RemoveBridge(bridge string) error {
 	if err := validIfName(bridge); err != nil {
 		return fmt.Errorf("remove bridge state: %w", err)
 	}
-	c, err := nftables.New()
+	c, err := newConn()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
+	defer closeConn(c)
 	if _, err := c.ListTableOfFamily(TableName, TableFamily); err != nil {
 		return nil // no table
 	}

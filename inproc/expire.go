@@ -118,10 +118,11 @@ func (e *Exec) attachDel(c call) error {
 // timeout yet the expiry timeout, in one transaction, and returns the sets
 // it touched. An error leaves the elements as they were.
 func expireElements(plugin, com string) ([]string, error) {
-	conn, err := nftables.New()
+	conn, err := newConn()
 	if err != nil {
 		return nil, fmt.Errorf("%s: nftables: %w", plugin, err)
 	}
+	defer closeConn(conn)
 	var touched []string
 	for _, name := range attachmentSets {
 		got, err := conn.GetSetElements(sets[name])
@@ -160,10 +161,11 @@ func (e *Exec) settle(plugin, containerID, ifName string) error {
 	if !ok {
 		return nil
 	}
-	conn, err := nftables.New()
+	conn, err := newConn()
 	if err != nil {
 		return fmt.Errorf("%s: nftables: %w", plugin, err)
 	}
+	defer closeConn(conn)
 	for _, name := range p.sets {
 		got, err := conn.GetSetElements(sets[name])
 		if err != nil {

@@ -55,10 +55,11 @@ func (e *Exec) firewallAdd(c call) ([]byte, error) {
 // addElements adds elements to the table's sets in one transaction, once
 // no element with one of their keys is still expiring (see expire.go).
 func addElements(plugin string, elems map[string][]nftables.SetElement) error {
-	conn, err := nftables.New()
+	conn, err := newConn()
 	if err != nil {
 		return fmt.Errorf("%s: nftables: %w", plugin, err)
 	}
+	defer closeConn(conn)
 	if err := waitExpired(conn, elems); err != nil {
 		return fmt.Errorf("%s: %w", plugin, err)
 	}

@@ -165,10 +165,11 @@ func staticInPlace(c *nftables.Conn) bool {
 // is made again with it, its elements carried over, in the same
 // transaction.
 func (e *Exec) ensureStatic() error {
-	c, err := nftables.New()
+	c, err := newConn()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
+	defer closeConn(c)
 	if staticInPlace(c) {
 		return nil
 	}

@@ -69,10 +69,11 @@ func subnetComment(bridge string, s *net.IPNet) string {
 // networks on one bridge share the chain, each with its subnets' rules.
 // The caller holds the bridge's lock.
 func (e *Exec) ensureMasq(bridge string, subnets []*net.IPNet) error {
-	c, err := nftables.New()
+	c, err := newConn()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
+	defer closeConn(c)
 	if masqInPlace(c, bridge, subnets) {
 		return nil
 	}
@@ -135,10 +136,11 @@ func masqInPlace(c *nftables.Conn, bridge string, subnets []*net.IPNet) bool {
 // the chain and the jump to it once no rule is left; what is absent is not
 // an error. The caller holds the bridge's lock.
 func (e *Exec) removeMasq(bridge string, subnets []*net.IPNet) error {
-	c, err := nftables.New()
+	c, err := newConn()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
+	defer closeConn(c)
 	l, err := e.lock("nftables")
 	if err != nil {
 		return err
@@ -188,6 +190,14 @@ func (e *Exec) removeMasq(bridge string, subnets []*net.IPNet) error {
 	}
 	return nil
 }
+
+// newConn returns a netlink connection to nftables that stays open for
+// the requests of one step: a Conn made without AsLasting dials a socket
+// for each dump and each commit (about 0.03 ms a time). closeConn closes
+// it.
+func newConn() (*nftables.Conn, error) { return nftables.New(nftables.AsLasting()) }
+
+func closeConn(c *nftables.Conn) { _ = c.CloseLasting() }
 
 // lock takes an exclusive flock on <runtime dir>/inproc/<name>.lock.
 func (e *Exec) lock(name string) (*fsutil.Lock, error) {

@@ -222,10 +222,11 @@ func (e *Exec) portmapAdd(c call) ([]byte, error) {
 			}
 		}
 		e.stepAt(c, "static")
-		conn, err := nftables.New()
+		conn, err := newConn()
 		if err != nil {
 			return nil, fmt.Errorf("portmap: nftables: %w", err)
 		}
+		defer closeConn(conn)
 		for _, sn := range a.nets {
 			name := Subnets6
 			if sn.IP.To4() != nil {
@@ -294,10 +295,11 @@ func portmapWant(n *attachConf, a *attachment, com string) (map[string][]nftable
 // checkElements reports the first wanted element that is not in its set
 // with the same value.
 func checkElements(plugin string, want map[string][]nftables.SetElement) error {
-	conn, err := nftables.New()
+	conn, err := newConn()
 	if err != nil {
 		return fmt.Errorf("%s: nftables: %w", plugin, err)
 	}
+	defer closeConn(conn)
 	for _, name := range StaticSets {
 		if len(want[name]) == 0 {
 			continue
@@ -323,11 +325,12 @@ func checkElements(plugin string, want map[string][]nftables.SetElement) error {
 // concurrent DEL of the same attachment) fails the transaction: it is
 // listed again once.
 func deleteElements(plugin string, names []string, match func(comment string) bool) error {
+	conn, err := newConn()
+	if err != nil {
+		return fmt.Errorf("%s: nftables: %w", plugin, err)
+	}
+	defer closeConn(conn)
 	for try := 0; ; try++ {
-		conn, err := nftables.New()
-		if err != nil {
-			return fmt.Errorf("%s: nftables: %w", plugin, err)
-		}
 		changed := false
 		for _, name := range names {
 			got, err := conn.GetSetElements(sets[name])

@@ -29,10 +29,11 @@ var firewalldPidFile = "/run/firewalld.pid"
 // read. The in-process firewall's ADD runs Preflight and refuses with its
 // error rather than set up a container whose traffic is dropped.
 func Preflight() error {
-	c, err := nftables.New()
+	c, err := newConn()
 	if err != nil {
 		return fmt.Errorf("preflight: nftables: %w", err)
 	}
+	defer closeConn(c)
 	return preflight(c)
 }
 
