@@ -2,7 +2,6 @@ package inproc
 
 import (
 	"fmt"
-
 )
 
 // RemoveBridge removes everything the table inet ocinet holds for the
