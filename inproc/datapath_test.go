@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -323,6 +324,59 @@ func TestRebuildAndCheck(t *testing.T) {
 	}
 	if err := cni.DelNetworkList(ctx, list, c1.rt); err != nil {
 		t.Errorf("del of the attachment whose elements are gone: %v", err)
+	}
+}
+
+// TestTableGoneBetweenPlugins: the firewall of a chain does not list the
+// table again when the portmap before it just did; when the table goes
+// between the two (deleted here from the step hook, as by nft flush
+// ruleset), the firewall's ADD makes it again and adds its elements, and
+// CHECK names the port element that went with the table.
+func TestTableGoneBetweenPlugins(t *testing.T) {
+	testenv.RequireRoot(t)
+	ctx := context.Background()
+	e, _, list := isolatedNet(t, "inp-mid", "inpmid0", []string{"10.216.118.0/24"})
+	var dropped atomic.Bool
+	x, err := inproc.New(defaultExec(), inproc.WithRuntimeDir(e.lockDir), inproc.WithStepHook(func(step string) {
+		if step != "inproc:ADD:portmap:elements" || dropped.Swap(true) {
+			return
+		}
+		c, err := nftables.New()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		c.DelTable(&nftables.Table{Name: inproc.TableName, Family: inproc.TableFamily})
+		if err := c.Flush(); err != nil {
+			t.Error(err)
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cni := libcni.NewCNIConfigWithCacheDir([]string{e.plugins}, e.cacheDir, x)
+	c1 := attach(t, cni, list, "mid-1", []inproc.PortMapping{{HostPort: 18295, ContainerPort: 80, Protocol: "tcp"}})
+	if !dropped.Load() {
+		t.Fatal("the step hook never ran at inproc:ADD:portmap:elements")
+	}
+	conn, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := conn.GetSetByName(&nftables.Table{Name: inproc.TableName, Family: inproc.TableFamily}, inproc.Forward4)
+	if err != nil {
+		t.Fatalf("set %s after the ADD: %v", inproc.Forward4, err)
+	}
+	els, err := conn.GetSetElements(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(els, func(el nftables.SetElement) bool { return net.IP(el.Key).Equal(c1.ip(true)) }) {
+		t.Errorf("set %s holds no element for %s after the ADD", inproc.Forward4, c1.ip(true))
+	}
+	err = cni.CheckNetworkList(ctx, list, c1.rt)
+	if !errors.Is(err, inproc.ErrNotFound) || !strings.Contains(err.Error(), inproc.PortMap4) && !strings.Contains(err.Error(), inproc.PortMapAny4) {
+		t.Errorf("check: %v, want ErrNotFound naming the port map element", err)
 	}
 }
 
@@ -749,5 +803,41 @@ func TestAddAfterExpiry(t *testing.T) {
 				t.Errorf("elements of %s 50 ms after the ADD: %v, want [%s]", tc.set, got, want)
 			}
 		})
+	}
+}
+
+// TestPortReuseWhileExpiring publishes a host port again for a new
+// container while the old container's map element is still expiring (the
+// expiry is made 300 ms long, so that this is certain; a DEL's is one
+// clock tick, up to 4 ms at HZ=250, which a restart can beat). The ADD
+// waits for the old element and then publishes the port: the new
+// container answers on it, at once and after the old element's time.
+func TestPortReuseWhileExpiring(t *testing.T) {
+	testenv.RequireRoot(t)
+	defer inproc.SetExpiryTimeoutForTest(300 * time.Millisecond)()
+	ctx := context.Background()
+	_, cni, list := isolatedNet(t, "inp-reuse", "inpreuse0", []string{"10.216.117.0/24"})
+	ports := []inproc.PortMapping{{HostPort: 18290, ContainerPort: 80, Protocol: "tcp"}}
+	c1 := attach(t, cni, list, "reuse-1", ports)
+	serve(t, c1, 80)
+	if id, _ := ask(t, "", "tcp", net.IPv4(127, 0, 0, 1), 18290); id != "reuse-1" {
+		t.Fatalf("127.0.0.1:18290 answered by %q, want reuse-1", id)
+	}
+	if err := cni.DelNetworkList(ctx, list, c1.rt); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	c2 := attach(t, cni, list, "reuse-2", ports)
+	waited := time.Since(t0)
+	serve(t, c2, 80)
+	t.Logf("the second ADD took %s", waited)
+	if waited > time.Second {
+		t.Errorf("the second ADD took %s: it waits for one expiring element only", waited)
+	}
+	for _, after := range []time.Duration{0, 400 * time.Millisecond} {
+		time.Sleep(after)
+		if id, _ := ask(t, "", "tcp", net.IPv4(127, 0, 0, 1), 18290); id != "reuse-2" {
+			t.Errorf("127.0.0.1:18290 %s after the second ADD answered by %q, want reuse-2", time.Since(t0).Round(time.Millisecond), id)
+		}
 	}
 }

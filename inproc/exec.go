@@ -40,6 +40,7 @@ type Exec struct {
 	step       func(string)
 	runtimeDir string
 	expiring   expiring
+	static     staticSeen
 }
 
 // Option configures an [Exec].

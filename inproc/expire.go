@@ -33,7 +33,7 @@ import (
 
 // expiryTimeout is the timeout DEL gives an attachment's elements; the
 // kernel rounds it up to one clock tick (1 to 10 ms).
-const expiryTimeout = time.Millisecond
+var expiryTimeout = time.Millisecond // a variable for tests only
 
 // settleLimit bounds an ADD's wait for an expiring element with one of its
 // keys to go.

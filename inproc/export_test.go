@@ -84,3 +84,11 @@ func ExpireAndAddForTest(e *Exec, set string, key, old, new []byte, com string) 
 	err := addElements("test", map[string][]nftables.SetElement{set: {{Key: key, Val: new, Comment: com}}})
 	return time.Since(t0), del, err
 }
+
+// SetExpiryTimeoutForTest makes DEL's elements expire after d, until
+// restore.
+func SetExpiryTimeoutForTest(d time.Duration) (restore func()) {
+	old := expiryTimeout
+	expiryTimeout = d
+	return func() { expiryTimeout = old }
+}

@@ -1,7 +1,12 @@
 package inproc
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
 
 	"github.com/google/nftables"
 )
@@ -41,15 +46,61 @@ func (e *Exec) firewallAdd(c call) ([]byte, error) {
 	if err := Preflight(); err != nil {
 		return nil, fmt.Errorf("firewall: %w", err)
 	}
-	if err := e.ensureStatic(); err != nil {
-		return nil, err
+	key := attachmentKey(c.containerID, c.ifc)
+	fresh := e.static.fresh(key)
+	if !fresh {
+		if err := e.ensureStatic(); err != nil {
+			return nil, err
+		}
 	}
 	e.stepAt(c, "static")
-	if err := addElements("firewall", firewallElements(n, a, AttachmentComment(n.Name, c.containerID, c.ifc))); err != nil {
+	elems := firewallElements(n, a, AttachmentComment(n.Name, c.containerID, c.ifc))
+	err = addElements("firewall", elems)
+	if err != nil && fresh && isNotExist(err) {
+		// The table went between the two plugins (a flush of the
+		// ruleset): make it again, once.
+		if err := e.ensureStatic(); err != nil {
+			return nil, err
+		}
+		err = addElements("firewall", elems)
+	}
+	if err != nil {
 		return nil, err
 	}
 	e.stepAt(c, "elements")
 	return encodeResult(n.PrevResult, n.CNIVersion)
+}
+
+// staticSeen remembers the attachment whose ADD last found the static
+// chains and sets in place, and when: the chain's portmap and firewall run
+// one after the other, and the second need not list the table again.
+type staticSeen struct {
+	mu  sync.Mutex
+	key string
+	at  time.Time
+}
+
+// staticFreshFor is how long the finding holds for the same attachment.
+const staticFreshFor = 2 * time.Second
+
+func (s *staticSeen) saw(key string) {
+	s.mu.Lock()
+	s.key, s.at = key, time.Now()
+	s.mu.Unlock()
+}
+
+// fresh reports whether the static part was found in place for this
+// attachment moments ago, and forgets it (one use).
+func (s *staticSeen) fresh(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ok := s.key == key && time.Since(s.at) < staticFreshFor
+	s.key = ""
+	return ok
+}
+
+func isNotExist(err error) bool {
+	return errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOENT)
 }
 
 // addElements adds elements to the table's sets in one transaction, once

@@ -215,6 +215,7 @@ func (e *Exec) portmapAdd(c call) ([]byte, error) {
 		if err := e.ensureStatic(); err != nil {
 			return nil, err
 		}
+		e.static.saw(attachmentKey(c.containerID, c.ifc))
 		if a.bridge != "" && a.ip4() != nil {
 			key := "net/ipv4/conf/" + a.bridge + "/route_localnet"
 			if err := writeSysctls([]sysctl{{path: key, value: "1", onlyIfNot: "1", mustSucceed: true}}); err != nil {
@@ -227,6 +228,12 @@ func (e *Exec) portmapAdd(c call) ([]byte, error) {
 			return nil, fmt.Errorf("portmap: nftables: %w", err)
 		}
 		defer closeConn(conn)
+		// A host port given up by a DEL just before may still be in a
+		// map, expiring: adding its key now would fail, or keep the old
+		// element with its timeout.
+		if err := waitExpired(conn, elems); err != nil {
+			return nil, fmt.Errorf("portmap: %w", err)
+		}
 		for _, sn := range a.nets {
 			name := Subnets6
 			if sn.IP.To4() != nil {
