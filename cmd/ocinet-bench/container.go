@@ -164,16 +164,16 @@ func (b *bench) containerSection() error {
 		}
 		b.report.add(
 			newRow("container", "start to first answer, hook mode, -p 127.0.0.1", startHook).
-				againstPaired("same container, no network", startHook, startBare),
+				againstPaired("same container, no network", startHook, startBare).goal(1.3),
 			newRow("container", "remove (kill, delete task and container)", rmHook).
-				againstPaired("same container, no network", rmHook, rmBare).
+				againstPaired("same container, no network", rmHook, rmBare).goal(1.5).
 				note("attachments left after poststop: %d", left).field("attachments_left", left))
 		if len(startLean) > 0 && len(startBare2) > 0 {
 			b.report.add(
 				newRow("container", "start to first answer, hook mode through ocinet-hook", startLean).
-					againstPaired("same container, no network", startLean, startBare2),
+					againstPaired("same container, no network", startLean, startBare2).goal(1.3),
 				newRow("container", "remove, hook mode through ocinet-hook", rmLean).
-					againstPaired("same container, no network", rmLean, rmBare2))
+					againstPaired("same container, no network", rmLean, rmBare2).goal(1.5))
 		}
 	}
 	return err

@@ -132,8 +132,11 @@ func run(n int, jsonPath, only, conc, peers, pluginDir, cpuProfile string) error
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 
-	// Short: the private containerd's socket lives below it.
-	work, err := os.MkdirTemp("/tmp", "ocibench-")
+	// Where a host keeps this state (ocinet's default is /var/lib/ocinet):
+	// /tmp may be another file system, or, as on the machine this was
+	// measured on, a part of the disk where making a file costs ten times
+	// as much. Short: the private containerd's socket lives below it.
+	work, err := os.MkdirTemp("/var/lib", "ocibench-")
 	if err != nil {
 		return err
 	}
