@@ -90,7 +90,7 @@ func (m *Manager) journalPath(id string) string {
 }
 
 func (m *Manager) writeRecord(r *record) error {
-	b, err := json.MarshalIndent(r, "", "  ")
+	b, err := json.Marshal(r) // not indented: written at each step of a hot path
 	if err != nil {
 		return err
 	}

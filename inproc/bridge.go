@@ -239,13 +239,14 @@ func dnsSet(d types.DNS) bool {
 }
 
 // encodeResult prints a result in the config's CNI version, as a plugin
-// prints it.
+// prints it, less the indentation (the result goes to the CNI library,
+// which parses it again, not to a reader).
 func encodeResult(res types.Result, cniVersion string) ([]byte, error) {
 	r, err := res.GetAsVersion(cniVersion)
 	if err != nil {
 		return nil, fmt.Errorf("result as CNI version %q: %v: %w", cniVersion, err, ErrInvalid)
 	}
-	return json.MarshalIndent(r, "", "    ")
+	return json.Marshal(r)
 }
 
 // setupNetwork makes the per-network state, once, under the network's

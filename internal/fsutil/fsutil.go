@@ -145,8 +145,10 @@ func writeAtomic(path string, data []byte, perm os.FileMode, syncDir bool) error
 	if _, err := tmp.Write(data); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := tmp.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	if perm != 0o600 { // CreateTemp makes the file 0600
+		if err := tmp.Chmod(perm); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
 	}
 	if err := tmp.Sync(); err != nil {
 		return fmt.Errorf("write %s: fsync: %w", path, err)
