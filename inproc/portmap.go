@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -359,7 +358,7 @@ func deleteElements(plugin string, names []string, match func(comment string) bo
 		if err == nil {
 			return nil
 		}
-		if try > 0 || !(errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOENT)) {
+		if try > 0 || !isNotExist(err) {
 			return fmt.Errorf("%s: delete elements: %w", plugin, err)
 		}
 	}
