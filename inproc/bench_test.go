@@ -16,6 +16,7 @@ import (
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/inproc"
 	"github.com/ocinet/ocinet/internal/testenv"
+	"github.com/ocinet/ocinet/netns"
 	"github.com/ocinet/ocinet/portmap"
 )
 
@@ -233,15 +234,25 @@ func BenchmarkSteps(b *testing.B) {
 		b.Fatal(err)
 	}
 	m := e.manager(b.TempDir(), &timedExec{Exec: x, mu: &mu, tm: tm, last: &last})
-	path := newNS(b)
 	ctx := context.Background()
 	attach := func(id string) {
+		// A fresh namespace each round, as each container has: lo is
+		// down and the veth's peer name is free.
+		path, err := netns.Create("", "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer func() {
+			if err := netns.Remove(path); err != nil {
+				b.Errorf("remove namespace: %v", err)
+			}
+		}()
 		t0 := time.Now()
 		if _, err := m.Attach(ctx, ocinet.AttachRequest{ID: id, NetNS: path, Networks: []string{n.Name}, Ports: []portmap.Mapping{mapping}}); err != nil {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
-		if err := m.Detach(ctx, id); err != nil {
+		if err := m.Detach(ctx, id, ocinet.NamespaceEnds()); err != nil {
 			b.Fatal(err)
 		}
 		mu.Lock()
