@@ -119,23 +119,28 @@ func (e *Exec) bridgeAdd(_ context.Context, c call) ([]byte, error) {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
 	defer cont.Close()
+	h, err := hostHandle()
+	if err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	defer h.Close()
 	if l, err := cont.nl.LinkByName(c.ifc); err == nil {
 		return nil, fmt.Errorf("bridge: interface %s already exists in namespace %s (a %s link): %w", c.ifc, c.netns, l.Type(), ErrConflict)
 	}
 
-	br, err := e.setupNetwork(n, ipamConf)
+	br, err := e.setupNetwork(h, n, ipamConf)
 	if err != nil {
 		return nil, err
 	}
 	e.stepAt(c, "network")
-	host, contLink, err := makeVeth(cont, br, c.ifc, n)
+	host, contLink, err := makeVeth(h, cont, br, c.ifc, n)
 	if err != nil {
 		return nil, err
 	}
 	ok := false
 	defer func() {
 		if !ok {
-			_ = netlink.LinkDel(host)
+			_ = h.LinkDel(host)
 		}
 	}()
 	e.stepAt(c, "veth")
@@ -167,14 +172,14 @@ func (e *Exec) bridgeAdd(_ context.Context, c call) ([]byte, error) {
 	}
 	e.stepAt(c, "addrs")
 
-	if err := waitOperUp(host); err != nil {
+	if err := waitOperUp(h, host); err != nil {
 		return nil, err
 	}
 	// Read the MACs last: the bridge's may change as the port joins.
-	if l, err := netlink.LinkByIndex(host.Attrs().Index); err == nil {
+	if l, err := h.LinkByIndex(host.Attrs().Index); err == nil {
 		res.Interfaces[1].Mac = l.Attrs().HardwareAddr.String()
 	}
-	if l, err := netlink.LinkByIndex(br.Attrs().Index); err == nil {
+	if l, err := h.LinkByIndex(br.Attrs().Index); err == nil {
 		res.Interfaces[0].Mac = l.Attrs().HardwareAddr.String()
 	}
 	if dnsSet(n.DNS) {
@@ -253,13 +258,13 @@ func encodeResult(res types.Result, cniVersion string) ([]byte, error) {
 // lock: the bridge (created if missing, MTU, promiscuous mode, router
 // advertisements ignored, up), its gateway addresses and IP forwarding when
 // isGateway, and the masquerade chain when ipMasq.
-func (e *Exec) setupNetwork(n *bridgeConf, ipamConf *allocator.IPAMConfig) (*netlink.Bridge, error) {
+func (e *Exec) setupNetwork(h *netlink.Handle, n *bridgeConf, ipamConf *allocator.IPAMConfig) (*netlink.Bridge, error) {
 	l, err := e.lock("bridge-" + n.BrName)
 	if err != nil {
 		return nil, fmt.Errorf("bridge %s: %w", n.BrName, err)
 	}
 	defer l.Unlock()
-	br, created, err := ensureBridge(n)
+	br, created, err := ensureBridge(h, n)
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +278,7 @@ func (e *Exec) setupNetwork(n *bridgeConf, ipamConf *allocator.IPAMConfig) (*net
 			continue
 		}
 		gw := net.IPNet{IP: r.Gateway, Mask: r.Subnet.Mask}
-		added, err := ensureAddr(br, &gw)
+		added, err := ensureAddr(h, br, &gw)
 		if err != nil {
 			return nil, err
 		}
@@ -289,7 +294,7 @@ func (e *Exec) setupNetwork(n *bridgeConf, ipamConf *allocator.IPAMConfig) (*net
 	if pin {
 		// Set the bridge's MAC to itself, so that it stays put as ports come
 		// and go instead of following the lowest port's.
-		if err := netlink.LinkSetHardwareAddr(br, br.Attrs().HardwareAddr); err != nil {
+		if err := h.LinkSetHardwareAddr(br, br.Attrs().HardwareAddr); err != nil {
 			return nil, fmt.Errorf("bridge %s: pin MAC: %w", n.BrName, err)
 		}
 	}
@@ -302,18 +307,18 @@ func (e *Exec) setupNetwork(n *bridgeConf, ipamConf *allocator.IPAMConfig) (*net
 }
 
 // ensureBridge finds or makes the bridge and reports whether it made it.
-func ensureBridge(n *bridgeConf) (*netlink.Bridge, bool, error) {
+func ensureBridge(h *netlink.Handle, n *bridgeConf) (*netlink.Bridge, bool, error) {
 	created := false
-	l, err := netlink.LinkByName(n.BrName)
+	l, err := h.LinkByName(n.BrName)
 	if linkNotFound(err) {
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = n.BrName
 		attrs.MTU = n.MTU
-		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil && !errors.Is(err, syscall.EEXIST) {
+		if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil && !errors.Is(err, syscall.EEXIST) {
 			return nil, false, fmt.Errorf("bridge %s: create: %w", n.BrName, err)
 		}
 		created = true
-		l, err = netlink.LinkByName(n.BrName)
+		l, err = h.LinkByName(n.BrName)
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("bridge %s: %w", n.BrName, err)
@@ -323,14 +328,14 @@ func ensureBridge(n *bridgeConf) (*netlink.Bridge, bool, error) {
 		return nil, false, fmt.Errorf("bridge %s: the name is taken by a %s link that is not a bridge: %w", n.BrName, l.Type(), ErrConflict)
 	}
 	if n.PromiscMode && br.Attrs().Promisc == 0 {
-		if err := netlink.SetPromiscOn(br); err != nil {
+		if err := h.SetPromiscOn(br); err != nil {
 			return nil, false, fmt.Errorf("bridge %s: promiscuous mode: %w", n.BrName, err)
 		}
 	}
 	// The routes of the bridge are the plugin's, not router advertisements'.
 	_ = writeSysctls([]sysctl{{path: "net/ipv6/conf/" + n.BrName + "/accept_ra", value: "0", onlyIfNot: "0"}})
 	if br.Attrs().Flags&net.FlagUp == 0 {
-		if err := netlink.LinkSetUp(br); err != nil {
+		if err := h.LinkSetUp(br); err != nil {
 			return nil, false, fmt.Errorf("bridge %s: set up: %w", n.BrName, err)
 		}
 	}
@@ -340,12 +345,12 @@ func ensureBridge(n *bridgeConf) (*netlink.Bridge, bool, error) {
 // ensureAddr puts the gateway address on the bridge unless it is there. As
 // the plugin, it refuses a bridge with another IPv4 address, or another
 // IPv6 address in the same subnet.
-func ensureAddr(br *netlink.Bridge, gw *net.IPNet) (bool, error) {
+func ensureAddr(h *netlink.Handle, br *netlink.Bridge, gw *net.IPNet) (bool, error) {
 	family := netlink.FAMILY_V4
 	if gw.IP.To4() == nil {
 		family = netlink.FAMILY_V6
 	}
-	addrs, err := retryDump(func() ([]netlink.Addr, error) { return netlink.AddrList(br, family) })
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return h.AddrList(br, family) })
 	if err != nil {
 		return false, fmt.Errorf("bridge %s: list addresses: %w", br.Name, err)
 	}
@@ -357,7 +362,7 @@ func ensureAddr(br *netlink.Bridge, gw *net.IPNet) (bool, error) {
 			return false, fmt.Errorf("bridge %s already has address %s, not %s: %w", br.Name, a.IPNet, gw, ErrConflict)
 		}
 	}
-	if err := netlink.AddrAdd(br, &netlink.Addr{IPNet: gw}); err != nil && !errors.Is(err, syscall.EEXIST) {
+	if err := h.AddrAdd(br, &netlink.Addr{IPNet: gw}); err != nil && !errors.Is(err, syscall.EEXIST) {
 		return false, fmt.Errorf("bridge %s: add address %s: %w", br.Name, gw, err)
 	}
 	return true, nil
@@ -366,7 +371,7 @@ func ensureAddr(br *netlink.Bridge, gw *net.IPNet) (bool, error) {
 // makeVeth makes the veth pair from the host, its container end created
 // directly in the container's namespace under ifName, its host end
 // ("veth" + 8 random hex digits) up and a port of the bridge.
-func makeVeth(cont *container, br *netlink.Bridge, ifName string, n *bridgeConf) (netlink.Link, netlink.Link, error) {
+func makeVeth(h *netlink.Handle, cont *container, br *netlink.Bridge, ifName string, n *bridgeConf) (netlink.Link, netlink.Link, error) {
 	var host netlink.Link
 	for range 10 {
 		b := make([]byte, 4)
@@ -378,7 +383,7 @@ func makeVeth(cont *container, br *netlink.Bridge, ifName string, n *bridgeConf)
 		attrs.MTU = n.MTU
 		attrs.Flags = net.FlagUp
 		veth := &netlink.Veth{LinkAttrs: attrs, PeerName: ifName, PeerNamespace: netlink.NsFd(int(cont.ns.Fd())), PeerHardwareAddr: n.hwaddr}
-		err := netlink.LinkAdd(veth)
+		err := h.LinkAdd(veth)
 		if err == nil {
 			host = veth
 			break
@@ -395,14 +400,14 @@ func makeVeth(cont *container, br *netlink.Bridge, ifName string, n *bridgeConf)
 		return nil, nil, fmt.Errorf("bridge: no free veth name after 10 tries: %w", ErrConflict)
 	}
 	fail := func(err error) (netlink.Link, netlink.Link, error) {
-		_ = netlink.LinkDel(host)
+		_ = h.LinkDel(host)
 		return nil, nil, err
 	}
-	if err := netlink.LinkSetMasterByIndex(host, br.Attrs().Index); err != nil {
+	if err := h.LinkSetMasterByIndex(host, br.Attrs().Index); err != nil {
 		return fail(fmt.Errorf("bridge: connect %s to bridge %s: %w", host.Attrs().Name, br.Name, err))
 	}
 	if n.HairpinMode {
-		if err := netlink.LinkSetHairpin(host, true); err != nil {
+		if err := h.LinkSetHairpin(host, true); err != nil {
 			return fail(fmt.Errorf("bridge: hairpin mode on %s: %w", host.Attrs().Name, err))
 		}
 	}
@@ -509,10 +514,10 @@ func settle(cont *container, link netlink.Link, ifName string) error {
 
 // waitOperUp waits, as the plugin does (about 2.5 s at most), for the host
 // end of the veth to be operationally up.
-func waitOperUp(host netlink.Link) error {
+func waitOperUp(h *netlink.Handle, host netlink.Link) error {
 	for _, ms := range []int{0, 10, 50, 500, 1000, 1000} {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
-		l, err := netlink.LinkByIndex(host.Attrs().Index)
+		l, err := h.LinkByIndex(host.Attrs().Index)
 		if err != nil {
 			return fmt.Errorf("bridge: port %s: %w", host.Attrs().Name, err)
 		}
@@ -540,14 +545,19 @@ func (e *Exec) bridgeDel(c call) error {
 	// elements settled, and then its lease is released. (Walking the
 	// conntrack table while a veth is deleted makes both slower: the walk
 	// holds up the grace periods the delete waits for.)
-	ends := hostEnds(n)
+	h, err := hostHandle()
+	if err != nil {
+		return fmt.Errorf("bridge: %w", err)
+	}
+	defer h.Close()
+	ends := hostEnds(h, n)
 	if c.nsEnds && len(ends) > 0 {
 		for _, l := range ends {
-			if err := netlink.LinkSetDown(l); err != nil && !linkNotFound(err) {
+			if err := h.LinkSetDown(l); err != nil && !linkNotFound(err) {
 				return fmt.Errorf("bridge: set %s down: %w", l.Attrs().Name, err)
 			}
 		}
-	} else if err := removePair(c, ends); err != nil {
+	} else if err := removePair(h, c, ends); err != nil {
 		return err
 	}
 	e.stepAt(c, "link")
@@ -567,7 +577,7 @@ func (e *Exec) bridgeDel(c call) error {
 // removePair deletes the container's veth pair: by its container end in
 // the namespace (which deletes the host end too), or by its host ends when
 // the namespace is gone or does not hold it.
-func removePair(c call, ends []netlink.Link) error {
+func removePair(h *netlink.Handle, c call, ends []netlink.Link) error {
 	if c.netns != "" {
 		cont, err := openContainer(c.netns)
 		if err != nil && !gone(err) {
@@ -588,7 +598,7 @@ func removePair(c call, ends []netlink.Link) error {
 		}
 	}
 	for _, l := range ends {
-		if err := netlink.LinkDel(l); err != nil && !linkNotFound(err) {
+		if err := h.LinkDel(l); err != nil && !linkNotFound(err) {
 			return fmt.Errorf("bridge: delete %s, whose container end is gone: %w", l.Attrs().Name, err)
 		}
 	}
@@ -598,7 +608,7 @@ func removePair(c call, ends []netlink.Link) error {
 // hostEnds returns the host ends of the container's veth that the previous
 // result names and that are still ports of the bridge. Nothing named, or
 // nothing there, is none.
-func hostEnds(n *bridgeConf) []netlink.Link {
+func hostEnds(h *netlink.Handle, n *bridgeConf) []netlink.Link {
 	if n.RawPrevResult == nil {
 		return nil
 	}
@@ -609,7 +619,7 @@ func hostEnds(n *bridgeConf) []netlink.Link {
 	if err != nil {
 		return nil
 	}
-	br, err := netlink.LinkByName(n.BrName)
+	br, err := h.LinkByName(n.BrName)
 	if err != nil {
 		return nil
 	}
@@ -618,7 +628,7 @@ func hostEnds(n *bridgeConf) []netlink.Link {
 		if i.Sandbox != "" || i.Name == n.BrName || validIfName(i.Name) != nil {
 			continue
 		}
-		l, err := netlink.LinkByName(i.Name)
+		l, err := h.LinkByName(i.Name)
 		if err != nil {
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/ocinet/ocinet/netns"
 )
@@ -33,12 +34,25 @@ func openContainer(path string) (*container, error) {
 		}
 		return nil, fmt.Errorf("namespace %s: %w: %w", path, ErrInvalid, err)
 	}
-	h, err := netlink.NewHandleAt(vnetns.NsHandle(int(n.Fd())))
+	// Route requests only: a handle for every netlink family would open
+	// (and enter the namespace for) three sockets.
+	h, err := netlink.NewHandleAt(vnetns.NsHandle(int(n.Fd())), unix.NETLINK_ROUTE)
 	if err != nil {
 		n.Close()
 		return nil, fmt.Errorf("netlink in namespace %s: %w", path, err)
 	}
 	return &container{ns: n, nl: h}, nil
+}
+
+// hostHandle opens a netlink route socket in the calling thread's
+// namespace (the host's) for the requests of one plugin call: netlink's
+// package functions open and close a socket for each request.
+func hostHandle() (*netlink.Handle, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	return h, nil
 }
 
 func (c *container) Close() {
