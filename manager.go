@@ -2,6 +2,7 @@ package ocinet
 
 import (
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"os"
@@ -156,6 +157,13 @@ func (m *Manager) lock(name string, shared bool) (*fsutil.Lock, error) {
 	return fsutil.LockFile(filepath.Join(m.root, "locks", name+".lock"), mode)
 }
 
+// containerLocks is the number of container lock files. A container's
+// operations take the one its ID hashes to: a fixed set of files, made
+// once, instead of a file per container that was ever attached (which
+// would pile up, and costs a file creation on each Attach). Two
+// containers that share a file only wait for each other.
+const containerLocks = 256
+
 // lockContainer takes the GC lock shared and the container's lock, for an
 // operation on one container, and returns the function that releases both.
 func (m *Manager) lockContainer(id string) (unlock func(), err error) {
@@ -163,7 +171,9 @@ func (m *Manager) lockContainer(id string) (unlock func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := m.lock("container-"+id, false)
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	cl, err := m.lock(fmt.Sprintf("container-%02x", h.Sum32()%containerLocks), false)
 	if err != nil {
 		gc.Unlock()
 		return nil, err
