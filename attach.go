@@ -143,7 +143,7 @@ func (m *Manager) addAll(ctx context.Context, rec *record, p *attachPlan) error 
 		}
 	}
 	rec.Phase = phaseAttached
-	return m.writeRecord(rec)
+	return m.appendRecord(rec)
 }
 
 func (m *Manager) runtimeConf(rec *record, nr *networkRecord, netnsPath string) (*libcni.RuntimeConf, error) {
@@ -199,7 +199,7 @@ func (m *Manager) addNetwork(ctx context.Context, rec *record, nr *networkRecord
 		}
 		if b := resultJSON(conf, out); b != nil {
 			nr.Result = b
-			if err := m.writeRecord(rec); err != nil {
+			if err := m.appendRecord(rec); err != nil {
 				m.log.Warn("attach: could not record an intermediate result", "id", rec.ID, "err", err)
 			}
 		}

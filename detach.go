@@ -64,7 +64,7 @@ func (m *Manager) detachRecord(ctx context.Context, rec *record, o detachOptions
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	rec.Phase = phaseDetaching
-	if err := m.writeRecord(rec); err != nil {
+	if err := m.appendRecord(rec); err != nil {
 		return err
 	}
 	crashPoint("detach:detaching")

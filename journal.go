@@ -1,6 +1,7 @@
 package ocinet
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/ocinet/ocinet/internal/fsutil"
 	"github.com/ocinet/ocinet/portmap"
+	"golang.org/x/sys/unix"
 )
 
 // Phases of an attachment record.
@@ -89,12 +91,62 @@ func (m *Manager) journalPath(id string) string {
 	return filepath.Join(m.root, "attachments", id+".json")
 }
 
+// An attachment's journal file is a log of its records, one per line
+// (compact JSON), the last whole one current. writeRecord starts the file
+// durably (temp file, fsync, rename), with the record in phase adding;
+// appendRecord adds each later state (a result, attached, detaching) to
+// its end, without fsync and without a new file. After a crash of the
+// process every line is there. After a crash of the machine the appended
+// lines may be lost, or the last one cut short; readRecord then takes the
+// last whole record, at worst the first: the attachment in phase adding,
+// which GC undoes (what the record describes in the kernel ended with the
+// machine, and its lease and ports are found by its ID).
+//
+// maxJournalLog bounds a log: an append that would pass it rewrites the
+// file with the one record instead (a detach that keeps failing appends
+// its phase each time).
+const maxJournalLog = 64 << 10
+
+// writeRecord replaces the journal file of r with r alone, durably.
 func (m *Manager) writeRecord(r *record) error {
-	b, err := json.Marshal(r) // not indented: written at each step of a hot path
+	b, err := json.Marshal(r) // not indented: one record per line
 	if err != nil {
 		return err
 	}
-	return fsutil.ReplaceFile(m.journalPath(r.ID), b, 0o600)
+	return fsutil.ReplaceFile(m.journalPath(r.ID), append(b, '\n'), 0o600)
+}
+
+// appendRecord adds r, the attachment's new state, to the end of its
+// journal file (writeRecord when there is none, or the log is full).
+func (m *Manager) appendRecord(r *record) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	path := m.journalPath(r.ID)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return m.writeRecord(r)
+	}
+	if err != nil {
+		return fmt.Errorf("journal of %s: %w", r.ID, err)
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size()+int64(len(b)) >= maxJournalLog {
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("journal of %s: %w", r.ID, err)
+		}
+		return m.writeRecord(r) // replaces whatever is there
+	}
+	_, err = f.Write(append(b, '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("journal of %s: %w", r.ID, err)
+	}
+	return nil
 }
 
 // readRecord returns the record of id, or nil when there is none.
@@ -106,16 +158,37 @@ func (m *Manager) readRecord(id string) (*record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read journal of %s: %w", id, err)
 	}
+	r, err := lastRecord(b, id)
+	if err != nil {
+		return nil, fmt.Errorf("read journal of %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// lastRecord returns the last whole record of id in a journal file: the
+// last line that decodes as one, or, when no line does, the whole file as
+// one record (the indented form of earlier versions).
+func lastRecord(b []byte, id string) (*record, error) {
+	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+	for i := len(lines) - 1; i >= 0; i-- {
+		if r, err := decodeRecord(lines[i], id); err == nil {
+			return r, nil
+		}
+	}
+	return decodeRecord(b, id)
+}
+
+func decodeRecord(b []byte, id string) (*record, error) {
 	var r record
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("read journal of %s: %w", id, err)
+		return nil, err
 	}
 	if r.Version == 1 && len(r.Networks) > 0 && r.Networks[0].Name == loopbackNetwork {
 		r.Loopback, r.Networks = &r.Networks[0], r.Networks[1:]
 		r.Version = journalVersion
 	}
 	if r.Version != journalVersion || r.ID != id {
-		return nil, fmt.Errorf("read journal of %s: unexpected version %d or id %q", id, r.Version, r.ID)
+		return nil, fmt.Errorf("unexpected version %d or id %q", r.Version, r.ID)
 	}
 	return &r, nil
 }

@@ -1,0 +1,139 @@
+package ocinet_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"testing"
+
+	"github.com/ocinet/ocinet"
+)
+
+// journalLines returns the phase of each line of an attachment's journal
+// file, and the file's inode.
+func journalLines(t *testing.T, e *env, id string) ([]string, uint64) {
+	t.Helper()
+	path := filepath.Join(e.state, "attachments", id+".json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var phases []string
+	for _, l := range bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n")) {
+		var r struct {
+			Phase string `json:"phase"`
+		}
+		if err := json.Unmarshal(l, &r); err != nil {
+			t.Fatalf("journal line %q: %v", l, err)
+		}
+		phases = append(phases, r.Phase)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return phases, fi.Sys().(*syscall.Stat_t).Ino
+}
+
+// An attachment's journal file is a log: the record in phase adding is
+// its first line, and the later phases are appended to the same file (the
+// same inode: no new file, no rename).
+func TestJournalIsALog(t *testing.T) {
+	e := newEnv(t)
+	var addingIno uint64
+	restore := ocinet.SetCrashHook(func(point string) {
+		if point == "attach:adding" {
+			_, addingIno = journalLines(t, e, "jlog")
+		}
+	})
+	e.attach(ocinet.AttachRequest{ID: "jlog", NetNS: e.ns()})
+	restore()
+	phases, ino := journalLines(t, e, "jlog")
+	if want := []string{"adding", "attached"}; !slices.Equal(phases, want) {
+		t.Errorf("journal lines after Attach: %v, want %v", phases, want)
+	}
+	if addingIno == 0 || ino != addingIno {
+		t.Errorf("journal file inode %d after Attach, %d in phase adding: want the same file", ino, addingIno)
+	}
+	e.detach("jlog")
+}
+
+// What a crash of the machine can leave of a journal file: appended
+// lines cut short, a tail of zeros, or only the first line. The reader
+// takes the last whole record; with only the adding record left, GC
+// undoes the attachment. Each case ends with nothing of it left (the
+// leak check).
+func TestJournalAfterMachineCrash(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		damage   func(b []byte) []byte
+		complete bool // what the reader finds: phase attached
+	}{
+		{"cut short", func(b []byte) []byte { return append(b, b[:len(b)/3]...) }, true},
+		{"zeros", func(b []byte) []byte { return append(b, make([]byte, 700)...) }, true},
+		{"appends lost", func(b []byte) []byte { return b[:bytes.IndexByte(b, '\n')+1] }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.attach(ocinet.AttachRequest{ID: "jcrash", NetNS: e.ns()})
+			path := filepath.Join(e.state, "attachments", "jcrash.json")
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, tc.damage(b), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			a, err := e.m.Get("jcrash")
+			if err != nil {
+				t.Fatalf("Get after the damage: %v", err)
+			}
+			if a.Complete != tc.complete {
+				t.Errorf("Complete = %v, want %v", a.Complete, tc.complete)
+			}
+			if tc.complete {
+				if len(a.Interfaces) != 1 || len(a.Interfaces[0].IPs) == 0 {
+					t.Errorf("attachment %+v: want eth0 and its address from the attached record", a.Interfaces)
+				}
+				e.detach("jcrash")
+				return
+			}
+			r, err := e.m.GC(context.Background(), nil, ocinet.GCOptions{})
+			if err != nil {
+				t.Fatalf("GC: %v", err)
+			}
+			if !slices.Equal(r.Finished, []string{"jcrash"}) {
+				t.Errorf("GC finished %v, want [jcrash]", r.Finished)
+			}
+		})
+	}
+}
+
+// A journal file written by an earlier version (one indented record, no
+// line of its own) is read, and a phase appended to it is read after.
+func TestJournalIndentedRecord(t *testing.T) {
+	e := newEnv(t)
+	e.attach(ocinet.AttachRequest{ID: "jold", NetNS: e.ns()})
+	path := filepath.Join(e.state, "attachments", "jold.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+	var ind bytes.Buffer
+	if err := json.Indent(&ind, lines[len(lines)-1], "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, ind.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := e.m.Get("jold")
+	if err != nil || !a.Complete {
+		t.Fatalf("Get of an indented record: %+v, %v; want it complete", a, err)
+	}
+	e.detach("jold")
+}
