@@ -91,7 +91,7 @@ var claimedTypes = map[string]bool{"bridge": true, "loopback": true, "tuning": t
 // the container's veth down, which cuts the container off at once, and
 // leaves the pair to the kernel, which removes it with the namespace,
 // instead of deleting it (a synchronous delete waits about 20 ms on the
-// kernel). Plugin binaries ignore it. A caller that keeps the namespace
+// kernel); the in-process loopback leaves lo up. Plugin binaries ignore it. A caller that keeps the namespace
 // must not set it: the downed pair would stay.
 const EnvNamespaceEnds = "OCINET_NAMESPACE_ENDS"
 

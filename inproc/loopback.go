@@ -28,10 +28,9 @@ func (e *Exec) loopbackAdd(c call) ([]byte, error) {
 		return nil, fmt.Errorf("loopback: %w", err)
 	}
 	defer cont.Close()
-	lo, err := cont.nl.LinkByName("lo")
-	if err != nil {
-		return nil, fmt.Errorf("loopback: find lo in namespace %s: %w", c.netns, err)
-	}
+	// lo is the first link of every network namespace: its index is 1
+	// (LOOPBACK_IFINDEX), no lookup needed.
+	lo := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: loopbackIndex, Name: "lo"}}
 	if err := cont.nl.LinkSetUp(lo); err != nil {
 		return nil, fmt.Errorf("loopback: set lo up in namespace %s: %w", c.netns, err)
 	}
@@ -42,28 +41,39 @@ func (e *Exec) loopbackAdd(c call) ([]byte, error) {
 		CNIVersion: conf.CNIVersion,
 		Interfaces: []*types100.Interface{{Name: "lo", Mac: "00:00:00:00:00:00", Sandbox: c.netns}},
 	}
-	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		addrs, err := retryDump(func() ([]netlink.Addr, error) { return cont.nl.AddrList(lo, fam) })
-		if err != nil {
-			return nil, fmt.Errorf("loopback: list addresses: %w", err)
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return cont.nl.AddrList(lo, netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, fmt.Errorf("loopback: list addresses: %w", err)
+	}
+	// The first address of each family, IPv4 first, as the plugin reports.
+	var v4, v6 *netlink.Addr
+	for i, a := range addrs {
+		if !a.IP.IsLoopback() {
+			return nil, fmt.Errorf("loopback: lo in namespace %s has the non-loopback address %s: %w", c.netns, a.IP, ErrInvalid)
 		}
-		for _, a := range addrs {
-			if !a.IP.IsLoopback() {
-				return nil, fmt.Errorf("loopback: lo in namespace %s has the non-loopback address %s: %w", c.netns, a.IP, ErrInvalid)
-			}
+		switch {
+		case a.IP.To4() != nil && v4 == nil:
+			v4 = &addrs[i]
+		case a.IP.To4() == nil && v6 == nil:
+			v6 = &addrs[i]
 		}
-		if len(addrs) > 0 {
-			res.IPs = append(res.IPs, &types100.IPConfig{Interface: types100.Int(0), Address: net.IPNet{IP: addrs[0].IP, Mask: addrs[0].Mask}})
+	}
+	for _, a := range []*netlink.Addr{v4, v6} {
+		if a != nil {
+			res.IPs = append(res.IPs, &types100.IPConfig{Interface: types100.Int(0), Address: net.IPNet{IP: a.IP, Mask: a.Mask}})
 		}
 	}
 	return encodeResult(res, conf.CNIVersion)
 }
 
-// loopbackDel sets lo down, as the plugin does; a namespace that is gone
-// needs nothing.
+// loopbackIndex is the interface index of lo in every network namespace.
+const loopbackIndex = 1
+
+// loopbackDel sets lo down, as the plugin does; a namespace that is gone,
+// or that the caller ends right after (EnvNamespaceEnds), needs nothing.
 func (e *Exec) loopbackDel(c call) error {
-	if c.netns == "" {
-		return nil
+	if c.netns == "" || c.nsEnds {
+		return nil // no namespace, or one about to end with its lo
 	}
 	cont, err := openContainer(c.netns)
 	if gone(err) {
