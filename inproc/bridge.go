@@ -251,7 +251,27 @@ func encodeResult(res types.Result, cniVersion string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("result as CNI version %q: %v: %w", cniVersion, err, ErrInvalid)
 	}
+	if r100, ok := r.(*types100.Result); ok {
+		// types100.Result's MarshalJSON encodes the result, decodes that
+		// into a map and encodes the map again, to leave out an empty
+		// DNS. wireResult is the same object in one pass.
+		w := wireResult{CNIVersion: r100.CNIVersion, Interfaces: r100.Interfaces, IPs: r100.IPs, Routes: r100.Routes}
+		if !r100.DNS.IsEmpty() {
+			w.DNS = &r100.DNS
+		}
+		return json.Marshal(w)
+	}
 	return json.Marshal(r)
+}
+
+// wireResult is the JSON of a types100.Result, its DNS left out when
+// empty.
+type wireResult struct {
+	CNIVersion string                `json:"cniVersion,omitempty"`
+	Interfaces []*types100.Interface `json:"interfaces,omitempty"`
+	IPs        []*types100.IPConfig  `json:"ips,omitempty"`
+	Routes     []*types.Route        `json:"routes,omitempty"`
+	DNS        *types.DNS            `json:"dns,omitempty"`
 }
 
 // setupNetwork makes the per-network state, once, under the network's
@@ -411,7 +431,8 @@ func makeVeth(h *netlink.Handle, cont *container, br *netlink.Bridge, ifName str
 			return fail(fmt.Errorf("bridge: hairpin mode on %s: %w", host.Attrs().Name, err))
 		}
 	}
-	_ = writeSysctls([]sysctl{{path: "net/ipv6/conf/" + host.Attrs().Name + "/accept_ra", value: "0", onlyIfNot: "0"}})
+	// A new link: its accept_ra is the default (1), no use reading it first.
+	_ = writeSysctls([]sysctl{{path: "net/ipv6/conf/" + host.Attrs().Name + "/accept_ra", value: "0"}})
 	contLink, err := cont.nl.LinkByName(ifName)
 	if err != nil {
 		return fail(fmt.Errorf("bridge: find %s in namespace %s: %w", ifName, cont.ns.Path(), err))
