@@ -157,13 +157,6 @@ func (m *Manager) lock(name string, shared bool) (*fsutil.Lock, error) {
 	return fsutil.LockFile(filepath.Join(m.root, "locks", name+".lock"), mode)
 }
 
-// containerLocks is the number of container lock files. A container's
-// operations take the one its ID hashes to: a fixed set of files, made
-// once, instead of a file per container that was ever attached (which
-// would pile up, and costs a file creation on each Attach). Two
-// containers that share a file only wait for each other.
-const containerLocks = 256
-
 // lockContainer takes the GC lock shared and the container's lock, for an
 // operation on one container, and returns the function that releases both.
 func (m *Manager) lockContainer(id string) (unlock func(), err error) {
@@ -171,9 +164,13 @@ func (m *Manager) lockContainer(id string) (unlock func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	h := fnv.New32a()
+	// One file for every container, locked at the byte the ID hashes to:
+	// no file per container that was ever attached (which would pile up,
+	// and cost a file creation on each Attach). Two IDs that hash alike
+	// (one chance in 2^62) only wait for each other.
+	h := fnv.New64a()
 	h.Write([]byte(id))
-	cl, err := m.lock(fmt.Sprintf("container-%02x", h.Sum32()%containerLocks), false)
+	cl, err := fsutil.LockRange(filepath.Join(m.root, "locks", "containers.lock"), int64(h.Sum64()>>2))
 	if err != nil {
 		gc.Unlock()
 		return nil, err

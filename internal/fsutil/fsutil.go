@@ -1,6 +1,7 @@
 // Package fsutil holds the file-system primitives every store of ocinet
 // shares (the journal, the hosts store, the port reservations): flock(2)
-// locks on lock files, atomic and durable record writes, and the clean-up
+// locks on lock files and byte-range locks in one, atomic and durable
+// record writes, and the clean-up
 // of the temporary files a crash leaves. Lock files and records are opened
 // with O_NOFOLLOW and must be regular files: a symbolic link planted in a
 // state directory is refused, never followed.
@@ -15,8 +16,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Lock is a held flock(2) lock on a file.
-type Lock struct{ f *os.File }
+// Lock is a held flock(2) lock on a file, or a lock on a byte of it
+// (LockRange).
+type Lock struct {
+	f      *os.File
+	ranged bool
+}
 
 // LockMode says how a lock is held.
 type LockMode int
@@ -70,13 +75,44 @@ func CheckRegular(f *os.File) error {
 	return nil
 }
 
+// LockRange opens (creating it if needed) the regular file at path and
+// takes an exclusive lock on the one byte at offset off, blocking until it
+// is granted: many independent locks in one file, each named by its
+// offset. It is an open file description lock (F_OFD_SETLKW), which, like
+// flock, excludes other goroutines of this process too, and goes when the
+// file is closed.
+func LockRange(path string, off int64) (*Lock, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := CheckRegular(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: off, Len: 1}
+	for {
+		err = unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLKW, &lk)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s at %d: %w", path, off, err)
+	}
+	return &Lock{f: f, ranged: true}, nil
+}
+
 // Unlock releases the lock. It is safe to call on a nil Lock.
 func (l *Lock) Unlock() {
 	if l == nil || l.f == nil {
 		return
 	}
-	_ = unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
-	l.f.Close()
+	if !l.ranged {
+		_ = unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
+	}
+	l.f.Close() // releases a range lock, which is the file description's
 	l.f = nil
 }
 
