@@ -38,13 +38,9 @@ const (
 // file description, so the lock also excludes other goroutines of this
 // process, not only other processes.
 func LockFile(path string, mode LockMode) (*Lock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	f, err := openLockFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	if err := CheckRegular(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		return nil, err
 	}
 	how := unix.LOCK_SH
 	if mode == Exclusive {
@@ -75,13 +71,8 @@ func CheckRegular(f *os.File) error {
 	return nil
 }
 
-// LockRange opens (creating it if needed) the regular file at path and
-// takes an exclusive lock on the one byte at offset off, blocking until it
-// is granted: many independent locks in one file, each named by its
-// offset. It is an open file description lock (F_OFD_SETLKW), which, like
-// flock, excludes other goroutines of this process too, and goes when the
-// file is closed.
-func LockRange(path string, off int64) (*Lock, error) {
+// openLockFile opens (creating it if needed) the regular file at path.
+func openLockFile(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
@@ -89,6 +80,20 @@ func LockRange(path string, off int64) (*Lock, error) {
 	if err := CheckRegular(f); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// LockRange opens (creating it if needed) the regular file at path and
+// takes an exclusive lock on the one byte at offset off, blocking until it
+// is granted: many independent locks in one file, each named by its
+// offset. It is an open file description lock (F_OFD_SETLKW), which, like
+// flock, excludes other goroutines of this process too, and goes when the
+// file is closed.
+func LockRange(path string, off int64) (*Lock, error) {
+	f, err := openLockFile(path)
+	if err != nil {
+		return nil, err
 	}
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: off, Len: 1}
 	for {
