@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/ocinet/ocinet/internal/reexec"
 	"github.com/ocinet/ocinet/portmap"
@@ -22,6 +23,9 @@ func RunHelper() { reexec.Run() }
 // rec on IPv6 loopback, relaying to the container's address on network
 // (its IPv6 address if it has one), and records them in rec.
 func (m *Manager) startProxies(rec *record, network string) error {
+	if !slices.ContainsFunc(rec.Ports, portmap.NeedsProxy) {
+		return nil
+	}
 	var target netip.Addr
 	for _, ifc := range rec.attachment().Interfaces {
 		if ifc.Network != network {

@@ -172,13 +172,12 @@ func (e *Exec) bridgeAdd(_ context.Context, c call) ([]byte, error) {
 	}
 	e.stepAt(c, "addrs")
 
-	if err := waitOperUp(h, host); err != nil {
+	up, err := waitOperUp(h, host)
+	if err != nil {
 		return nil, err
 	}
 	// Read the MACs last: the bridge's may change as the port joins.
-	if l, err := h.LinkByIndex(host.Attrs().Index); err == nil {
-		res.Interfaces[1].Mac = l.Attrs().HardwareAddr.String()
-	}
+	res.Interfaces[1].Mac = up.Attrs().HardwareAddr.String()
 	if l, err := h.LinkByIndex(br.Attrs().Index); err == nil {
 		res.Interfaces[0].Mac = l.Attrs().HardwareAddr.String()
 	}
@@ -431,7 +430,7 @@ func makeVeth(h *netlink.Handle, cont *container, br *netlink.Bridge, ifName str
 			return fail(fmt.Errorf("bridge: hairpin mode on %s: %w", host.Attrs().Name, err))
 		}
 	}
-	// A new link: its accept_ra is the default (1), no use reading it first.
+	// A new link has the host's default: write 0 without reading it first.
 	_ = writeSysctls([]sysctl{{path: "net/ipv6/conf/" + host.Attrs().Name + "/accept_ra", value: "0"}})
 	contLink, err := cont.nl.LinkByName(ifName)
 	if err != nil {
@@ -534,19 +533,19 @@ func settle(cont *container, link netlink.Link, ifName string) error {
 }
 
 // waitOperUp waits, as the plugin does (about 2.5 s at most), for the host
-// end of the veth to be operationally up.
-func waitOperUp(h *netlink.Handle, host netlink.Link) error {
+// end of the veth to be operationally up, and returns it as it is then.
+func waitOperUp(h *netlink.Handle, host netlink.Link) (netlink.Link, error) {
 	for _, ms := range []int{0, 10, 50, 500, 1000, 1000} {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		l, err := h.LinkByIndex(host.Attrs().Index)
 		if err != nil {
-			return fmt.Errorf("bridge: port %s: %w", host.Attrs().Name, err)
+			return nil, fmt.Errorf("bridge: port %s: %w", host.Attrs().Name, err)
 		}
 		if l.Attrs().OperState == netlink.OperUp {
-			return nil
+			return l, nil
 		}
 	}
-	return fmt.Errorf("bridge: port %s did not come up", host.Attrs().Name)
+	return nil, fmt.Errorf("bridge: port %s did not come up", host.Attrs().Name)
 }
 
 func (e *Exec) bridgeDel(c call) error {
