@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/ocinet/ocinet/internal/fsutil"
@@ -554,6 +555,19 @@ func TestAllocatorOnDisk(t *testing.T) {
 	}
 	if _, err := a.Reserve("other", "", mustParse(t, "9001:80")); err == nil || !strings.Contains(err.Error(), "broken.json") {
 		t.Errorf("with a corrupt record: %v, want an error naming it", err)
+	}
+	// Unless it was written before the machine started: records are
+	// written without fsync, and one that a crash of the machine cut short
+	// reserved nothing of this boot. It is removed.
+	before := bootTime().Add(-time.Hour)
+	if err := os.Chtimes(bad, before, before); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Reserve("other", "", mustParse(t, "9001:80")); err != nil {
+		t.Errorf("with a corrupt record from before the boot: %v", err)
+	}
+	if _, err := os.Stat(bad); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("corrupt record from before the boot: %v, want it removed", err)
 	}
 	os.Remove(bad)
 

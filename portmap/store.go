@@ -10,7 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/ocinet/ocinet/internal/fsutil"
 	"golang.org/x/sys/unix"
@@ -22,9 +25,11 @@ import (
 //	<escaped owner>.json  one record per owner
 //	.tmp-*             a record being written (stale if found under the lock)
 //
-// Records are replaced atomically: write the temp file, fsync it, rename it
-// over the record (the directory is not fsynced: a reservation describes
-// what a reboot ends). Records and the lock file are opened
+// Records are replaced atomically: write the temp file and rename it over
+// the record, without fsync: a reservation describes what a reboot ends
+// (the journal record of its attachment, written durably, holds the same
+// ports), and a record that a crash of the machine cut short is older than
+// the boot, which readRecords checks before it fails on one. Records and the lock file are opened
 // with O_NOFOLLOW and must be regular files: a symbolic link planted in the
 // directory is an error, never followed.
 const (
@@ -195,7 +200,11 @@ func listRecords(dir string, clean bool) ([]string, error) {
 	return names, nil
 }
 
-// readRecords reads every record in dir.
+// readRecords reads every record in dir. A record that does not decode
+// fails the read, unless it was last written before the machine started:
+// records are written without fsync, so a crash of the machine can leave
+// one cut short, and what it reserved ended with that boot. Such a record
+// is skipped, and removed when clean is set.
 func readRecords(dir string, clean bool) ([]*record, error) {
 	names, err := listRecords(dir, clean)
 	if err != nil {
@@ -205,7 +214,15 @@ func readRecords(dir string, clean bool) ([]*record, error) {
 	for _, name := range names {
 		r, err := readRecord(dir, name)
 		if err != nil {
-			return nil, err
+			if !beforeBoot(filepath.Join(dir, name)) {
+				return nil, err
+			}
+			if clean {
+				if err := removeRecord(dir, name); err != nil {
+					return nil, err
+				}
+			}
+			continue
 		}
 		if r != nil {
 			out = append(out, r)
@@ -213,6 +230,31 @@ func readRecords(dir string, clean bool) ([]*record, error) {
 	}
 	return out, nil
 }
+
+// beforeBoot reports whether the file at path was last modified before
+// the machine started (false when either is unknown).
+func beforeBoot(path string) bool {
+	fi, err := os.Lstat(path)
+	boot := bootTime()
+	return err == nil && !boot.IsZero() && fi.ModTime().Before(boot)
+}
+
+// bootTime is when the machine started, to the second (btime in
+// /proc/stat), or the zero time when it cannot be read.
+var bootTime = sync.OnceValue(func() time.Time {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return time.Time{}
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			if sec, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+				return time.Unix(sec, 0)
+			}
+		}
+	}
+	return time.Time{}
+})
 
 // writeRecord atomically replaces r's file in dir.
 func writeRecord(dir string, r *record) error {
@@ -224,7 +266,7 @@ func writeRecord(dir string, r *record) error {
 	if err != nil {
 		return fmt.Errorf("encode reservation of %q: %w", r.Owner, err)
 	}
-	if err := fsutil.ReplaceFile(filepath.Join(dir, name), append(data, '\n'), 0o600); err != nil {
+	if err := fsutil.ReplaceFileNoSync(filepath.Join(dir, name), append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write reservation of %q: %w", r.Owner, err)
 	}
 	return nil
