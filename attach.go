@@ -67,12 +67,14 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, e
 		}
 	}
 
-	rec, err := m.journalAdding(req, p)
+	rec, written, err := m.journalAdding(req, p)
 	if err != nil {
 		return fail(err)
 	}
-	crashPoint("attach:adding")
-	if err := m.addAll(ctx, rec, p); err != nil {
+	if err := m.addAll(ctx, rec, p, written); err != nil {
+		if nr := (*noRecordError)(nil); errors.As(err, &nr) {
+			return fail(nr.err)
+		}
 		if derr := m.detachRecord(ctx, rec, detachOptions{}); derr != nil {
 			err = errors.Join(err, fmt.Errorf("rollback (the journal keeps the attachment for GC): %w", derr))
 		}
@@ -82,16 +84,19 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, e
 	return rec.attachment(), nil
 }
 
-// journalAdding reserves the plan's ports and writes the attachment's
-// first record, in phase adding: from here on, a crash leaves a record that
-// GC finishes. If the write fails, the ports are released again.
-func (m *Manager) journalAdding(req AttachRequest, p *attachPlan) (*record, error) {
+// journalAdding reserves the plan's ports and starts writing the
+// attachment's first record, in phase adding, durably: once written returns
+// nil, a crash leaves a record that GC finishes. The write runs while the
+// loopback comes up (the one ADD before it, which leaves nothing behind
+// that outlives the namespace). If the write fails, written releases the
+// ports again and returns the error.
+func (m *Manager) journalAdding(req AttachRequest, p *attachPlan) (rec *record, written func() error, err error) {
 	ports, err := m.ports.Reserve(req.ID, p.name, req.Ports)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	crashPoint("attach:reserved")
-	rec := &record{
+	rec = &record{
 		Version:  journalVersion,
 		ID:       req.ID,
 		Name:     req.Name,
@@ -109,26 +114,56 @@ func (m *Manager) journalAdding(req AttachRequest, p *attachPlan) (*record, erro
 		nr := &rec.Networks[p.portsNet]
 		nr.CapArgs, err = mergeCapArgs(nr.CapArgs, "portMappings", portmap.PluginPorts(ports))
 	}
+	var b []byte
 	if err == nil {
-		err = m.writeRecord(rec)
+		b, err = json.Marshal(rec) // now: ADD changes rec while the write runs
 	}
-	if err != nil {
+	release := func(err error) error {
 		if rerr := m.ports.Release(req.ID); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
-		return nil, err
+		return err
 	}
-	return rec, nil
+	if err != nil {
+		return nil, nil, release(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.writeRecordJSON(req.ID, b) }()
+	written = func() error {
+		if err := <-done; err != nil {
+			return release(err)
+		}
+		return nil
+	}
+	return rec, written, nil
 }
 
-// addAll runs ADD for the loopback network and then each of rec's networks,
-// starts the IPv6 loopback proxies and commits the record. On failure, rec
-// holds every network that was tried (the failed one included: a plugin may
-// have done part of its work), for the caller's rollback.
-func (m *Manager) addAll(ctx context.Context, rec *record, p *attachPlan) error {
-	if err := m.addNetwork(ctx, rec, rec.Loopback); err != nil {
+// noRecordError is an Attach's failure to write its first record: the
+// journal has nothing to roll back.
+type noRecordError struct{ err error }
+
+func (e *noRecordError) Error() string { return e.err.Error() }
+func (e *noRecordError) Unwrap() error { return e.err }
+
+// addAll runs ADD for the loopback network (while the first record is
+// written: written waits for that) and then each of rec's networks, starts
+// the IPv6 loopback proxies and commits the record. On failure, rec holds
+// every network that was tried (the failed one included: a plugin may
+// have done part of its work), for the caller's rollback; a
+// *noRecordError needs none.
+func (m *Manager) addAll(ctx context.Context, rec *record, p *attachPlan, written func() error) error {
+	loErr := m.addNetwork(ctx, rec, rec.Loopback)
+	if err := written(); err != nil {
+		if loErr == nil {
+			// lo is up in the container's namespace: put it back down.
+			_ = m.delNetwork(ctx, rec, rec.Loopback, rec.NetNS, detachOptions{})
+		}
+		return &noRecordError{err}
+	}
+	crashPoint("attach:adding")
+	if loErr != nil {
 		rec.Networks = nil
-		return err
+		return loErr
 	}
 	for i := range rec.Networks {
 		if err := m.addNetwork(ctx, rec, &rec.Networks[i]); err != nil {

@@ -113,7 +113,13 @@ func (m *Manager) writeRecord(r *record) error {
 	if err != nil {
 		return err
 	}
-	return fsutil.ReplaceFile(m.journalPath(r.ID), append(b, '\n'), 0o600)
+	return m.writeRecordJSON(r.ID, b)
+}
+
+// writeRecordJSON replaces the journal file of id with the record b (JSON
+// on one line), durably.
+func (m *Manager) writeRecordJSON(id string, b []byte) error {
+	return fsutil.ReplaceFile(m.journalPath(id), append(b, '\n'), 0o600)
 }
 
 // appendRecord adds r, the attachment's new state, to the end of its

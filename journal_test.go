@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/portmap"
 )
 
 // journalLines returns the phase of each line of an attachment's journal
@@ -136,4 +139,48 @@ func TestJournalIndentedRecord(t *testing.T) {
 		t.Fatalf("Get of an indented record: %+v, %v; want it complete", a, err)
 	}
 	e.detach("jold")
+}
+
+// When the first record cannot be written (here the journal directory is
+// replaced by a file right after the ports are reserved), Attach fails
+// and leaves nothing: no record, no reservation, lo down again in the
+// namespace (it came up while the record was being written).
+func TestAttachFirstRecordFails(t *testing.T) {
+	e := newEnv(t)
+	dir := filepath.Join(e.state, "attachments")
+	restore := ocinet.SetCrashHook(func(step string) {
+		if step == "attach:reserved" {
+			if err := os.Rename(dir, dir+".away"); err != nil {
+				t.Error(err)
+			}
+			if err := os.WriteFile(dir, nil, 0o600); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	ns := e.ns()
+	_, err := e.m.Attach(context.Background(), ocinet.AttachRequest{ID: "jfail", NetNS: ns, Ports: []portmap.Mapping{mustParse(t, "127.0.0.1:28120:80")}})
+	restore()
+	if rerr := os.Remove(dir); rerr != nil {
+		t.Fatal(rerr)
+	}
+	if rerr := os.Rename(dir+".away", dir); rerr != nil {
+		t.Fatal(rerr)
+	}
+	if err == nil || !strings.Contains(err.Error(), "attachments") {
+		t.Fatalf("Attach with an unwritable journal: %v, want an error naming the journal", err)
+	}
+	if ports, err := e.m.Ports().Reserved("jfail"); err != nil || len(ports) > 0 {
+		t.Errorf("reservation after the failed Attach: %v, %v; want none", ports, err)
+	}
+	if _, err := e.m.Get("jfail"); !errors.Is(err, ocinet.ErrNotFound) {
+		t.Errorf("record after the failed Attach: %v, want ErrNotFound", err)
+	}
+	out, err := inNS(ns, "ip", "-o", "link", "show", "lo")
+	if err != nil {
+		t.Fatalf("ip link in the namespace: %v: %s", err, out)
+	}
+	if strings.Contains(out, "LOWER_UP") || strings.Contains(out, ",UP") {
+		t.Errorf("lo after the failed Attach: %s; want it down", out)
+	}
 }
