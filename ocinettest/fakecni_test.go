@@ -444,16 +444,17 @@ func TestConcurrentOverFake(t *testing.T) {
 	detachClean(t, e, ids...)
 }
 
-// The journal is written before the first plugin runs: held at the
-// loopback plugin's ADD (the first of every attachment), a new process
-// already finds the record, in phase adding, naming the network it is
-// about to add.
+// The journal is written before the first plugin that can leave anything
+// behind runs (the loopback's ADD runs while it is written: lo goes with
+// the namespace): held at the first plugin of the container's network, a
+// new process already finds the record, in phase adding, naming the
+// network it is about to add.
 func TestJournalBeforeFirstADD(t *testing.T) {
 	e := ocinettest.NewEnv(t)
-	inj, done := attachHeld(t, e, "loopback")
+	inj, done := attachHeld(t, e, "bridge")
 	b, err := os.ReadFile(filepath.Join(e.StateDir, "attachments", "web.json"))
 	if err != nil {
-		t.Fatalf("no journal record at the first plugin's ADD: %v", err)
+		t.Fatalf("no journal record at the network's first plugin's ADD: %v", err)
 	}
 	var rec struct {
 		Phase    string `json:"phase"`
