@@ -26,6 +26,10 @@ passed=$(grep -cE '^\s*--- PASS' "$log" || true)
 failed=$(grep -cE '^\s*--- FAIL' "$log" || true)
 skipped=$(grep -cE '^\s*--- SKIP' "$log" || true)
 if [ "${codes[0]}" != 0 ]; then
+	# What a failing test printed (a diff spans lines the filter above
+	# leaves out), then how the run ended.
+	echo "---- the verbose log before each failure:"
+	grep -n -B 80 -E '^\s*--- FAIL' "$log" | head -n 800
 	echo "---- the last 200 lines of the verbose log:"
 	tail -n 200 "$log"
 	echo "tests: $passed passed, $failed failed, $skipped skipped"
