@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -58,26 +59,27 @@ func (b *bench) nativeSection() error {
 	if err != nil {
 		return err
 	}
-	var oneTotal series
-	for _, c := range []struct {
+	// Both mappings in the same rounds: the 20-port figure is paired with
+	// the 1-port one measured beside it, not with one measured earlier on
+	// a host whose disk and kernel were in another state.
+	mappings := []struct {
 		name string
 		m    portmap.Mapping
 		goal float64
-	}{{"1 port", one, 0.1}, {"20 ports", twenty, 0.1}} {
-		a, natA, natD, err := b.nativePair(native, plug, c.m)
-		if err != nil || b.stopped() {
-			return err
-		}
+	}{{"1 port", one, 0.1}, {"20 ports", twenty, 0.1}}
+	res, err := b.nativePairs(native, plug, one, twenty)
+	if err != nil || b.stopped() {
+		return err
+	}
+	for k, c := range mappings {
+		a, natA, natD := res[k].total, res[k].att, res[k].det
 		b.report.add(
 			newRow("native", "Attach+Detach in process, default network, "+c.name, a.nat).againstPaired("through the plugin binaries", a.nat, a.plug).goal(c.goal),
 			newRow("native", "Attach in process, "+c.name, natA.nat).againstPaired("through the plugin binaries", natA.nat, natA.plug),
 			newRow("native", "Detach in process, "+c.name, natD.nat).againstPaired("through the plugin binaries", natD.nat, natD.plug))
-		if oneTotal == nil {
-			oneTotal = a.nat
-		} else {
-			b.report.add(newRow("native", "Attach+Detach in process, 20 ports", a.nat).against("1 port", oneTotal).goal(1.2))
-		}
 	}
+	b.report.add(newRow("native", "Attach+Detach in process, 20 ports", res[1].total.nat).
+		againstPaired("1 port, same rounds", res[1].total.nat, res[0].total.nat).goal(1.2))
 	kept, ends, err := b.nativeKept(native, one)
 	if err != nil || b.stopped() {
 		return err
@@ -91,28 +93,56 @@ func (b *bench) nativeSection() error {
 // binaries.
 type pair struct{ nat, plug series }
 
-// nativePair runs interleaved Attach+Detach rounds with the mapping
-// through native and plug and returns the totals, the attaches and the
-// detaches. Each round removes its namespace right after the Detach, as a
-// container's end does, and tells Detach so (ocinet.NamespaceEnds: the
-// in-process bridge leaves the veth to the namespace's end; the plugin
-// binaries delete it as always).
-func (b *bench) nativePair(native, plug *ocinet.Manager, mapping portmap.Mapping) (total, att, det pair, err error) {
-	tag := fmt.Sprint(mapping.ContainerPorts.End - mapping.ContainerPorts.Start + 1)
+// pairs is one mapping's Attach+Detach totals, attaches and detaches.
+type pairs struct{ total, att, det pair }
+
+// nativePairs runs rounds of Attach+Detach with each mapping, through
+// native and through plug, all four in turn in every round (the order
+// reversed every other round), and returns, per mapping, the totals, the
+// attaches and the detaches. Each Attach+Detach removes its namespace
+// right after the Detach, as a container's end does, and tells Detach so
+// (ocinet.NamespaceEnds: the in-process bridge leaves the veth to the
+// namespace's end; the plugin binaries delete it as always).
+func (b *bench) nativePairs(native, plug *ocinet.Manager, mappings ...portmap.Mapping) ([]pairs, error) {
 	ends := ocinet.NamespaceEnds()
-	nat, base := b.round(native, "n"+tag, mapping, &att.nat, &det.nat, ends), b.round(plug, "p"+tag, mapping, &att.plug, &det.plug, ends)
-	// One untimed round each: the bridge and the shared chains exist after.
-	if _, err := base(-1); err != nil {
-		return total, att, det, err
+	out := make([]pairs, len(mappings))
+	type run struct {
+		f   func(int) (time.Duration, error)
+		tot *series
 	}
-	if _, err := nat(-1); err != nil {
-		return total, att, det, err
+	var runs []run
+	for k, m := range mappings {
+		tag := fmt.Sprint(m.ContainerPorts.End - m.ContainerPorts.Start + 1)
+		p := &out[k]
+		nat := b.round(native, "n"+tag, m, &p.att.nat, &p.det.nat, ends)
+		base := b.round(plug, "p"+tag, m, &p.att.plug, &p.det.plug, ends)
+		// One untimed round each: the bridge and the shared chains exist after.
+		for _, f := range []func(int) (time.Duration, error){base, nat} {
+			if _, err := f(-1); err != nil {
+				return nil, err
+			}
+		}
+		runs = append(runs, run{nat, &p.total.nat}, run{base, &p.total.plug})
 	}
-	total.nat, total.plug, err = interleave(b.n, b.stopped, nat, base)
-	if len(total.nat) == 0 || len(total.plug) == 0 {
-		return total, att, det, fmt.Errorf("native: no round: %w", err)
+	for i := 0; i < b.n && !b.stopped(); i++ {
+		for j := range runs {
+			r := runs[j]
+			if i%2 == 1 {
+				r = runs[len(runs)-1-j]
+			}
+			d, err := r.f(i)
+			if err != nil {
+				return out, err
+			}
+			*r.tot = append(*r.tot, d)
+		}
 	}
-	return total, att, det, err
+	for _, p := range out {
+		if len(p.total.nat) == 0 || len(p.total.plug) == 0 {
+			return out, errors.New("native: no round")
+		}
+	}
+	return out, nil
 }
 
 // nativeKept runs interleaved in-process Attach+Detach rounds with the
