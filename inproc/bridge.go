@@ -128,32 +128,56 @@ func (e *Exec) bridgeAdd(_ context.Context, c call) ([]byte, error) {
 		return nil, fmt.Errorf("bridge: interface %s already exists in namespace %s (a %s link): %w", c.ifc, c.netns, l.Type(), ErrConflict)
 	}
 
-	br, err := e.setupNetwork(h, n, ipamConf)
+	br, subnets, err := e.setupNetwork(h, n, ipamConf)
 	if err != nil {
 		return nil, err
 	}
-	e.stepAt(c, "network")
-	host, contLink, err := makeVeth(h, cont, br, c.ifc, n)
-	if err != nil {
-		return nil, err
+	// The masquerade check (nftables), the lease (files) and the veth pair
+	// (rtnetlink) have nothing to wait for in each other: they run at the
+	// same time, and whatever of them succeeded is undone if one failed.
+	masqDone := make(chan error, 1)
+	if n.IPMasq {
+		go func() { masqDone <- e.ensureMasq(n.BrName, subnets) }()
+	} else {
+		masqDone <- nil
 	}
+	type leased struct {
+		ips []*types100.IPConfig
+		err error
+	}
+	leaseDone := make(chan leased, 1)
+	go func() {
+		ips, err := lease(ipamConf, c.containerID, c.ifc)
+		leaseDone <- leased{ips, err}
+	}()
+	host, contLink, vethErr := makeVeth(h, cont, br, c.ifc, n)
+	ld, masqErr := <-leaseDone, <-masqDone
 	ok := false
-	defer func() {
-		if !ok {
-			_ = h.LinkDel(host)
-		}
-	}()
-	e.stepAt(c, "veth")
-
-	ips, err := lease(ipamConf, c.containerID, c.ifc)
-	if err != nil {
-		return nil, fmt.Errorf("bridge: %w", err)
+	if vethErr == nil {
+		defer func() {
+			if !ok {
+				_ = h.LinkDel(host)
+			}
+		}()
 	}
-	defer func() {
-		if !ok {
-			_ = releaseLease(ipamConf, c.containerID, c.ifc)
-		}
-	}()
+	if ld.err == nil {
+		defer func() {
+			if !ok {
+				_ = releaseLease(ipamConf, c.containerID, c.ifc)
+			}
+		}()
+	}
+	switch {
+	case masqErr != nil:
+		return nil, masqErr
+	case vethErr != nil:
+		return nil, vethErr
+	case ld.err != nil:
+		return nil, fmt.Errorf("bridge: %w", ld.err)
+	}
+	ips := ld.ips
+	e.stepAt(c, "network")
+	e.stepAt(c, "veth")
 	e.stepAt(c, "lease")
 
 	res := &types100.Result{
@@ -276,16 +300,17 @@ type wireResult struct {
 // setupNetwork makes the per-network state, once, under the network's
 // lock: the bridge (created if missing, MTU, promiscuous mode, router
 // advertisements ignored, up), its gateway addresses and IP forwarding when
-// isGateway, and the masquerade chain when ipMasq.
-func (e *Exec) setupNetwork(h *netlink.Handle, n *bridgeConf, ipamConf *allocator.IPAMConfig) (*netlink.Bridge, error) {
+// isGateway. It returns the bridge and the subnets, for the masquerade
+// chain (ensureMasq, which the caller runs when ipMasq).
+func (e *Exec) setupNetwork(h *netlink.Handle, n *bridgeConf, ipamConf *allocator.IPAMConfig) (*netlink.Bridge, []*net.IPNet, error) {
 	l, err := e.lock("bridge-" + n.BrName)
 	if err != nil {
-		return nil, fmt.Errorf("bridge %s: %w", n.BrName, err)
+		return nil, nil, fmt.Errorf("bridge %s: %w", n.BrName, err)
 	}
 	defer l.Unlock()
 	br, created, err := ensureBridge(h, n)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pin := created
 	var subnets []*net.IPNet
@@ -299,7 +324,7 @@ func (e *Exec) setupNetwork(h *netlink.Handle, n *bridgeConf, ipamConf *allocato
 		gw := net.IPNet{IP: r.Gateway, Mask: r.Subnet.Mask}
 		added, err := ensureAddr(h, br, &gw)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		pin = pin || added
 		forward := "net/ipv4/ip_forward"
@@ -307,22 +332,17 @@ func (e *Exec) setupNetwork(h *netlink.Handle, n *bridgeConf, ipamConf *allocato
 			forward = "net/ipv6/conf/all/forwarding"
 		}
 		if err := writeSysctls([]sysctl{{path: forward, value: "1", onlyIfNot: "1", mustSucceed: true}}); err != nil {
-			return nil, fmt.Errorf("bridge %s: enable forwarding: %w", n.BrName, err)
+			return nil, nil, fmt.Errorf("bridge %s: enable forwarding: %w", n.BrName, err)
 		}
 	}
 	if pin {
 		// Set the bridge's MAC to itself, so that it stays put as ports come
 		// and go instead of following the lowest port's.
 		if err := h.LinkSetHardwareAddr(br, br.Attrs().HardwareAddr); err != nil {
-			return nil, fmt.Errorf("bridge %s: pin MAC: %w", n.BrName, err)
+			return nil, nil, fmt.Errorf("bridge %s: pin MAC: %w", n.BrName, err)
 		}
 	}
-	if n.IPMasq {
-		if err := e.ensureMasq(n.BrName, subnets); err != nil {
-			return nil, err
-		}
-	}
-	return br, nil
+	return br, subnets, nil
 }
 
 // ensureBridge finds or makes the bridge and reports whether it made it.
