@@ -158,7 +158,7 @@ func (m *Manager) addAll(ctx context.Context, rec *record, p *attachPlan, writte
 			// lo is up in the container's namespace: put it back down.
 			_ = m.delNetwork(ctx, rec, rec.Loopback, rec.NetNS, detachOptions{})
 		}
-		return &noRecordError{err}
+		return &noRecordError{errors.Join(err, loErr)}
 	}
 	crashPoint("attach:adding")
 	if loErr != nil {
