@@ -130,7 +130,7 @@ func (m *Manager) appendRecord(r *record) error {
 		return err
 	}
 	path := m.journalPath(r.ID)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return m.writeRecord(r)
 	}
@@ -145,7 +145,20 @@ func (m *Manager) appendRecord(r *record) error {
 		}
 		return m.writeRecord(r) // replaces whatever is there
 	}
-	_, err = f.Write(append(b, '\n'))
+	line := append(b, '\n')
+	// A record of an earlier release has no newline after it: start the
+	// line on its own.
+	last := []byte{'\n'}
+	if fi.Size() > 0 {
+		if _, err := f.ReadAt(last, fi.Size()-1); err != nil {
+			f.Close()
+			return fmt.Errorf("journal of %s: %w", r.ID, err)
+		}
+	}
+	if last[0] != '\n' {
+		line = append([]byte{'\n'}, line...)
+	}
+	_, err = f.Write(line)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -173,7 +186,7 @@ func (m *Manager) readRecord(id string) (*record, error) {
 
 // lastRecord returns the last whole record of id in a journal file: the
 // last line that decodes as one, or, when no line does, the whole file as
-// one record (the indented form of earlier versions).
+// one record (the indented form of earlier releases).
 func lastRecord(b []byte, id string) (*record, error) {
 	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
 	for i := len(lines) - 1; i >= 0; i-- {

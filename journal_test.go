@@ -122,29 +122,60 @@ func TestJournalAfterMachineCrash(t *testing.T) {
 	}
 }
 
-// A journal file written by an earlier version (one indented record, no
-// line of its own) is read, and a phase appended to it is read after.
-func TestJournalIndentedRecord(t *testing.T) {
-	e := newEnv(t)
-	e.attach(ocinet.AttachRequest{ID: "jold", NetNS: e.ns()})
-	path := filepath.Join(e.state, "attachments", "jold.json")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
+// A journal file written by an earlier release (one record, compact or
+// indented, with no newline after it) is read, and so is the phase
+// appended to it (here detaching, seen from the step right after it).
+func TestJournalEarlierRecord(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		format func(line []byte) []byte
+	}{
+		{"compact", func(line []byte) []byte { return line }},
+		{"indented", func(line []byte) []byte {
+			var ind bytes.Buffer
+			if err := json.Indent(&ind, line, "", "  "); err != nil {
+				t.Fatal(err)
+			}
+			return ind.Bytes()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.attach(ocinet.AttachRequest{ID: "jold", NetNS: e.ns()})
+			path := filepath.Join(e.state, "attachments", "jold.json")
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+			if err := os.WriteFile(path, tc.format(lines[len(lines)-1]), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			a, err := e.m.Get("jold")
+			if err != nil || !a.Complete {
+				t.Fatalf("Get of an earlier release's record: %+v, %v; want it complete", a, err)
+			}
+			var phase error = errors.New("the detaching step was not reached")
+			restore := ocinet.SetCrashHook(func(step string) {
+				if step == "detach:detaching" {
+					a, err := e.m.Get("jold")
+					switch {
+					case err != nil:
+						phase = err
+					case a.Complete:
+						phase = errors.New("still complete after detaching was appended")
+					default:
+						phase = nil
+					}
+				}
+			})
+			e.detach("jold")
+			restore()
+			if phase != nil {
+				t.Errorf("the record after the detaching phase was appended: %v", phase)
+			}
+		})
 	}
-	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
-	var ind bytes.Buffer
-	if err := json.Indent(&ind, lines[len(lines)-1], "", "  "); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, ind.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a, err := e.m.Get("jold")
-	if err != nil || !a.Complete {
-		t.Fatalf("Get of an indented record: %+v, %v; want it complete", a, err)
-	}
-	e.detach("jold")
 }
 
 // When the first record cannot be written (here the journal directory is
