@@ -32,17 +32,21 @@ func (b *bench) nativeSection() error {
 	if err != nil {
 		return err
 	}
-	x, err := inproc.New(&invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: io.Discard}, PluginDecoder: version.PluginDecoder{}},
-		inproc.WithRuntimeDir(filepath.Join(b.work, "run-inproc")))
-	if err != nil {
-		return err
-	}
+	// The Manager as a program gets it: the native datapath of its own
+	// (with the preflight check, and no journal sink for chains that run
+	// wholly in process), not an executor handed in.
 	native, err := ocinet.New(filepath.Join(b.work, "state-inproc"),
 		ocinet.WithCNIConfDir(b.confDir),
 		ocinet.WithPluginDirs(b.pluginDir),
 		ocinet.WithDefaultBridge(benchBridge),
 		ocinet.WithRuntimeDir(filepath.Join(b.work, "run-native")),
-		ocinet.WithExec(x))
+		ocinet.WithDatapath(ocinet.DatapathNative))
+	if err != nil {
+		return err
+	}
+	// Only for the clean-up of the network's in-process state at the end.
+	x, err := inproc.New(&invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: io.Discard}, PluginDecoder: version.PluginDecoder{}},
+		inproc.WithRuntimeDir(filepath.Join(b.work, "run-native")))
 	if err != nil {
 		return err
 	}
