@@ -16,6 +16,24 @@ import (
 	"github.com/ocinet/ocinet/portmap"
 )
 
+// recordLines splits a journal file into its lines.
+func recordLines(b []byte) [][]byte {
+	return bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+}
+
+// rewriteJournal replaces the journal file of id with change(its content).
+func rewriteJournal(t *testing.T, e *env, id string, change func([]byte) []byte) {
+	t.Helper()
+	path := filepath.Join(e.state, "attachments", id+".json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, change(b), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // journalLines returns the phase of each line of an attachment's journal
 // file, and the file's inode.
 func journalLines(t *testing.T, e *env, id string) ([]string, uint64) {
@@ -26,7 +44,7 @@ func journalLines(t *testing.T, e *env, id string) ([]string, uint64) {
 		t.Fatal(err)
 	}
 	var phases []string
-	for _, l := range bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n")) {
+	for _, l := range recordLines(b) {
 		var r struct {
 			Phase string `json:"phase"`
 		}
@@ -79,7 +97,7 @@ func TestJournalAfterMachineCrash(t *testing.T) {
 		complete bool // what the reader finds: phase attached
 	}{
 		{"cut short", func(b []byte) []byte { // half of another attached line
-			lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+			lines := recordLines(b)
 			last := lines[len(lines)-1]
 			return append(b, last[:len(last)/2]...)
 		}, true},
@@ -89,14 +107,7 @@ func TestJournalAfterMachineCrash(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.attach(ocinet.AttachRequest{ID: "jcrash", NetNS: e.ns()})
-			path := filepath.Join(e.state, "attachments", "jcrash.json")
-			b, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, tc.damage(b), 0o600); err != nil {
-				t.Fatal(err)
-			}
+			rewriteJournal(t, e, "jcrash", tc.damage)
 			a, err := e.m.Get("jcrash")
 			if err != nil {
 				t.Fatalf("Get after the damage: %v", err)
@@ -142,15 +153,10 @@ func TestJournalEarlierRecord(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.attach(ocinet.AttachRequest{ID: "jold", NetNS: e.ns()})
-			path := filepath.Join(e.state, "attachments", "jold.json")
-			b, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
-			if err := os.WriteFile(path, tc.format(lines[len(lines)-1]), 0o600); err != nil {
-				t.Fatal(err)
-			}
+			rewriteJournal(t, e, "jold", func(b []byte) []byte {
+				lines := recordLines(b)
+				return tc.format(lines[len(lines)-1])
+			})
 			a, err := e.m.Get("jold")
 			if err != nil || !a.Complete {
 				t.Fatalf("Get of an earlier release's record: %+v, %v; want it complete", a, err)
