@@ -5,10 +5,12 @@ package netns_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -30,10 +32,24 @@ const holdParentEnv = "NETNS_TEST_HOLD_PARENT"
 // started, as readlink shows them ("net:[4026531840]").
 var processNS [2]string
 
+// mainThreadAwayEnv makes the test binary move its main thread into the
+// namespace the variable names and open that namespace from another
+// thread (TestOpenWhileMainThreadAway).
+const mainThreadAwayEnv = "NETNS_TEST_MAIN_THREAD_AWAY"
+
+func init() {
+	if os.Getenv(mainThreadAwayEnv) != "" {
+		runtime.LockOSThread() // TestMain runs on the main thread
+	}
+}
+
 func TestMain(m *testing.M) {
 	reexec.Run() // the holder
 	if path := os.Getenv(holdParentEnv); path != "" {
 		os.Exit(holdParent(path))
+	}
+	if path := os.Getenv(mainThreadAwayEnv); path != "" {
+		os.Exit(mainThreadAway(path))
 	}
 	processNS[0], _ = os.Readlink("/proc/self/ns/net")
 	processNS[1], _ = os.Readlink("/proc/self/ns/mnt")
@@ -61,6 +77,58 @@ func holdParent(path string) int {
 	defer release()
 	fmt.Println(strings.TrimSuffix(strings.TrimPrefix(proc, "/proc/"), "/ns/net"))
 	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	return 0
+}
+
+// mainThreadAway enters the namespace at path on the main thread (as
+// netlink's NewHandleAt may, for a moment, from a goroutine locked to it)
+// and opens that namespace, and this thread's own, from another thread:
+// the first is no host namespace, the second is. It prints what it found
+// and returns the exit status.
+func mainThreadAway(path string) int {
+	if unix.Gettid() != os.Getpid() {
+		fmt.Println("not on the main thread")
+		return 2
+	}
+	self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		fmt.Println("error:", err)
+		return 2
+	}
+	defer unix.Close(self)
+	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		fmt.Println("error:", err)
+		return 2
+	}
+	defer unix.Close(target)
+	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+		fmt.Println("error: setns:", err)
+		return 2
+	}
+	type opened struct{ container, own error }
+	ch := make(chan opened)
+	go func() { // not the main thread: the main goroutine holds it
+		var o opened
+		if ns, err := netns.Open(path); err != nil {
+			o.container = err
+		} else {
+			ns.Close()
+		}
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		_, o.own = netns.Open("/proc/thread-self/ns/net")
+		ch <- o
+	}()
+	o := <-ch
+	if err := unix.Setns(self, unix.CLONE_NEWNET); err != nil {
+		fmt.Println("error: setns back:", err)
+		return 2
+	}
+	fmt.Printf("container: %v\nown: %v\n", o.container, o.own)
+	if o.container != nil || !errors.Is(o.own, netns.ErrHostNamespace) {
+		return 1
+	}
 	return 0
 }
 

@@ -3,6 +3,7 @@
 package netns_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -168,6 +169,23 @@ func TestHostNamespaceRefused(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("refused Pin left %d entries in %s", len(ents), dir)
+	}
+}
+
+// A container's namespace is no host namespace even while the process's
+// main thread is in it (netlink enters a namespace on whatever thread its
+// goroutine is locked to, the main one included, and /proc/self/ns/net
+// then names the container's): Open judges by the namespace the process
+// started in.
+func TestOpenWhileMainThreadAway(t *testing.T) {
+	path := createIn(t, testDir(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), mainThreadAwayEnv+"="+path)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("opening a namespace while the main thread is in it: %v\n%s", err, out)
 	}
 }
 

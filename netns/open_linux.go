@@ -127,15 +127,29 @@ func checkFile(f *os.File, path string) (nsID, error) {
 	return id, err
 }
 
-// isHost reports whether id is the network namespace of PID 1 or of this
-// process (its main thread). PID 1's may be unreadable inside a container;
+// isHost reports whether id is the network namespace of PID 1 or the one
+// this process started in. PID 1's may be unreadable inside a container;
 // then this process's own is the host's as far as it can tell.
 func isHost(id nsID) bool {
-	for _, host := range []string{"/proc/1/ns/net", "/proc/self/ns/net"} {
-		var st unix.Stat_t
-		if err := unix.Stat(host, &st); err == nil && st.Dev == id.dev && st.Ino == id.ino {
-			return true
-		}
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/1/ns/net", &st); err == nil && st.Dev == id.dev && st.Ino == id.ino {
+		return true
 	}
-	return false
+	return startNSErr == nil && id == startNS
+}
+
+// startNS is the network namespace this process started in, read while
+// the package initializes, when no goroutine can have taken a thread
+// elsewhere yet. /proc/self/ns/net is no substitute: it names the main
+// thread's namespace, which a goroutine locked to the main thread (as
+// netlink's NewHandleAt locks the one it runs on) may have entered for a
+// moment, and a container's namespace would then pass for the host's.
+var startNS, startNSErr = identifyThread()
+
+func identifyThread() (nsID, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return nsID{}, err
+	}
+	return nsID{dev: st.Dev, ino: st.Ino}, nil
 }
