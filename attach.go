@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
@@ -145,31 +146,58 @@ type noRecordError struct{ err error }
 func (e *noRecordError) Error() string { return e.err.Error() }
 func (e *noRecordError) Unwrap() error { return e.err }
 
-// addAll runs ADD for the loopback network (while the first record is
-// written: written waits for that) and then each of rec's networks, starts
-// the IPv6 loopback proxies and commits the record. On failure, rec holds
-// every network that was tried (the failed one included: a plugin may
-// have done part of its work), for the caller's rollback; a
-// *noRecordError needs none.
+// addAll runs ADD for the loopback network and, at the same time, for
+// each of rec's networks in turn, starts the IPv6 loopback proxies and
+// commits the record. The networks' ADDs run under a gate
+// (inproc.WithGate): they make nothing of the container's until the first
+// record is on disk (written) and the loopback is up, so that a crash
+// leaves nothing a record does not name and no plugin binary runs on
+// after one. Until then they read their configs and namespaces, and the
+// in-process bridge sees to what the network shares (the bridge, its
+// masquerade rules), as a network's first use does. The loopback's ADD
+// does not wait (it leaves nothing that outlives the namespace). On
+// failure, rec holds every network that was tried (the failed one
+// included: a plugin may have done part of its work), for the caller's
+// rollback; a *noRecordError needs none: nothing passed the gate.
 func (m *Manager) addAll(ctx context.Context, rec *record, p *attachPlan, written func() error) error {
-	loErr := m.addNetwork(ctx, rec, rec.Loopback)
-	if err := written(); err != nil {
-		if loErr == nil {
-			// lo is up in the container's namespace: put it back down.
-			_ = m.delNetwork(ctx, rec, rec.Loopback, rec.NetNS, detachOptions{})
+	// lo's ADD works on a copy of its record, so that a sink's journal
+	// write of rec (on another network's ADD) does not read it meanwhile.
+	lo := *rec.Loopback
+	loDone := make(chan error, 1)
+	go func() { loDone <- m.addNetwork(ctx, rec, &lo) }()
+	var loErr error
+	// The gate is passed on this goroutine (the ADDs run on it), once.
+	gate := sync.OnceValue(func() error {
+		loErr = <-loDone
+		rec.Loopback.Result = lo.Result
+		if err := written(); err != nil {
+			if loErr == nil {
+				// lo is up in the container's namespace: put it back down.
+				_ = m.delNetwork(ctx, rec, rec.Loopback, rec.NetNS, detachOptions{})
+			}
+			return &noRecordError{errors.Join(err, loErr)}
 		}
-		return &noRecordError{errors.Join(err, loErr)}
-	}
-	crashPoint("attach:adding")
-	if loErr != nil {
-		rec.Networks = nil
+		crashPoint("attach:adding")
 		return loErr
-	}
+	})
+	gctx := inproc.WithGate(ctx, gate)
+	tried, netErr := 0, error(nil)
 	for i := range rec.Networks {
-		if err := m.addNetwork(ctx, rec, &rec.Networks[i]); err != nil {
-			rec.Networks = rec.Networks[:i+1]
-			return err
+		tried = i + 1
+		if netErr = m.addNetwork(gctx, rec, &rec.Networks[i]); netErr != nil {
+			break
 		}
+	}
+	if err := gate(); err != nil {
+		if nr := (*noRecordError)(nil); errors.As(err, &nr) {
+			return nr
+		}
+		rec.Networks = rec.Networks[:tried] // lo failed: they did nothing
+		return err
+	}
+	if netErr != nil {
+		rec.Networks = rec.Networks[:tried]
+		return netErr
 	}
 	crashPoint("attach:added")
 	if p.portsNet >= 0 {
@@ -240,7 +268,7 @@ func (m *Manager) addNetwork(ctx context.Context, rec *record, nr *networkRecord
 		}
 	}
 	switch {
-	case nr == rec.Loopback:
+	case nr.Name == loopbackNetwork && nr.IfName == "lo":
 		sink = nil // 127.0.0.1 is no lease: nothing for DEL to learn early
 	case nr.Datapath == DatapathNative && inproc.Claims(nr.ConfList) == nil:
 		// The whole chain runs in process, whose DEL finds what an ADD

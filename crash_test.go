@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -92,7 +93,12 @@ func TestCrashSweep(t *testing.T) {
 
 	// The steps, as this chain passes them.
 	var steps []string
-	restore := ocinet.SetCrashHook(func(s string) { steps = append(steps, s) })
+	var mu sync.Mutex // the loopback's steps come from a goroutine of their own
+	restore := ocinet.SetCrashHook(func(s string) {
+		mu.Lock()
+		steps = append(steps, s)
+		mu.Unlock()
+	})
 	ns := e.ns()
 	e.attach(ocinet.AttachRequest{ID: "crash-probe", NetNS: ns, Networks: networks, Ports: []portmap.Mapping{mustParse(t, ports[0])}})
 	nAttach := len(steps)
@@ -163,12 +169,12 @@ const (
 
 // recordAfterCrash says what a crash at steps[i] of op must leave in the
 // journal: during attach, nothing before the ports are reserved
-// (attach:reserved), maybe a record while the first one is written and
-// the loopback comes up, an incomplete record once it is written
-// (attach:adding), a complete one once committed
-// (attach:attached); during detach, an incomplete record at every step,
-// since the first write (detach:detaching) comes before any DEL and the
-// record goes last.
+// (attach:reserved); maybe a record while the first one is written and
+// the loopback comes up (the networks' ADDs get going meanwhile but make
+// nothing until both are done); an incomplete record once it is written
+// (attach:adding); a complete one once committed (attach:attached).
+// During detach, an incomplete record at every step, since the first
+// write (detach:detaching) comes before any DEL and the record goes last.
 func recordAfterCrash(op string, steps []string, i int) string {
 	if op == "detach" {
 		return incompleteRecord

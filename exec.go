@@ -7,6 +7,7 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/ocinet/ocinet/inproc"
 )
 
 // pluginExec is the executor of one call's plugins. It hands every
@@ -18,7 +19,14 @@ type pluginExec struct {
 	invoke.Exec
 	sink resultSink // nil: none
 	env  []string   // added to every plugin's environment
+	// gated: an ADD waits for the gate in its context (inproc.WithGate)
+	// before the plugin starts, for an executor that does not (the
+	// in-process one waits on its own, later for the bridge).
+	gated bool
 }
+
+// gateAware is an executor that honours inproc.WithGate.
+type gateAware interface{ WaitsForGate() bool }
 
 // resultSink receives the configuration and the output of a plugin's ADD.
 type resultSink func(conf, out []byte)
@@ -32,7 +40,12 @@ func (m *Manager) cniFor(dp Datapath, sink resultSink, env ...string) (*libcni.C
 	if err != nil {
 		return nil, err
 	}
-	return libcni.NewCNIConfigWithCacheDir(m.pluginDirs, m.cacheDir, &pluginExec{Exec: x, sink: sink, env: env}), nil
+	return libcni.NewCNIConfigWithCacheDir(m.pluginDirs, m.cacheDir, &pluginExec{Exec: x, sink: sink, env: env, gated: !waitsForGate(x)}), nil
+}
+
+func waitsForGate(x invoke.Exec) bool {
+	g, ok := x.(gateAware)
+	return ok && g.WaitsForGate()
 }
 
 func (e *pluginExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {
@@ -42,6 +55,11 @@ func (e *pluginExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []
 	}
 	step := cmd + ":" + envValue(environ, "CNI_IFNAME") + ":" + filepath.Base(pluginPath)
 	crashPoint("exec:" + step)
+	if e.gated && cmd == "ADD" {
+		if err := inproc.Wait(ctx); err != nil {
+			return nil, err
+		}
+	}
 	out, err := e.Exec.ExecPlugin(ctx, pluginPath, stdin, environ)
 	if err == nil && cmd == "ADD" && e.sink != nil {
 		e.sink(stdin, out)

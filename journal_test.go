@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/internal/leakcheck"
 	"github.com/ocinet/ocinet/portmap"
 )
 
@@ -226,4 +227,89 @@ func TestAttachFirstRecordFails(t *testing.T) {
 	if strings.Contains(out, "LOWER_UP") || strings.Contains(out, ",UP") {
 		t.Errorf("lo after the failed Attach: %s; want it down", out)
 	}
+	// The network's ADD started while the record was written, and
+	// waited for it: it made nothing.
+	if out := linksIn(t, ns); out != "lo" {
+		t.Errorf("links in the namespace after the failed Attach: %s; want lo alone", out)
+	}
+}
+
+// The networks' ADDs start while the first record is written but change
+// nothing until it is on disk (attach:adding): at that point the
+// container's namespace has lo alone and the host has nothing new but the
+// record, the port reservation and the loopback's cache entry (no veth,
+// lease, firewall rule or set element), under either datapath.
+func TestNothingBeforeTheRecord(t *testing.T) {
+	e := newEnv(t)
+	const id = "jgate"
+	ns := e.ns()
+	cfg := leakcheck.Config{StateDirs: []string{e.state}, IgnoreBridges: []string{testBridge}}
+	before, err := leakcheck.Take(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := func(item string) bool {
+		return strings.HasPrefix(item, "journal: ") || strings.HasPrefix(item, "ports: ") ||
+			strings.HasPrefix(item, "cni-cache: ") && strings.HasSuffix(item, "-"+id+"-lo")
+	}
+	seen := 0
+	restore := ocinet.SetCrashHook(func(step string) {
+		if step != "attach:adding" {
+			return
+		}
+		seen++
+		if out := linksIn(t, ns); out != "lo" {
+			t.Errorf("links in the namespace before the record was written: %s; want lo alone", out)
+		}
+		at, err := leakcheck.Take(cfg)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for _, item := range leakcheck.Diff(before, at) {
+			if !allowed(item) {
+				t.Errorf("made before the record was written: %s", item)
+			}
+		}
+	})
+	e.attach(ocinet.AttachRequest{ID: id, NetNS: ns, Ports: []portmap.Mapping{mustParse(t, "127.0.0.1:28121:80")}})
+	restore()
+	if seen != 1 {
+		t.Errorf("attach:adding seen %d times, want once", seen)
+	}
+	// The checks above can fail: after the Attach, the namespace has
+	// eth0 and the host has a veth, a lease and firewall state.
+	if out := linksIn(t, ns); !strings.Contains(out, "eth0") {
+		t.Errorf("links in the namespace after Attach: %s; want eth0", out)
+	}
+	after, err := leakcheck.Take(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]bool{}
+	for _, item := range leakcheck.Diff(before, after) {
+		if !allowed(item) {
+			kinds[strings.SplitN(item, ":", 2)[0]] = true
+		}
+	}
+	if !kinds["veth"] || !kinds["ipam"] || !kinds["nftables-ocinet"] && !kinds["iptables-save"] {
+		t.Errorf("new on the host after Attach: %v; want a veth, a lease and firewall state", kinds)
+	}
+	e.detach(id)
+}
+
+// linksIn lists the names of the links inside a namespace, space separated.
+func linksIn(t *testing.T, path string) string {
+	t.Helper()
+	out, err := inNS(path, "ip", "-o", "link", "show")
+	if err != nil {
+		t.Fatalf("ip link in %s: %v: %s", path, err, out)
+	}
+	var names []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.Fields(l); len(f) > 1 {
+			names = append(names, strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0])
+		}
+	}
+	return strings.Join(names, " ")
 }

@@ -283,6 +283,10 @@ type timedExec struct {
 	last *time.Time
 }
 
+// WaitsForGate: the in-process executor underneath waits for the
+// Manager's gate (inproc.WithGate) itself.
+func (t *timedExec) WaitsForGate() bool { return true }
+
 func (t *timedExec) ExecPlugin(ctx context.Context, path string, stdin []byte, environ []string) ([]byte, error) {
 	t0 := time.Now()
 	t.mu.Lock()

@@ -99,7 +99,7 @@ func (n *bridgeConf) checkAdd() error {
 	return nil
 }
 
-func (e *Exec) bridgeAdd(_ context.Context, c call) ([]byte, error) {
+func (e *Exec) bridgeAdd(ctx context.Context, c call) ([]byte, error) {
 	if err := validIfName(c.ifc); err != nil {
 		return nil, err
 	}
@@ -127,7 +127,9 @@ func (e *Exec) bridgeAdd(_ context.Context, c call) ([]byte, error) {
 	if l, err := cont.nl.LinkByName(c.ifc); err == nil {
 		return nil, fmt.Errorf("bridge: interface %s already exists in namespace %s (a %s link): %w", c.ifc, c.netns, l.Type(), ErrConflict)
 	}
-
+	// What the network shares (the bridge, its gateway address, its
+	// masquerade rules) is made or checked while the caller may still be
+	// writing its record; what is the container's waits for the gate.
 	br, subnets, err := e.setupNetwork(h, n, ipamConf)
 	if err != nil {
 		return nil, err
@@ -140,6 +142,10 @@ func (e *Exec) bridgeAdd(_ context.Context, c call) ([]byte, error) {
 		go func() { masqDone <- e.ensureMasq(n.BrName, subnets) }()
 	} else {
 		masqDone <- nil
+	}
+	if err := Wait(ctx); err != nil {
+		<-masqDone
+		return nil, err
 	}
 	type leased struct {
 		ips []*types100.IPConfig

@@ -119,10 +119,8 @@ func (e *Exec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, 
 		nsEnds:      envValue(environ, EnvNamespaceEnds) == "1",
 	}
 	if !claimedTypes[c.plugin] {
-		if c.cmd == "DEL" {
-			if err := e.settle(c.plugin, c.containerID, c.ifc); err != nil {
-				return nil, cniError(types.ErrInternal, err)
-			}
+		if err := e.beforeBinary(ctx, c); err != nil {
+			return nil, err
 		}
 		return e.fallback.ExecPlugin(ctx, pluginPath, stdin, environ)
 	}
@@ -134,10 +132,8 @@ func (e *Exec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, 
 		if _, serr := os.Stat(pluginPath); serr != nil {
 			return nil, cniError(types.ErrUnsupportedField, fmt.Errorf("plugin %s: config needs the plugin binary, which is missing (%s): %w", c.plugin, pluginPath, err))
 		}
-		if c.cmd == "DEL" {
-			if err := e.settle(c.plugin, c.containerID, c.ifc); err != nil {
-				return nil, cniError(types.ErrInternal, err)
-			}
+		if err := e.beforeBinary(ctx, c); err != nil {
+			return nil, err
 		}
 		out, err := e.fallback.ExecPlugin(ctx, pluginPath, stdin, environ)
 		if err == nil && c.plugin == "firewall" && c.cmd == "ADD" {
@@ -174,12 +170,32 @@ func (e *Exec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, 
 	return out, nil
 }
 
+// beforeBinary does what a plugin binary's run needs first: an ADD (but
+// the loopback's) waits for the gate (WithGate); a DEL waits for the
+// in-process work the binary may depend on (settle).
+func (e *Exec) beforeBinary(ctx context.Context, c call) error {
+	switch {
+	case c.cmd == "ADD" && c.plugin != "loopback":
+		return Wait(ctx)
+	case c.cmd == "DEL":
+		if err := e.settle(c.plugin, c.containerID, c.ifc); err != nil {
+			return cniError(types.ErrInternal, err)
+		}
+	}
+	return nil
+}
+
 func (e *Exec) add(ctx context.Context, c call) ([]byte, error) {
 	switch c.plugin {
 	case "bridge":
-		return e.bridgeAdd(ctx, c)
+		return e.bridgeAdd(ctx, c) // waits for the gate on its own
 	case "loopback":
 		return e.loopbackAdd(c)
+	}
+	if err := Wait(ctx); err != nil {
+		return nil, err
+	}
+	switch c.plugin {
 	case "portmap":
 		return e.portmapAdd(c)
 	case "firewall":
