@@ -270,7 +270,7 @@ func (m *Manager) addNetwork(ctx context.Context, rec *record, nr *networkRecord
 	switch {
 	case nr.Name == loopbackNetwork && nr.IfName == "lo":
 		sink = nil // 127.0.0.1 is no lease: nothing for DEL to learn early
-	case nr.Datapath == DatapathNative && inproc.Claims(nr.ConfList) == nil:
+	case nr.Datapath == DatapathNative && m.dp.claimsOf(nr.ConfList).all == nil:
 		// The whole chain runs in process, whose DEL finds what an ADD
 		// made by the container's ID and interface (the lease, the
 		// set elements, the veth), not by the result: one journal

@@ -59,6 +59,50 @@ type datapaths struct {
 	once   sync.Once
 	native *inproc.Exec // made on first use
 	err    error
+
+	mu     sync.Mutex
+	claims map[string]chainClaims // by conflist
+}
+
+// chainClaims is what package inproc claims of a conflist.
+type chainClaims struct {
+	parseErr   error // the conflist does not parse
+	some       bool  // at least one plugin
+	forwarding bool  // portmap or firewall among them
+	all        error // nil: every plugin
+}
+
+// maxClaims bounds the claims kept: a host has a few network configs.
+const maxClaims = 64
+
+// claimsOf returns what package inproc claims of conflist, worked out
+// once per distinct config: every Attach asks, for each of its networks.
+func (d *datapaths) claimsOf(conflist []byte) chainClaims {
+	d.mu.Lock()
+	c, ok := d.claims[string(conflist)]
+	d.mu.Unlock()
+	if ok {
+		return c
+	}
+	list, err := libcni.ConfListFromBytes(conflist)
+	if err != nil {
+		c.parseErr = err
+	} else {
+		for _, p := range list.Plugins {
+			if inproc.ClaimsPlugin(p.Bytes) == nil {
+				c.some = true
+				c.forwarding = c.forwarding || p.Network.Type == "portmap" || p.Network.Type == "firewall"
+			}
+		}
+		c.all = inproc.Claims(conflist)
+	}
+	d.mu.Lock()
+	if d.claims == nil || len(d.claims) >= maxClaims {
+		d.claims = map[string]chainClaims{}
+	}
+	d.claims[string(conflist)] = c
+	d.mu.Unlock()
+	return c
 }
 
 // nativeExec returns the in-process executor, over the plugin executor as
@@ -88,26 +132,17 @@ func (d *datapaths) choose(name string, conflist []byte) (dp Datapath, reason st
 	if d.choice == DatapathPlugins {
 		return DatapathPlugins, "", nil
 	}
-	list, err := libcni.ConfListFromBytes(conflist)
-	if err != nil {
-		return "", "", fmt.Errorf("network %q: %w", name, err)
+	c := d.claimsOf(conflist)
+	if c.parseErr != nil {
+		return "", "", fmt.Errorf("network %q: %w", name, c.parseErr)
 	}
-	claimed, forwarding := false, false
-	for _, p := range list.Plugins {
-		if inproc.ClaimsPlugin(p.Bytes) == nil {
-			claimed = true
-			forwarding = forwarding || p.Network.Type == "portmap" || p.Network.Type == "firewall"
-		}
+	if d.choice == DatapathNative && c.all != nil {
+		return "", "", fmt.Errorf("network %q cannot run in process (datapath native): %w", name, c.all)
 	}
-	if d.choice == DatapathNative {
-		if err := inproc.Claims(conflist); err != nil {
-			return "", "", fmt.Errorf("network %q cannot run in process (datapath native): %w", name, err)
-		}
-	}
-	if !claimed {
+	if !c.some {
 		return DatapathPlugins, "", nil
 	}
-	if forwarding && !d.custom {
+	if c.forwarding && !d.custom {
 		if err := inproc.Preflight(); err != nil {
 			if d.choice == DatapathNative {
 				return "", "", fmt.Errorf("network %q cannot run in process (datapath native): %w", name, err)
