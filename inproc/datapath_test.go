@@ -282,6 +282,63 @@ func TestPreflight(t *testing.T) {
 
 // runIn runs a command inside the network namespace at path (a test
 // oracle).
+// TestPreflightRemembersAPassBriefly: Preflight does not list the chains
+// of a namespace that passed less than a second ago, and only of that
+// namespace: another namespace with FORWARD DROP is refused at once, and
+// a drop set after a pass is seen once the second is over.
+func TestPreflightRemembersAPassBriefly(t *testing.T) {
+	testenv.RequireRoot(t)
+	if _, err := os.Stat("/usr/sbin/iptables"); err != nil {
+		testenv.Skip(t, "needs iptables as the test's oracle")
+	}
+	preflightIn := func(path string) error {
+		ns, err := netns.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ns.Close()
+		var perr error
+		if err := ns.Do(func() error { perr = inproc.Preflight(); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return perr
+	}
+	clean, dropping := newNS(t), newNS(t)
+	if out, err := runIn(dropping, "iptables", "-P", "FORWARD", "DROP"); err != nil {
+		t.Fatalf("iptables: %v: %s", err, out)
+	}
+	if err := preflightIn(clean); err != nil {
+		t.Fatalf("preflight of a fresh namespace: %v", err)
+	}
+	if err := preflightIn(dropping); !errors.Is(err, inproc.ErrNotSupported) {
+		t.Errorf("preflight of a namespace with FORWARD DROP right after another passed: %v, want ErrNotSupported", err)
+	}
+	if err := preflightIn(clean); err != nil {
+		t.Fatalf("preflight of a fresh namespace: %v", err)
+	}
+	passed := time.Now()
+	if out, err := runIn(clean, "iptables", "-P", "FORWARD", "DROP"); err != nil {
+		t.Fatalf("iptables: %v: %s", err, out)
+	}
+	deadline := passed.Add(3 * time.Second)
+	for {
+		err := preflightIn(clean)
+		if errors.Is(err, inproc.ErrNotSupported) {
+			if since := time.Since(passed); since < 900*time.Millisecond {
+				t.Logf("the drop was seen %v after the pass (the pass was not remembered)", since)
+			}
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("FORWARD DROP set after a pass still unseen %v later", time.Since(passed))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func runIn(path, name string, args ...string) ([]byte, error) {
 	return exec.Command("nsenter", append([]string{"--net=" + path, name}, args...)...).CombinedOutput()
 }

@@ -5,9 +5,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
 )
 
 // firewalldPidFile is where firewalld writes its process ID.
@@ -28,16 +31,74 @@ var firewalldPidFile = "/run/firewalld.pid"
 // into iptables' own FORWARD chain). Other errors: the chains could not be
 // read. The in-process firewall's ADD runs Preflight and refuses with its
 // error rather than set up a container whose traffic is dropped.
+//
+// A namespace whose chains passed less than a second ago is not listed
+// again (an Attach checks once when it chooses the datapath and again in
+// the firewall's ADD, a few milliseconds apart); firewalld's pid file is
+// read each time.
 func Preflight() error {
-	c, err := newConn()
-	if err != nil {
-		return fmt.Errorf("preflight: nftables: %w", err)
+	ns, nsErr := threadNS()
+	if nsErr != nil || !chainsPassed.recent(ns) {
+		c, err := newConn()
+		if err != nil {
+			return fmt.Errorf("preflight: nftables: %w", err)
+		}
+		err = forwardChains(c)
+		closeConn(c)
+		if err != nil {
+			return err
+		}
+		if nsErr == nil {
+			chainsPassed.passed(ns)
+		}
 	}
-	defer closeConn(c)
-	return preflight(c)
+	return firewalld()
+}
+
+// chainsPassed is the namespace whose forward chains last passed, and
+// when.
+var chainsPassed passedAt
+
+// chainsFreshFor is how long a pass of the chains holds.
+const chainsFreshFor = time.Second
+
+type passedAt struct {
+	mu sync.Mutex
+	ns uint64 // the namespace's inode
+	at time.Time
+}
+
+func (p *passedAt) recent(ns uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ns == ns && time.Since(p.at) < chainsFreshFor
+}
+
+func (p *passedAt) passed(ns uint64) {
+	p.mu.Lock()
+	p.ns, p.at = ns, time.Now()
+	p.mu.Unlock()
+}
+
+// threadNS returns the inode of the calling thread's network namespace.
+func threadNS() (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
 }
 
 func preflight(c *nftables.Conn) error {
+	if err := forwardChains(c); err != nil {
+		return err
+	}
+	return firewalld()
+}
+
+// forwardChains refuses a forward base chain with policy drop in another
+// table than the project's.
+func forwardChains(c *nftables.Conn) error {
 	chains, err := c.ListChains()
 	if err != nil {
 		return fmt.Errorf("preflight: list nftables chains: %w", err)
@@ -52,6 +113,11 @@ func preflight(c *nftables.Conn) error {
 		return fmt.Errorf("preflight: chain %s in table %s %s has policy drop and would drop forwarded container traffic: %w",
 			ch.Name, familyName(ch.Table.Family), ch.Table.Name, ErrNotSupported)
 	}
+	return nil
+}
+
+// firewalld refuses a running firewalld.
+func firewalld() error {
 	if pid, ok := firewalldRunning(); ok {
 		return fmt.Errorf("preflight: firewalld is running (pid %d in %s) and would drop forwarded container traffic: %w", pid, firewalldPidFile, ErrNotSupported)
 	}
