@@ -24,6 +24,22 @@ type container struct {
 // A namespace that is gone wraps ErrNotFound; a path that is not a network
 // namespace (or is the host's) wraps ErrInvalid.
 func openContainer(path string) (*container, error) {
+	n, err := openNS(path)
+	if err != nil {
+		return nil, err
+	}
+	// Route requests only: a handle for every netlink family would open
+	// (and enter the namespace for) three sockets.
+	h, err := netlink.NewHandleAt(vnetns.NsHandle(int(n.Fd())), unix.NETLINK_ROUTE)
+	if err != nil {
+		n.Close()
+		return nil, fmt.Errorf("netlink in namespace %s: %w", path, err)
+	}
+	return &container{ns: n, nl: h}, nil
+}
+
+// openNS opens the container's namespace at path.
+func openNS(path string) (*netns.NetNS, error) {
 	if path == "" {
 		return nil, fmt.Errorf("no namespace given (CNI_NETNS): %w", ErrInvalid)
 	}
@@ -34,14 +50,7 @@ func openContainer(path string) (*container, error) {
 		}
 		return nil, fmt.Errorf("namespace %s: %w: %w", path, ErrInvalid, err)
 	}
-	// Route requests only: a handle for every netlink family would open
-	// (and enter the namespace for) three sockets.
-	h, err := netlink.NewHandleAt(vnetns.NsHandle(int(n.Fd())), unix.NETLINK_ROUTE)
-	if err != nil {
-		n.Close()
-		return nil, fmt.Errorf("netlink in namespace %s: %w", path, err)
-	}
-	return &container{ns: n, nl: h}, nil
+	return n, nil
 }
 
 // hostHandle opens a netlink route socket in the calling thread's

@@ -166,6 +166,16 @@ func (e *Exec) tuningAdd(c call) ([]byte, error) {
 		}
 		sysctls = append(sysctls, sysctl{path: strings.TrimPrefix(f, "/proc/sys/"), value: v, mustSucceed: true})
 	}
+	if len(sysctls) == 0 && mac == nil {
+		// Nothing to change: the namespace need only be there, as the
+		// plugin requires, and no netlink socket is opened in it.
+		n, err := openNS(c.netns)
+		if err != nil {
+			return nil, fmt.Errorf("tuning: %w", err)
+		}
+		n.Close()
+		return encodeResult(conf.PrevResult, conf.CNIVersion)
+	}
 	cont, err := openContainer(c.netns)
 	if err != nil {
 		return nil, fmt.Errorf("tuning: %w", err)

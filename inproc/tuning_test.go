@@ -36,3 +36,20 @@ func TestTuningRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestTuningNothingToDoNeedsTheNamespace: a tuning config that changes
+// nothing still fails, as the plugin does, when the namespace is not
+// there.
+func TestTuningNothingToDoNeedsTheNamespace(t *testing.T) {
+	x, err := inproc.New(defaultExec(), inproc.WithRuntimeDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := `{"cniVersion":"1.0.0","name":"n","type":"tuning","prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/run/netns/x"}]}}`
+	missing := t.TempDir() + "/no-such-namespace"
+	env := []string{"CNI_COMMAND=ADD", "CNI_CONTAINERID=c1", "CNI_NETNS=" + missing, "CNI_IFNAME=eth0", "CNI_PATH=/nonexistent"}
+	_, err = x.ExecPlugin(context.Background(), "/nonexistent/tuning", []byte(conf), env)
+	if !errors.Is(err, inproc.ErrNotFound) || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("error %v, want one wrapping ErrNotFound naming %s", err, missing)
+	}
+}
