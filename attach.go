@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	cnitypes "github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
@@ -146,8 +148,8 @@ type noRecordError struct{ err error }
 func (e *noRecordError) Error() string { return e.err.Error() }
 func (e *noRecordError) Unwrap() error { return e.err }
 
-// addAll runs ADD for the loopback network and, at the same time, for
-// each of rec's networks in turn, starts the IPv6 loopback proxies and
+// addAll runs ADD for the loopback network and for each of rec's
+// networks in turn, while the first record is written, starts the IPv6 loopback proxies and
 // commits the record. The networks' ADDs run under a gate
 // (inproc.WithGate): they make nothing of the container's until the first
 // record is on disk (written) and the loopback is up, so that a crash
@@ -162,9 +164,15 @@ func (e *noRecordError) Unwrap() error { return e.err }
 func (m *Manager) addAll(ctx context.Context, rec *record, p *attachPlan, written func() error) error {
 	// lo's ADD works on a copy of its record, so that a sink's journal
 	// write of rec (on another network's ADD) does not read it meanwhile.
+	// In process it is a few netlink requests: it runs first, here, while
+	// the record is written; a binary runs beside the networks' ADDs.
 	lo := *rec.Loopback
 	loDone := make(chan error, 1)
-	go func() { loDone <- m.addNetwork(ctx, rec, &lo) }()
+	if lo.Datapath == DatapathNative {
+		loDone <- m.addNetwork(ctx, rec, &lo)
+	} else {
+		go func() { loDone <- m.addNetwork(ctx, rec, &lo) }()
+	}
 	var loErr error
 	// The gate is passed on this goroutine (the ADDs run on it), once.
 	gate := sync.OnceValue(func() error {
@@ -229,6 +237,9 @@ func (m *Manager) runtimeConf(rec *record, nr *networkRecord, netnsPath string) 
 // alone, because plugins create shared bridges and firewall chains then and
 // race each other doing it.
 func (m *Manager) addNetwork(ctx context.Context, rec *record, nr *networkRecord) error {
+	if nr.Name == loopbackNetwork && nr.IfName == "lo" && nr.Datapath == DatapathNative {
+		return m.addLoopback(ctx, rec, nr)
+	}
 	list, err := libcni.ConfListFromBytes(nr.ConfList)
 	if err != nil {
 		return fmt.Errorf("network %q: %w", nr.Name, err)
@@ -299,6 +310,40 @@ func (m *Manager) addNetwork(ctx context.Context, rec *record, nr *networkRecord
 		return err
 	}
 	nr.Result = b
+	return nil
+}
+
+// loopbackPluginConf is the loopback plugin's config in LoopbackConfList,
+// as the CNI library hands it to the plugin.
+const loopbackPluginConf = `{"cniVersion":"1.0.0","name":"` + loopbackNetwork + `","type":"loopback"}`
+
+// addLoopback runs the in-process loopback's ADD through the CNI
+// library's invoke package but not its chain runner: lo is this package's
+// own network and shares nothing with another attachment's (no network
+// lock, no warm marker), and no cache entry is written for it (its DEL and
+// CHECK need none, and GC looks in the cache for other runtimes' only).
+// That is a file made and removed per container fewer.
+func (m *Manager) addLoopback(ctx context.Context, rec *record, nr *networkRecord) error {
+	x, err := m.dp.exec(DatapathNative)
+	if err != nil {
+		return fmt.Errorf("network %q: %w", nr.Name, err)
+	}
+	path, err := x.FindInPath("loopback", m.pluginDirs)
+	if err != nil {
+		return fmt.Errorf("network %q: %w", nr.Name, err)
+	}
+	args := &invoke.Args{Command: "ADD", ContainerID: rec.ID, NetNS: rec.NetNS, IfName: nr.IfName, Path: strings.Join(m.pluginDirs, string(os.PathListSeparator))}
+	res, err := invoke.ExecPluginWithResult(ctx, path, []byte(loopbackPluginConf), args, &pluginExec{Exec: x})
+	if err != nil {
+		return fmt.Errorf("network %q: %w", nr.Name, pluginError(err))
+	}
+	r100, err := types100.NewResultFromResult(res)
+	if err != nil {
+		return fmt.Errorf("network %q: result: %w", nr.Name, err)
+	}
+	if nr.Result, err = json.Marshal(r100); err != nil {
+		return err
+	}
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/internal/leakcheck"
+	"github.com/ocinet/ocinet/internal/testenv"
 	"github.com/ocinet/ocinet/portmap"
 )
 
@@ -294,6 +295,14 @@ func TestNothingBeforeTheRecord(t *testing.T) {
 	}
 	if !kinds["veth"] || !kinds["ipam"] || !kinds["nftables-ocinet"] && !kinds["iptables-save"] {
 		t.Errorf("new on the host after Attach: %v; want a veth, a lease and firewall state", kinds)
+	}
+	// The in-process loopback runs without the CNI library's chain, so
+	// without a cache entry; the binary's has one.
+	loCache := slices.ContainsFunc(leakcheck.Diff(before, after), func(item string) bool {
+		return strings.HasPrefix(item, "cni-cache: ") && strings.HasSuffix(item, "-"+id+"-lo")
+	})
+	if native := testenv.Datapath() != "plugins"; loCache == native {
+		t.Errorf("the loopback's cache entry after Attach: %v, want %v", loCache, !native)
 	}
 	e.detach(id)
 }
