@@ -70,6 +70,7 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, e
 		}
 	}
 
+	crashPoint("attach:planned")
 	rec, written, err := m.journalAdding(req, p)
 	if err != nil {
 		return fail(err)

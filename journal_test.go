@@ -187,14 +187,14 @@ func TestJournalEarlierRecord(t *testing.T) {
 }
 
 // When the first record cannot be written (here the journal directory is
-// replaced by a file right after the ports are reserved), Attach fails
-// and leaves nothing: no record, no reservation, lo down again in the
+// replaced by a file before the ports are reserved), Attach fails and
+// leaves nothing: no record, no reservation, lo down again in the
 // namespace (it came up while the record was being written).
 func TestAttachFirstRecordFails(t *testing.T) {
 	e := newEnv(t)
 	dir := filepath.Join(e.state, "attachments")
 	restore := ocinet.SetCrashHook(func(step string) {
-		if step == "attach:reserved" {
+		if step == "attach:planned" {
 			if err := os.Rename(dir, dir+".away"); err != nil {
 				t.Error(err)
 			}
@@ -321,4 +321,27 @@ func linksIn(t *testing.T, path string) string {
 		}
 	}
 	return strings.Join(names, " ")
+}
+
+// A port held by another container fails the Attach before anything is
+// made: no record, lo untouched, and the holder keeps its port.
+func TestAttachPortTaken(t *testing.T) {
+	e := newEnv(t)
+	port := mustParse(t, "127.0.0.1:28122:80")
+	e.attach(ocinet.AttachRequest{ID: "jholder", NetNS: e.ns(), Ports: []portmap.Mapping{port}})
+	ns := e.ns()
+	_, err := e.m.Attach(context.Background(), ocinet.AttachRequest{ID: "jsecond", NetNS: ns, Ports: []portmap.Mapping{port}})
+	if !errors.Is(err, ocinet.ErrConflict) || !strings.Contains(err.Error(), "28122") {
+		t.Fatalf("Attach with a held port: %v, want ErrConflict naming the port", err)
+	}
+	if _, err := e.m.Get("jsecond"); !errors.Is(err, ocinet.ErrNotFound) {
+		t.Errorf("record after the refused Attach: %v, want ErrNotFound", err)
+	}
+	if out := linksIn(t, ns); out != "lo" {
+		t.Errorf("links in the namespace after the refused Attach: %s; want lo alone", out)
+	}
+	if ports, err := e.m.Ports().Reserved("jholder"); err != nil || len(ports) != 1 {
+		t.Errorf("the holder's reservation after the refused Attach: %v, %v", ports, err)
+	}
+	e.detach("jholder")
 }
