@@ -57,7 +57,7 @@ func readNetworkDir(dir, ns string) ([]*Network, error) {
 	sort.Strings(files)
 	var nets []*Network
 	for _, f := range files {
-		if n, err := readNetwork(f, ns); err == nil {
+		if n, err := readNetworkCached(f, ns); err == nil {
 			nets = append(nets, n)
 		}
 	}
