@@ -21,15 +21,10 @@ func writeAged(t *testing.T, path, content string, age time.Duration) {
 	}
 }
 
-func cached(file string) bool {
-	confCache.Lock()
-	defer confCache.Unlock()
-	_, ok := confCache.m[file]
-	return ok
-}
+func cached(file string) bool { return confCache.Has(file) }
 
 // A conflist read once is not parsed again while it is unchanged, but a
-// file modified within racyFor of its reading is not kept (file times
+// file modified within fsutil.RacyFor of its reading is not kept (file times
 // tick coarsely), and a changed file (size or time) is read again. What
 // a caller gets is its own: changing it changes nothing for the next.
 func TestConfCache(t *testing.T) {

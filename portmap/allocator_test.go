@@ -774,3 +774,41 @@ func TestReserveConcurrentProcesses(t *testing.T) {
 		}
 	}
 }
+
+// A record written more than fsutil.RacyFor ago is decoded once and then
+// taken from the cache while its file is unchanged: other owners still
+// see its ports, a label change rewrites it (and is seen), and once
+// released the port is free.
+func TestReserveCachedRecords(t *testing.T) {
+	dir := t.TempDir()
+	a := newTestAllocator(t, dir, &fakeKernel{files: kernelFiles(testLo, testHi)})
+	if _, err := a.Reserve("default/old", "old", mustParse(t, "8090:80")); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, escapeOwner("default/old")+recordSuffix)
+	past := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(file, past, past); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := a.Reserve("default/new", "new", mustParse(t, "8090:80")); !errors.Is(err, ErrConflict) {
+			t.Fatalf("Reserve of a port an older record holds: %v, want ErrConflict", err)
+		}
+	}
+	if !recordCache.Has(file) {
+		t.Errorf("the older record was not kept in the cache")
+	}
+	// The same ports under a new label: the record is rewritten.
+	if _, err := a.Reserve("default/old", "renamed", mustParse(t, "8090:80")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Reserve("default/new", "new", mustParse(t, "8090:80")); err == nil || !strings.Contains(err.Error(), "renamed") {
+		t.Errorf("Reserve after the holder's label changed: %v, want a conflict naming renamed", err)
+	}
+	if err := a.Release("default/old"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Reserve("default/new", "new", mustParse(t, "8090:80")); err != nil {
+		t.Errorf("Reserve after the holder's release: %v", err)
+	}
+}

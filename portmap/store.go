@@ -200,6 +200,33 @@ func listRecords(dir string, clean bool) ([]string, error) {
 	return names, nil
 }
 
+// recordCache keeps the records read from reservation files, so that a
+// Reserve, which reads every record, decodes only the files that changed
+// (fsutil.StatCache; records are written by rename, so each write is a
+// new file).
+var recordCache = fsutil.StatCache[*record]{NoFollow: true}
+
+// readRecordCached is readRecord through recordCache; the record it
+// returns is the caller's own.
+func readRecordCached(dir, name string) (*record, error) {
+	r, err := recordCache.Get(filepath.Join(dir, name), func() (*record, error) { return readRecord(dir, name) }, (*record).clone)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // gone since the listing
+	}
+	return r, err
+}
+
+// clone returns a copy of r that shares nothing mutable with it.
+func (r *record) clone() *record {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	c.Mappings = slices.Clone(r.Mappings)
+	c.Ports = slices.Clone(r.Ports)
+	return &c
+}
+
 // readRecords reads every record in dir. A record that does not decode
 // fails the read, unless it was last written before the machine started:
 // records are written without fsync, so a crash of the machine can leave
@@ -212,7 +239,7 @@ func readRecords(dir string, clean bool) ([]*record, error) {
 	}
 	var out []*record
 	for _, name := range names {
-		r, err := readRecord(dir, name)
+		r, err := readRecordCached(dir, name)
 		if err != nil {
 			if !beforeBoot(filepath.Join(dir, name)) {
 				return nil, err
