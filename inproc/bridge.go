@@ -206,6 +206,7 @@ func (e *Exec) bridgeAdd(ctx context.Context, c call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	waitContainerUp(cont, contLink)
 	// Read the MACs last: the bridge's may change as the port joins.
 	res.Interfaces[1].Mac = up.Attrs().HardwareAddr.String()
 	if l, err := h.LinkByIndex(br.Attrs().Index); err == nil {
@@ -572,6 +573,25 @@ func waitOperUp(h *netlink.Handle, host netlink.Link) (netlink.Link, error) {
 		}
 	}
 	return nil, fmt.Errorf("bridge: port %s did not come up", host.Attrs().Name)
+}
+
+// waitContainerUp waits, up to about 100 ms, for the container's end of
+// the veth to be operationally up too. The kernel turns a link up (its
+// operstate, its queueing discipline, its IPv6 link-local address) in a
+// work item of its own, just after the carrier comes: a packet the
+// container sends before that is dropped. The plugin returns before it;
+// its ADD takes long enough that nobody sees the difference. A link still
+// down after the wait is not an error, as it is not for the plugin.
+func waitContainerUp(cont *container, link netlink.Link) {
+	wait := 100 * time.Microsecond
+	for deadline := time.Now().Add(100 * time.Millisecond); ; {
+		l, err := cont.nl.LinkByIndex(link.Attrs().Index)
+		if err != nil || l.Attrs().OperState == netlink.OperUp || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 10*time.Millisecond)
+	}
 }
 
 func (e *Exec) bridgeDel(c call) error {
