@@ -12,10 +12,12 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/internal/testenv"
@@ -30,6 +32,30 @@ type view struct {
 	Links, Addrs, Routes, Sysctls []string
 	Bridge, Port, HostSysctls     []string
 	Result                        types100.Result
+}
+
+// settleAddrs waits (up to 2 s) until no address in the namespace of h is
+// tentative. The kernel finishes a link's IPv6 set-up (its link-local
+// address, made when the link comes up, leaves the tentative state) in a
+// work item of its own, after ADD returns: both datapaths' views are
+// taken once it has, as the binaries are slow enough to have always seen
+// it done.
+func settleAddrs(t *testing.T, h *netlink.Handle) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); ; {
+		addrs, err := h.AddrList(nil, netlink.FAMILY_V6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tentative := false
+		for _, a := range addrs {
+			tentative = tentative || a.Flags&unix.IFA_F_TENTATIVE != 0
+		}
+		if !tentative || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // snapshot takes the view of the attachment on network n in the namespace
@@ -59,6 +85,7 @@ func snapshot(t *testing.T, path string, n *ocinet.Network, result json.RawMessa
 	defer ns.Close()
 	h := handleIn(t, path)
 	defer h.Close()
+	settleAddrs(t, h)
 	links, err := h.LinkList()
 	if err != nil {
 		t.Fatal(err)
