@@ -29,7 +29,8 @@ import (
 //
 // It goes plan → journal → ADD → commit: the request is checked and its
 // networks resolved before anything changes (plan.go); the journal record
-// is written, in phase adding, before the first plugin runs; each network's
+// is written, in phase adding, before any plugin makes anything of the
+// container's (the networks' ADDs get going meanwhile); each network's
 // ADD records its result; the record is committed in phase attached. Any
 // failure after the first write has one way back: detachRecord, with what
 // the record holds.
@@ -91,9 +92,9 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, e
 // journalAdding reserves the plan's ports and starts writing the
 // attachment's first record, in phase adding, durably: once written returns
 // nil, a crash leaves a record that GC finishes. The write runs while the
-// loopback comes up (the one ADD before it, which leaves nothing behind
-// that outlives the namespace). If the write fails, written releases the
-// ports again and returns the error.
+// loopback comes up and the networks' ADDs get going (addAll's gate keeps
+// them from making anything until it is done). If the write fails, written
+// releases the ports again and returns the error.
 func (m *Manager) journalAdding(req AttachRequest, p *attachPlan) (rec *record, written func() error, err error) {
 	ports, err := m.ports.Reserve(req.ID, p.name, req.Ports)
 	if err != nil {
@@ -150,8 +151,8 @@ func (e *noRecordError) Error() string { return e.err.Error() }
 func (e *noRecordError) Unwrap() error { return e.err }
 
 // addAll runs ADD for the loopback network and for each of rec's
-// networks in turn, while the first record is written, starts the IPv6 loopback proxies and
-// commits the record. The networks' ADDs run under a gate
+// networks in turn while the first record is written, then starts the
+// IPv6 loopback proxies and commits the record. The networks' ADDs run under a gate
 // (inproc.WithGate): they make nothing of the container's until the first
 // record is on disk (written) and the loopback is up, so that a crash
 // leaves nothing a record does not name and no plugin binary runs on

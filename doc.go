@@ -39,7 +39,8 @@
 //
 // Attach goes plan → journal → ADD → commit (plan.go, attach.go): the
 // request is checked and its networks resolved once before anything
-// changes; the record is written before the first plugin runs; each
+// changes; the record is written before any plugin makes anything of the
+// container's; each
 // network's ADD runs through an executor built for that call, which hands
 // every plugin's result to the journal; the record is committed. Any
 // failure after the first write has one way back, the same teardown Detach
