@@ -188,8 +188,12 @@ func Start(ctx context.Context, c Config) (*Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start dns responder: %w", err) // the message names the network
 	}
+	// The pid file names a process, which a reboot ends: it is written
+	// whole for the processes of this boot, with no fsync (a damaged one
+	// reads as no responder, and a pid whose start time differs is never
+	// signalled).
 	b, _ := json.Marshal(p)
-	if err := fsutil.WriteFileAtomic(pidPath(c.StateDir, c.Network), append(b, '\n'), 0o600); err != nil {
+	if err := fsutil.ReplaceFileNoSync(pidPath(c.StateDir, c.Network), append(b, '\n'), 0o600); err != nil {
 		_ = stopProcess(p)
 		return nil, fmt.Errorf("start dns responder for %q: %w", c.Network, err)
 	}

@@ -38,8 +38,10 @@
 // half-written file during an update, and a crash may leave one torn. That
 // is repaired by writing again, because the files are derived from the
 // records: [Store.Repair] rewrites them all. The records themselves are
-// written atomically (temporary file, fsync, rename, fsync of the
-// directory).
+// replaced whole (a temporary file renamed over the old one), without
+// fsync: they describe running containers, which a reboot ends, so a crash
+// of the machine may lose or damage one without harm (a damaged record is
+// mended by joining again).
 //
 // A hosts file holds a managed block between two marker comment lines,
 // rewritten on every update, then the lines the user added inside the

@@ -36,7 +36,7 @@ func (s *Store) Import(rs []Record) error {
 		if err != nil {
 			return err
 		}
-		if err := fsutil.WriteFileAtomic(filepath.Join(s.dir, recordsDir, r.ID+recordSuffix), data, 0o600); err != nil {
+		if err := writeRecordFile(filepath.Join(s.dir, recordsDir, r.ID+recordSuffix), data); err != nil {
 			return fmt.Errorf("import: write record: %w", err)
 		}
 	}

@@ -125,9 +125,9 @@ func (s *Store) Prepare(id string) error {
 
 // Join stores r, replacing the container's previous record if any, writes
 // r's hosts file and rewrites the hosts files of exactly the containers that
-// share a network with r, before or after this call. The record is written
-// atomically (temporary file, fsync, rename, fsync of the directory); the
-// hosts files in place. Join is idempotent: repeating it repairs what an
+// share a network with r, before or after this call. The record is
+// replaced whole (see the package's doc); the hosts files are written in
+// place. Join is idempotent: repeating it repairs what an
 // interrupted one left. Invalid input gives ErrInvalid and changes nothing;
 // so does an extra host of host-gateway when r has no network or its first
 // network has no gateway (the error names the network).
@@ -161,13 +161,14 @@ func (s *Store) join(r *Record) error {
 	if err != nil {
 		return err
 	}
-	// Index entries first, record second, removals last: after a crash the
-	// index is still a superset of the records.
+	// Index entries first, record second, removals last: after a crash of
+	// the process the index is still a superset of the records. Every
+	// entry r needs is made, not only those of new networks: after a crash
+	// of the machine an entry may be gone while the record is there, and
+	// joining again mends that too.
 	for _, n := range r.Networks {
-		if old == nil || old.network(n.Name) == nil {
-			if err := s.addIndex(n.Name, r.ID); err != nil {
-				return err
-			}
+		if err := s.addIndex(n.Name, r.ID); err != nil {
+			return err
 		}
 	}
 	data, err := encodeRecord(r)
@@ -179,7 +180,7 @@ func (s *Store) join(r *Record) error {
 		oldData, _ = encodeRecord(old)
 	}
 	if !bytes.Equal(data, oldData) {
-		if err := fsutil.WriteFileAtomic(filepath.Join(s.dir, recordsDir, r.ID+recordSuffix), data, 0o600); err != nil {
+		if err := writeRecordFile(filepath.Join(s.dir, recordsDir, r.ID+recordSuffix), data); err != nil {
 			return fmt.Errorf("write record: %w", err)
 		}
 	}
@@ -259,7 +260,7 @@ func (s *Store) leave(id string) error {
 		if err := os.Remove(s.recordPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove record: %w", err)
 		}
-		return fsutil.SyncDir(filepath.Join(s.dir, recordsDir))
+		return nil
 	}
 	if err != nil || old == nil {
 		return err
@@ -279,9 +280,6 @@ func (s *Store) leave(id string) error {
 	}
 	if err := os.Remove(s.recordPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove record: %w", err)
-	}
-	if err := fsutil.SyncDir(filepath.Join(s.dir, recordsDir)); err != nil {
-		return err
 	}
 	for _, n := range old.Networks {
 		if err := s.removeIndex(n.Name, id); err != nil {
@@ -523,27 +521,27 @@ func isDamaged(err error) bool {
 	return errors.As(err, &d)
 }
 
-// addIndex makes id a member of network in the index, durably.
+// addIndex makes id a member of network in the index (nothing to do when
+// it is one).
 func (s *Store) addIndex(network, id string) error {
-	nets := filepath.Join(s.dir, networksDir)
-	dir := filepath.Join(nets, network)
-	err := os.Mkdir(dir, 0o700)
-	switch {
-	case err == nil:
-		if err := fsutil.SyncDir(nets); err != nil {
-			return err
-		}
-	case !errors.Is(err, fs.ErrExist):
+	dir := filepath.Join(s.dir, networksDir, network)
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("index network %q: %w", network, err)
 	}
-	created, err := createEmpty(filepath.Join(dir, id))
-	if err != nil {
+	if _, err := createEmpty(filepath.Join(dir, id)); err != nil {
 		return fmt.Errorf("index network %q: %w", network, err)
-	}
-	if created {
-		return fsutil.SyncDir(dir)
 	}
 	return nil
+}
+
+// writeRecordFile replaces a record file whole (a temporary file renamed
+// over it), with no fsync: a record describes a container that runs, which
+// a reboot ends. A crash of the process leaves the old record or the new;
+// a crash of the machine may also leave one missing or damaged, which
+// readers treat as stale (a damaged record is mended by joining again, and
+// GC detaches what ran before the reboot).
+func writeRecordFile(path string, data []byte) error {
+	return fsutil.ReplaceFileNoSync(path, data, 0o600)
 }
 
 // removeIndex removes id from network in the index, and the network's

@@ -313,6 +313,36 @@ func TestJoinIdempotent(t *testing.T) {
 	}
 }
 
+// TestJoinMendsLostIndexEntry: records and index entries are written
+// without fsync, so a crash of the machine may lose an entry whose record
+// survived. The container joining again (its restart) puts it back: its
+// peers see it and the network's members include it.
+func TestJoinMendsLostIndexEntry(t *testing.T) {
+	s := openStore(t)
+	r := Record{ID: "c1", Name: "web", Networks: []Network{net1("a", "10.0.0.2")}}
+	mustJoin(t, s, r, Record{ID: "c2", Name: "db", Networks: []Network{net1("a", "10.0.0.3")}})
+	entry := filepath.Join(s.dir, networksDir, "a", "c1")
+	if err := os.Remove(entry); err != nil {
+		t.Fatal(err)
+	}
+	mustJoin(t, s, r)
+	if _, err := os.Stat(entry); err != nil {
+		t.Fatalf("joining again did not remake the index entry: %v", err)
+	}
+	members, err := s.Members("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, m := range members {
+		ids = append(ids, m.ID)
+	}
+	slices.Sort(ids)
+	if diff := cmp.Diff([]string{"c1", "c2"}, ids); diff != "" {
+		t.Errorf("members of a (-want +got):\n%s", diff)
+	}
+}
+
 func TestJoinMovesNetworks(t *testing.T) {
 	s := openStore(t)
 	mustJoin(t, s,
