@@ -178,12 +178,16 @@ func waitName(ctx context.Context, gw netip.Addr, rec hosts.Record, rn hosts.Net
 	c := &mdns.Client{Net: "udp", Timeout: 100 * time.Millisecond,
 		Dialer: &net.Dialer{LocalAddr: net.UDPAddrFromAddrPort(netip.AddrPortFrom(gw, 0))}}
 	server := netip.AddrPortFrom(gw, DefaultPort).String()
+	// The responder usually has the record within a millisecond of the
+	// store's write: ask again soon, then less often.
+	wait := 500 * time.Microsecond
 	deadline := time.Now().Add(time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if resp, _, err := c.ExchangeContext(ctx, m, server); err == nil && answers(resp, rn.IPs) {
 			return
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(wait)
+		wait = min(2*wait, 20*time.Millisecond)
 	}
 	log.Warn("the DNS responder does not answer for the container yet", "network", rn.Name, "name", name)
 }
