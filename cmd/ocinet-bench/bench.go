@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/inproc"
 	"github.com/ocinet/ocinet/netns"
 	"github.com/ocinet/ocinet/portmap"
 )
@@ -126,8 +127,22 @@ func (b *bench) manager() (*ocinet.Manager, *ocinet.Network, error) {
 			return
 		}
 		b.clean.add("bridge "+benchBridge, func() error { return b.removeBridge(benchBridge) })
-		b.clean.add("attachments", b.sweep)
 		b.network, b.mgrErr = b.mgr.Network(ocinet.DefaultNetworkName)
+		if b.mgrErr != nil {
+			return
+		}
+		// Every section that attaches to the default network may run it in
+		// process (the container section's hooks do): what the native
+		// datapath keeps for the network (its masquerade chain, its set
+		// elements) goes after the attachments, before the bridge.
+		var x *inproc.Exec
+		if x, b.mgrErr = inproc.New(&invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: io.Discard}, PluginDecoder: version.PluginDecoder{}},
+			inproc.WithRuntimeDir(filepath.Join(b.work, "run-clean"))); b.mgrErr != nil {
+			return
+		}
+		conflist := b.network.Bytes
+		b.clean.add("in-process network state", func() error { return x.RemoveNetwork(context.Background(), conflist) })
+		b.clean.add("attachments", b.sweep)
 	})
 	return b.mgr, b.network, b.mgrErr
 }

@@ -4,16 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/containernetworking/cni/pkg/invoke"
-	"github.com/containernetworking/cni/pkg/version"
-
 	"github.com/ocinet/ocinet"
-	"github.com/ocinet/ocinet/inproc"
 	"github.com/ocinet/ocinet/internal/leakcheck"
 	"github.com/ocinet/ocinet/portmap"
 )
@@ -44,13 +39,6 @@ func (b *bench) nativeSection() error {
 	if err != nil {
 		return err
 	}
-	// Only for the clean-up of the network's in-process state at the end.
-	x, err := inproc.New(&invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: io.Discard}, PluginDecoder: version.PluginDecoder{}},
-		inproc.WithRuntimeDir(filepath.Join(b.work, "run-native")))
-	if err != nil {
-		return err
-	}
-	b.clean.add("in-process network state", func() error { return x.RemoveNetwork(context.Background(), network.Bytes) })
 	one, _, err := localMapping()
 	if err != nil {
 		return err
