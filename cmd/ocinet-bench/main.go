@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/internal/leakcheck"
 
 	"golang.org/x/sys/unix"
 )
@@ -161,6 +162,12 @@ func run(n int, jsonPath, only, conc, peers, pluginDir, cpuProfile string) error
 	}
 	b.clean.add("work directory "+work, func() error { return os.RemoveAll(work) })
 	b.clean.add("namespace directory", b.removeNetNSDir)
+	// The whole run is held to the leak oracle, as a test suite is: what
+	// the host has after the clean-up that it had not before is a failure.
+	before, leakErr := leakcheck.Take(leakcheck.Config{})
+	if leakErr != nil {
+		return fmt.Errorf("leak check before the run: %w", leakErr)
+	}
 
 	if cpuProfile != "" {
 		f, err := os.Create(cpuProfile)
@@ -192,6 +199,11 @@ func run(n int, jsonPath, only, conc, peers, pluginDir, cpuProfile string) error
 		fmt.Fprintln(os.Stderr, "ocinet-bench: interrupted; cleaning up")
 	}
 	failedCleanups := b.clean.run()
+	if left, err := leakcheck.Settled(before, leakcheck.Config{}); err != nil {
+		b.report.Leaks = []string{fmt.Sprintf("the leak check after the run failed: %v", err)}
+	} else {
+		b.report.Leaks = left
+	}
 	b.report.Duration = time.Since(b.report.Started).Round(time.Second).String()
 
 	b.report.printTable(os.Stdout)
@@ -206,6 +218,8 @@ func run(n int, jsonPath, only, conc, peers, pluginDir, cpuProfile string) error
 		return fmt.Errorf("%d clean-up steps failed (see above)", failedCleanups)
 	case len(b.report.Failures) > 0:
 		return fmt.Errorf("%d sections failed", len(b.report.Failures))
+	case len(b.report.Leaks) > 0:
+		return fmt.Errorf("the run left %d items on the host (see above)", len(b.report.Leaks))
 	}
 	return nil
 }

@@ -155,6 +155,10 @@ type Report struct {
 	Notes []string `json:"notes"`
 	// Failures are the sections that could not be measured, and why.
 	Failures []string `json:"failures,omitempty"`
+	// Leaks are what the run left on the host after its clean-up (the
+	// leak oracle's items, "kind: item"), or why they could not be
+	// looked for.
+	Leaks []string `json:"leaks,omitempty"`
 	// Sections are the sections that ran and how long each took.
 	Sections []sectionTime `json:"sections"`
 }
@@ -223,6 +227,12 @@ func (r *Report) printTable(w io.Writer) {
 		fmt.Fprintln(w, "\nnot measured:")
 		for _, f := range r.Failures {
 			fmt.Fprintln(w, "  - "+f)
+		}
+	}
+	if len(r.Leaks) > 0 {
+		fmt.Fprintln(w, "\nleft on the host after the clean-up:")
+		for _, l := range r.Leaks {
+			fmt.Fprintln(w, "  - "+l)
 		}
 	}
 }
