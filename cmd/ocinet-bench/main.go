@@ -184,6 +184,11 @@ func run(n int, jsonPath, only, conc, peers, pluginDir, cpuProfile string) error
 		if ctx.Err() != nil {
 			break
 		}
+		// Each section starts with the writes of the ones before on disk:
+		// the hosts section alone writes hundreds of MiB, whose write-back
+		// would otherwise run under the next sections and slow every fsync
+		// and file they make.
+		unix.Sync()
 		fmt.Fprintf(os.Stderr, "ocinet-bench: %s ...\n", s)
 		t0 := time.Now()
 		if err := sections[s](b); err != nil {
