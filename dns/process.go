@@ -173,10 +173,11 @@ func Start(ctx context.Context, c Config) (*Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start dns responder for %q: %w", c.Network, err)
 	}
-	if old != nil && old.Alive() {
-		if old.sameConfig(&c) {
-			return old, nil
-		}
+	if old != nil && old.Alive() && old.sameConfig(&c) {
+		return old, nil
+	}
+	if old != nil {
+		// Replaced, or dead: it may still be exiting, its port bound.
 		if err := stopProcess(old); err != nil {
 			return nil, fmt.Errorf("start dns responder for %q: replace the old one: %w", c.Network, err)
 		}
@@ -372,8 +373,9 @@ func finishStopping(stateDir, network string) error {
 // or, where the kernel has none, by looking every 10 ms.
 func stopProcess(p *Process) error {
 	if !p.Alive() {
-		reap(p.PID)
-		return nil
+		// It may still be exiting (its command line goes before its
+		// files do): its sockets are free once it is gone.
+		return waitGone(p, time.Second)
 	}
 	// Opened before the signal and checked after it, so that the pidfd is
 	// the process p names, not one that took its pid since.
@@ -393,7 +395,7 @@ func stopProcess(p *Process) error {
 		deadline := time.Now().Add(time.Duration(2-i) * time.Second)
 		for {
 			reap(p.PID)
-			if !p.Alive() {
+			if p.gone() {
 				return nil
 			}
 			left := time.Until(deadline)
@@ -409,6 +411,43 @@ func stopProcess(p *Process) error {
 		}
 	}
 	return fmt.Errorf("process %d did not stop", p.PID)
+}
+
+// gone reports whether the process p names has exited, all its threads
+// with it (then it holds no file, its sockets included), or is no more:
+// its pid is free or another process's. A zombie thread group leader
+// whose other threads still run is not gone: they still hold the files.
+func (p *Process) gone() bool {
+	if reexec.StartTime(p.PID) != p.Start {
+		return true
+	}
+	pidfd, err := unix.PidfdOpen(p.PID, 0)
+	if err != nil {
+		// No pidfd (an old kernel): the leader's state is all there is.
+		return errors.Is(err, unix.ESRCH) || !(reexec.Process{PID: p.PID, Start: p.Start}).Alive()
+	}
+	defer unix.Close(pidfd)
+	if reexec.StartTime(p.PID) != p.Start {
+		return true // the pidfd may be another process's
+	}
+	// A pidfd polls readable once the whole thread group has exited.
+	n, _ := unix.Poll([]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}, 0)
+	return n > 0
+}
+
+// waitGone waits, at most d, until p is gone (see gone).
+func waitGone(p *Process, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		reap(p.PID)
+		if p.gone() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("process %d did not exit", p.PID)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // reap collects pid's exit status when it is this process's child (a

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -122,6 +123,47 @@ func TestProcessLifecycle(t *testing.T) {
 	stale := dns.Process{PID: os.Getpid(), Start: 1, Network: "testnet"}
 	if stale.Alive() {
 		t.Error("a pid file with the wrong start time counts as alive")
+	}
+}
+
+// TestStopFreesPortOfKilled: a responder killed with SIGKILL counts as
+// dead as soon as its main thread is a zombie, while its other threads
+// still hold its sockets. Stop (as Start, before it starts a new one)
+// waits until the whole process is gone: right after it, the port binds.
+func TestStopFreesPortOfKilled(t *testing.T) {
+	tp := newTopo(t)
+	state := t.TempDir()
+	ocinettest.CheckLeaks(t, ocinettest.LeakConfig{StateDirs: []string{state}})
+	for i := range 5 {
+		p, err := start(t, tp, responderConfig(state))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "killed responder counted as dead", func() bool { return !p.Alive() })
+		if err := dns.Stop(state, "testnet"); err != nil {
+			t.Fatal(err)
+		}
+		if err := tp.host.Do(func() error {
+			for _, proto := range []string{"udp", "tcp"} {
+				var c io.Closer
+				var err error
+				if proto == "udp" {
+					c, err = net.ListenPacket(proto, "10.99.0.1:53")
+				} else {
+					c, err = net.Listen(proto, "10.99.0.1:53")
+				}
+				if err != nil {
+					return err
+				}
+				c.Close()
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("round %d: port 53 right after Stop of the killed responder: %v", i, err)
+		}
 	}
 }
 
