@@ -16,7 +16,9 @@ cleanup() {
 	set +e
 	[ -n "$addr" ] && "${ocictl[@]}" rm -f web >/dev/null 2>&1
 	bash scripts/containerd.sh stop "$work/containerd"
-	$bridge_existed || ip link del "$bridge" 2>/dev/null
+	# The default network's bridge and its firewall state stay as long as
+	# the network does; the demo removes them when it made them.
+	$bridge_existed || [ ! -x "$work/tidybridge" ] || "$work/tidybridge" "$bridge" >/dev/null
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -26,6 +28,7 @@ show() { printf '$ %s\n' "$*" | sed "s#$work#\$WORK#g"; "$@"; }
 
 say "building ocictl and a busybox root file system in $work"
 CGO_ENABLED=0 go build -o "$work/ocictl" ./examples/ocictl
+CGO_ENABLED=0 go build -o "$work/tidybridge" ./internal/tidybridge
 bash scripts/rootfs.sh "$work/rootfs"
 
 say "starting a private containerd"
@@ -83,5 +86,9 @@ echo "veth links: $before_veth before, $after_veth after"
 if [ "$after" != "$before" ] || [ "$after_veth" != "$before_veth" ]; then
 	echo "demo: something was left behind" >&2
 	exit 1
+fi
+if ! $bridge_existed; then
+	say "remove the default network's bridge and its firewall state (the demo made them)"
+	"$work/tidybridge" "$bridge"
 fi
 echo "demo: OK"
