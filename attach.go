@@ -30,10 +30,12 @@ import (
 // It goes plan → journal → ADD → commit: the request is checked and its
 // networks resolved before anything changes (plan.go); the journal record
 // is written, in phase adding, before any plugin makes anything of the
-// container's (the networks' ADDs get going meanwhile); each network's
-// ADD records its result; the record is committed in phase attached. Any
-// failure after the first write has one way back: detachRecord, with what
-// the record holds.
+// container's that outlives its namespace (the networks' ADDs get going
+// meanwhile); each network's ADD records its result; the record is
+// committed in phase attached. Any failure after the first write has one
+// way back: detachRecord, with what the record holds. The in-process
+// loopback's ADD, which only brings lo up, starts first of all, beside the
+// plan; a failure before the first write puts lo down again.
 func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, error) {
 	if err := validID(req.ID); err != nil {
 		return nil, err
@@ -56,13 +58,24 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, e
 	}
 	defer unlock()
 
-	p, err := m.plan(req, names, opts)
-	if err != nil {
-		return fail(err)
-	}
 	old, err := m.readRecord(req.ID)
 	if err != nil {
 		return fail(err)
+	}
+	var lo *loopbackAdd
+	if old == nil {
+		// With a previous attachment, whose DEL may take lo down, lo
+		// comes up in its turn (addAll).
+		lo = m.startLoopback(ctx, req)
+	}
+	p, err := m.plan(req, names, opts)
+	if err != nil {
+		lo.abandon(ctx)
+		return fail(err)
+	}
+	if lo != nil && lo.nr.Datapath != p.loopback {
+		lo.abandon(ctx) // the host changed between the two choices
+		lo = nil
 	}
 	if old != nil {
 		m.log.Info("attach: tearing down the previous attachment first", "id", req.ID, "phase", old.Phase)
@@ -74,9 +87,10 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, e
 	crashPoint("attach:planned")
 	rec, written, err := m.journalAdding(req, p)
 	if err != nil {
+		lo.abandon(ctx)
 		return fail(err)
 	}
-	if err := m.addAll(ctx, rec, p, written); err != nil {
+	if err := m.addAll(ctx, rec, p, lo, written); err != nil {
 		if nr := (*noRecordError)(nil); errors.As(err, &nr) {
 			return fail(nr.err)
 		}
@@ -150,8 +164,9 @@ type noRecordError struct{ err error }
 func (e *noRecordError) Error() string { return e.err.Error() }
 func (e *noRecordError) Unwrap() error { return e.err }
 
-// addAll runs ADD for the loopback network and for each of rec's
-// networks in turn while the first record is written, then starts the
+// addAll runs ADD for the loopback network (unless early has, or is
+// running, it) and for each of rec's networks in turn while the first
+// record is written, then starts the
 // IPv6 loopback proxies and commits the record. The networks' ADDs run under a gate
 // (inproc.WithGate): they make nothing of the container's until the first
 // record is on disk (written) and the loopback is up, so that a crash
@@ -163,22 +178,28 @@ func (e *noRecordError) Unwrap() error { return e.err }
 // failure, rec holds every network that was tried (the failed one
 // included: a plugin may have done part of its work), for the caller's
 // rollback; a *noRecordError needs none: nothing passed the gate.
-func (m *Manager) addAll(ctx context.Context, rec *record, p *attachPlan, written func() error) error {
+func (m *Manager) addAll(ctx context.Context, rec *record, p *attachPlan, early *loopbackAdd, written func() error) error {
 	// lo's ADD works on a copy of its record, so that a sink's journal
 	// write of rec (on another network's ADD) does not read it meanwhile.
-	// In process it is a few netlink requests: it runs first, here, while
-	// the record is written; a binary runs beside the networks' ADDs.
+	// In process it is a few netlink requests, started with the plan
+	// (early); a binary runs beside the networks' ADDs.
 	lo := *rec.Loopback
 	loDone := make(chan error, 1)
-	if lo.Datapath == DatapathNative {
+	switch {
+	case early != nil:
+		loDone = early.done
+	case lo.Datapath == DatapathNative:
 		loDone <- m.addNetwork(ctx, rec, &lo)
-	} else {
+	default:
 		go func() { loDone <- m.addNetwork(ctx, rec, &lo) }()
 	}
 	var loErr error
 	// The gate is passed on this goroutine (the ADDs run on it), once.
 	gate := sync.OnceValue(func() error {
 		loErr = <-loDone
+		if early != nil {
+			lo.Result = early.nr.Result
+		}
 		rec.Loopback.Result = lo.Result
 		if err := written(); err != nil {
 			if loErr == nil {
@@ -313,6 +334,41 @@ func (m *Manager) addNetwork(ctx context.Context, rec *record, nr *networkRecord
 	}
 	nr.Result = b
 	return nil
+}
+
+// loopbackAdd is the in-process loopback's ADD, started as an Attach
+// begins (startLoopback): it changes nothing but lo's state in the
+// container's namespace, which ends with it, so it need not wait for the
+// plan or the journal.
+type loopbackAdd struct {
+	m      *Manager
+	id, ns string
+	done   chan error
+	nr     networkRecord // Result is set once done has a value
+}
+
+// startLoopback starts the loopback network's ADD for req when it runs in
+// process; otherwise it returns nil and addAll runs it.
+func (m *Manager) startLoopback(ctx context.Context, req AttachRequest) *loopbackAdd {
+	dp, _, err := m.findPlugins(&Network{Name: loopbackNetwork, Bytes: []byte(LoopbackConfList), Plugins: []string{"loopback"}})
+	if err != nil || dp != DatapathNative {
+		return nil // the plan says why, or the binary runs later
+	}
+	a := &loopbackAdd{m: m, id: req.ID, ns: req.NetNS, done: make(chan error, 1),
+		nr: networkRecord{Name: loopbackNetwork, IfName: "lo", ConfList: json.RawMessage(LoopbackConfList), Datapath: dp}}
+	go func() { a.done <- m.addLoopback(ctx, &record{ID: a.id, NetNS: a.ns}, &a.nr) }()
+	return a
+}
+
+// abandon waits for a's ADD and puts lo down again if it came up: the
+// attach failed before it had a record. A nil a does nothing.
+func (a *loopbackAdd) abandon(ctx context.Context) {
+	if a == nil {
+		return
+	}
+	if err := <-a.done; err == nil {
+		_ = a.m.delNetwork(ctx, &record{ID: a.id, NetNS: a.ns}, &a.nr, a.ns, detachOptions{})
+	}
 }
 
 // loopbackPluginConf is the loopback plugin's config in LoopbackConfList,

@@ -221,17 +221,42 @@ func TestAttachFirstRecordFails(t *testing.T) {
 	if _, err := e.m.Get("jfail"); !errors.Is(err, ocinet.ErrNotFound) {
 		t.Errorf("record after the failed Attach: %v, want ErrNotFound", err)
 	}
-	out, err := inNS(ns, "ip", "-o", "link", "show", "lo")
-	if err != nil {
-		t.Fatalf("ip link in the namespace: %v: %s", err, out)
-	}
-	if strings.Contains(out, "LOWER_UP") || strings.Contains(out, ",UP") {
-		t.Errorf("lo after the failed Attach: %s; want it down", out)
-	}
+	wantLoDown(t, ns, "the failed Attach")
 	// The network's ADD started while the record was written, and
 	// waited for it: it made nothing.
 	if out := linksIn(t, ns); out != "lo" {
 		t.Errorf("links in the namespace after the failed Attach: %s; want lo alone", out)
+	}
+}
+
+// The in-process loopback's ADD starts beside the plan; an Attach that
+// fails before its first record (a network that does not exist, a host
+// port another attachment holds) puts lo down again and leaves no record.
+func TestAttachRefusedLeavesLoDown(t *testing.T) {
+	e := newEnv(t)
+	hold := e.ns()
+	e.attach(ocinet.AttachRequest{ID: "jhold", NetNS: hold, Ports: []portmap.Mapping{mustParse(t, "127.0.0.1:28121:80")}})
+	defer e.detach("jhold")
+	for _, c := range []struct {
+		name string
+		req  ocinet.AttachRequest
+		want error
+	}{
+		{"unknown network", ocinet.AttachRequest{ID: "jlo", Networks: []string{"nosuch"}}, ocinet.ErrNotFound},
+		{"host port taken", ocinet.AttachRequest{ID: "jlo", Ports: []portmap.Mapping{mustParse(t, "127.0.0.1:28121:80")}}, ocinet.ErrConflict},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ns := e.ns()
+			c.req.NetNS = ns
+			_, err := e.m.Attach(context.Background(), c.req)
+			if !errors.Is(err, c.want) {
+				t.Fatalf("Attach: %v, want %v", err, c.want)
+			}
+			if _, err := e.m.Get("jlo"); !errors.Is(err, ocinet.ErrNotFound) {
+				t.Errorf("record after the refused Attach: %v, want ErrNotFound", err)
+			}
+			wantLoDown(t, ns, "the refused Attach")
+		})
 	}
 }
 
@@ -305,6 +330,18 @@ func TestNothingBeforeTheRecord(t *testing.T) {
 		t.Errorf("the loopback's cache entry after Attach: %v, want %v", loCache, !native)
 	}
 	e.detach(id)
+}
+
+// wantLoDown fails t unless lo is down in the namespace at ns after what.
+func wantLoDown(t *testing.T, ns, what string) {
+	t.Helper()
+	out, err := inNS(ns, "ip", "-o", "link", "show", "lo")
+	if err != nil {
+		t.Fatalf("ip link in the namespace: %v: %s", err, out)
+	}
+	if strings.Contains(out, "LOWER_UP") || strings.Contains(out, ",UP") {
+		t.Errorf("lo after %s: %s; want it down", what, strings.TrimSpace(out))
+	}
 }
 
 // linksIn lists the names of the links inside a namespace, space separated.
