@@ -121,13 +121,7 @@ func BenchmarkDefaultNetwork20Ports(b *testing.B) {
 func BenchmarkAttach100(b *testing.B) {
 	testenv.RequireRoot(b)
 	e := newEnv(b)
-	fixture, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "nerdctl-v2.3.5", "net.d", "nerdctl-bridge.conflist"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	conf := strings.ReplaceAll(strings.ReplaceAll(string(fixture), "nerdctl0", "inpb100"), "10.4.0.0/24", "10.217.0.0/16")
-	conf = strings.ReplaceAll(conf, "10.4.0.1", "10.217.0.1")
-	n := e.writeNetwork("nerdctl-bridge.conflist", []byte(conf))
+	n := wideDefault(b, e, "inpb100", "10.217.")
 	const count = 100
 	paths := make([]string, count)
 	for i := range paths {
@@ -303,4 +297,18 @@ func (t *timedExec) ExecPlugin(ctx context.Context, path string, stdin []byte, e
 	t.tm[cmd+":"+filepath.Base(path)] += time.Since(t0)
 	t.mu.Unlock()
 	return out, err
+}
+
+// wideDefault writes nerdctl's default network with its bridge and a /16
+// subnet (prefix is its first two octets, "10.217.") for a hundred
+// containers and more.
+func wideDefault(t testing.TB, e *env, bridge, prefix string) *ocinet.Network {
+	t.Helper()
+	fixture, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "nerdctl-v2.3.5", "net.d", "nerdctl-bridge.conflist"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := strings.ReplaceAll(strings.ReplaceAll(string(fixture), "nerdctl0", bridge), "10.4.0.0/24", prefix+"0.0/16")
+	conf = strings.ReplaceAll(conf, "10.4.0.1", prefix+"0.1")
+	return e.writeNetwork("nerdctl-bridge.conflist", []byte(conf))
 }

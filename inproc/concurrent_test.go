@@ -3,14 +3,18 @@ package inproc_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/inproc"
 	"github.com/ocinet/ocinet/internal/testenv"
+	"github.com/ocinet/ocinet/portmap"
 )
 
 // manyConf is a network that runs wholly in process: bridge (with
@@ -107,5 +111,81 @@ func TestConcurrentFirstAttaches(t *testing.T) {
 	}
 	if rules, jumps := masqRules(t, net.Bridge); rules != 1 || jumps != 1 {
 		t.Errorf("masquerade: %d rules and %d jumps, want one of each", rules, jumps)
+	}
+}
+
+// TestConcurrentDetachesTakeTheirElements: 100 containers with a
+// published port each on nerdctl's default network (bridge, portmap,
+// firewall and tuning in process) detach at once while others attach; the
+// table keeps no element of theirs, though elements that expire at once
+// come and go in the port map all the while. Each DEL finds its elements
+// by their keys: a listing of the map, which the others' transactions and
+// the freeing of expired elements change meanwhile, skipped some, and
+// they stayed.
+func TestConcurrentDetachesTakeTheirElements(t *testing.T) {
+	testenv.RequireRoot(t)
+	const n = 100
+	ctx := context.Background()
+	e := newEnv(t)
+	net := wideDefault(t, e, "inpdel100", "10.218.")
+	paths := make([]string, 2*n)
+	for i := range paths {
+		paths[i] = newNS(t)
+	}
+	id := func(round, i int) string { return fmt.Sprintf("del100-%d-%d", round, i) }
+	attach := func(round, i int) error {
+		p, err := portmap.Parse(fmt.Sprintf("127.0.0.1:%d:80", 18700+(round%2)*n+i))
+		if err != nil {
+			return err
+		}
+		_, err = e.native.Attach(ctx, ocinet.AttachRequest{ID: id(round, i), NetNS: paths[(round%2)*n+i], Networks: []string{net.Name}, Ports: []portmap.Mapping{p}})
+		return err
+	}
+	for i := range n {
+		if err := attach(0, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Meanwhile elements that expire at once come and go in the port map
+	// all the time, as the DELs of a busy host make them (on 127.0.0.2,
+	// a key no container of the test has).
+	c, ports4 := tableSet(t, inproc.PortMap4)
+	stop := churn(c, ports4, 0, func(k int) nftables.SetElement {
+		port := 20000 + k%20000
+		return nftables.SetElement{Key: []byte{6, 0, 0, 0, 127, 0, 0, 2, byte(port >> 8), byte(port), 0, 0},
+			Val: []byte{10, 218, 255, 254, 0, 80, 0, 0}, Comment: "ocinet-test-churn"}
+	})
+	const rounds = 3
+	for round := 1; round <= rounds; round++ {
+		// Round r-1's containers leave while round r's come.
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				if err := e.native.Detach(ctx, id(round-1, i)); err != nil {
+					t.Errorf("detach %s: %v", id(round-1, i), err)
+				}
+			})
+			wg.Go(func() {
+				if round < rounds {
+					if err := attach(round, i); err != nil {
+						t.Errorf("attach %s: %v", id(round, i), err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	stop()
+	// Expired elements are freed within a clock tick; a listing of a set
+	// that no longer changes holds every element that stays.
+	time.Sleep(50 * time.Millisecond)
+	var left []string
+	for _, l := range elements(t) {
+		if strings.Contains(l, "att=del100-") {
+			left = append(left, l)
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("%d elements of detached containers left, such as %s", len(left), left[0])
 	}
 }

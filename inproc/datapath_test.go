@@ -839,14 +839,7 @@ func TestAddAfterExpiry(t *testing.T) {
 			}
 			t.Logf("the ADD waited %s for the expiring element", waited)
 			time.Sleep(50 * time.Millisecond)
-			c, err := nftables.New()
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, err := c.GetSetByName(&nftables.Table{Name: inproc.TableName, Family: inproc.TableFamily}, tc.set)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c, s := tableSet(t, tc.set)
 			els, err := c.GetSetElements(s)
 			if err != nil {
 				t.Fatal(err)

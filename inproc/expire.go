@@ -1,8 +1,8 @@
 package inproc
 
 import (
-	"bytes"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -30,6 +30,14 @@ import (
 // when the chain's main plugin is a binary, the next DEL of the
 // attachment) settles what it expired: any element that did not take the
 // timeout is deleted.
+//
+// Each of these looks up the elements it is about by their keys
+// (lookupElements), not in a listing of the set: a listing that runs while
+// other attachments come and go, and while the kernel frees the elements
+// they expired, skips elements. A DEL knows its elements from its config
+// and previous result, as the ADD did; only one without a previous result
+// (an ADD cut short) finds them by their comment in a listing of every
+// set, as GC does.
 
 // expiryTimeout is the timeout DEL gives an attachment's elements; the
 // kernel rounds it up to one clock tick (1 to 10 ms).
@@ -54,6 +62,9 @@ type expiring struct {
 type pendingExpiry struct {
 	comment string
 	sets    []string
+	// elems are the elements expired, by set, when the DEL knew them; nil
+	// when it found them by their comment.
+	elems map[string][]nftables.SetElement
 }
 
 func attachmentKey(containerID, ifName string) string { return containerID + "/" + ifName }
@@ -68,6 +79,14 @@ func (x *expiring) add(key string, p pendingExpiry) {
 		for _, s := range old.sets {
 			if !slices.Contains(p.sets, s) {
 				p.sets = append(p.sets, s)
+			}
+		}
+		switch {
+		case old.elems == nil || p.elems == nil:
+			p.elems = nil // some were found by comment: settle looks so too
+		default:
+			for s, els := range old.elems {
+				p.elems[s] = append(p.elems[s], els...)
 			}
 		}
 	}
@@ -89,18 +108,31 @@ func (x *expiring) take(key string) (pendingExpiry, bool) {
 	return p, ok
 }
 
-// attachDel takes the attachment's elements out of every per-attachment
-// set, the other plugin's too, in one transaction: the first of
-// firewall's and portmap's DEL (firewall, in the default chain's reverse
-// order) does the work and the second finds the elements already expiring.
-// None is not an error.
+// attachDel takes the plugin's elements of the attachment out of the
+// per-attachment sets in one transaction, those its config and previous
+// result name. Without a previous result it takes out every element of
+// the attachment, the other plugin's too, found by their comment: the
+// first of firewall's and portmap's DEL does the work and the second finds
+// the elements already expiring. None is not an error.
 func (e *Exec) attachDel(c call) error {
 	n, err := loadAttachConf(c.plugin, c.stdin)
 	if err != nil {
 		return err
 	}
 	com := AttachmentComment(n.Name, c.containerID, c.ifc)
-	if e.expiring.has(attachmentKey(c.containerID, c.ifc), com) {
+	key := attachmentKey(c.containerID, c.ifc)
+	if mine, ok := ownElements(c.plugin, n, com); ok {
+		expired, err := expireKnown(c.plugin, mine, com)
+		if err != nil {
+			e.log.Debug("expiring elements failed, deleting them", "plugin", c.plugin, "container", c.containerID, "error", err)
+			return deleteElements(c.plugin, attachmentSets, func(s string) bool { return s == com })
+		}
+		if len(expired) > 0 {
+			e.expiring.add(key, pendingExpiry{comment: com, sets: slices.Collect(maps.Keys(expired)), elems: expired})
+		}
+		return nil
+	}
+	if e.expiring.has(key, com) {
 		return nil // expired by the other plugin's DEL, and not settled yet
 	}
 	sets, err := expireElements(c.plugin, com)
@@ -114,9 +146,86 @@ func (e *Exec) attachDel(c call) error {
 	return nil
 }
 
+// ownElements are the elements of the per-attachment sets that the
+// plugin's ADD made for the attachment, from its config and previous
+// result; false when the DEL has no previous result to tell them.
+func ownElements(plugin string, n *attachConf, com string) (map[string][]nftables.SetElement, bool) {
+	a, err := prevAttachment(plugin, n)
+	if err != nil || len(a.ips) == 0 {
+		return nil, false
+	}
+	var all map[string][]nftables.SetElement
+	switch plugin {
+	case "portmap":
+		if all, err = portElements(n.RuntimeConfig.PortMaps, a, com); err != nil {
+			return nil, false
+		}
+	case "firewall":
+		all = firewallElements(n, a, com)
+	}
+	out := map[string][]nftables.SetElement{}
+	for _, name := range attachmentSets {
+		if len(all[name]) > 0 {
+			out[name] = all[name]
+		}
+	}
+	return out, true
+}
+
+// expireKnown gives the elements of mine that are in their sets with
+// comment com and no timeout yet the expiry timeout, in one transaction,
+// and returns them by set. An element that is gone, or that another
+// attachment holds now, is left alone. An error leaves the elements as
+// they were.
+func expireKnown(plugin string, mine map[string][]nftables.SetElement, com string) (map[string][]nftables.SetElement, error) {
+	upd := map[string][]nftables.SetElement{}
+	for _, name := range attachmentSets {
+		if len(mine[name]) == 0 {
+			continue
+		}
+		got, err := lookupElements(sets[name], keysOf(mine[name]))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", plugin, err)
+		}
+		for _, w := range mine[name] {
+			if el, ok := got[string(w.Key)]; ok && el.Comment == com && el.Expires == 0 {
+				upd[name] = append(upd[name], nftables.SetElement{Key: el.Key, Val: el.Val, Comment: el.Comment, Timeout: expiryTimeout})
+			}
+		}
+	}
+	if len(upd) == 0 {
+		return nil, nil
+	}
+	conn, err := newConn()
+	if err != nil {
+		return nil, fmt.Errorf("%s: nftables: %w", plugin, err)
+	}
+	defer closeConn(conn)
+	for name, els := range upd {
+		if err := conn.SetAddElements(sets[name], els); err != nil {
+			return nil, fmt.Errorf("%s: %w", plugin, err)
+		}
+	}
+	if err := conn.Flush(); err != nil {
+		return nil, fmt.Errorf("%s: expire elements: %w", plugin, err)
+	}
+	return upd, nil
+}
+
+// keysOf returns the keys of els.
+func keysOf(els []nftables.SetElement) [][]byte {
+	keys := make([][]byte, len(els))
+	for i, el := range els {
+		keys[i] = el.Key
+	}
+	return keys
+}
+
 // expireElements gives every element commented com that carries no
 // timeout yet the expiry timeout, in one transaction, and returns the sets
-// it touched. An error leaves the elements as they were.
+// it touched, found in listings of every per-attachment set (a DEL with no
+// previous result; a listing may miss an element while the set changes,
+// which GC then finds). An error leaves the elements as they were.
 func expireElements(plugin, com string) ([]string, error) {
 	conn, err := newConn()
 	if err != nil {
@@ -161,6 +270,9 @@ func (e *Exec) settle(plugin, containerID, ifName string) error {
 	if !ok {
 		return nil
 	}
+	if p.elems != nil {
+		return settleKnown(plugin, p)
+	}
 	conn, err := newConn()
 	if err != nil {
 		return fmt.Errorf("%s: nftables: %w", plugin, err)
@@ -180,10 +292,44 @@ func (e *Exec) settle(plugin, containerID, ifName string) error {
 	return nil
 }
 
+// settleKnown deletes, in one transaction, those of the elements p names
+// that are still in their sets with p's comment and no timeout.
+func settleKnown(plugin string, p pendingExpiry) error {
+	del := map[string][]nftables.SetElement{}
+	for name, els := range p.elems {
+		got, err := lookupElements(sets[name], keysOf(els))
+		if err != nil {
+			return fmt.Errorf("%s: %w", plugin, err)
+		}
+		for _, el := range got {
+			if el.Comment == p.comment && el.Expires == 0 {
+				del[name] = append(del[name], nftables.SetElement{Key: el.Key})
+			}
+		}
+	}
+	if len(del) == 0 {
+		return nil
+	}
+	conn, err := newConn()
+	if err != nil {
+		return fmt.Errorf("%s: nftables: %w", plugin, err)
+	}
+	defer closeConn(conn)
+	for name, els := range del {
+		if err := conn.SetDeleteElements(sets[name], els); err != nil {
+			return fmt.Errorf("%s: %w", plugin, err)
+		}
+	}
+	if err := conn.Flush(); err != nil {
+		return fmt.Errorf("%s: delete elements: %w", plugin, err)
+	}
+	return nil
+}
+
 // waitExpired waits until no element of the per-attachment sets with the
 // key of one of elems is expiring, for at most settleLimit; one still
 // there then is an error.
-func waitExpired(conn *nftables.Conn, elems map[string][]nftables.SetElement) error {
+func waitExpired(elems map[string][]nftables.SetElement) error {
 	deadline := time.Now().Add(settleLimit)
 	for {
 		var wait time.Duration
@@ -191,12 +337,12 @@ func waitExpired(conn *nftables.Conn, elems map[string][]nftables.SetElement) er
 			if len(elems[name]) == 0 {
 				continue
 			}
-			got, err := conn.GetSetElements(sets[name])
+			got, err := lookupElements(sets[name], keysOf(elems[name]))
 			if err != nil {
-				continue // no set yet: nothing expiring
+				return err
 			}
 			for _, el := range got {
-				if el.Expires > 0 && slices.ContainsFunc(elems[name], func(w nftables.SetElement) bool { return bytes.Equal(w.Key, el.Key) }) {
+				if el.Expires > 0 {
 					wait = max(wait, el.Expires)
 				}
 			}

@@ -92,3 +92,8 @@ func SetExpiryTimeoutForTest(d time.Duration) (restore func()) {
 	expiryTimeout = d
 	return func() { expiryTimeout = old }
 }
+
+// LookupElementsForTest is lookupElements.
+func LookupElementsForTest(s *nftables.Set, keys [][]byte) (map[string]nftables.SetElement, error) {
+	return lookupElements(s, keys)
+}

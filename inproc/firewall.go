@@ -111,7 +111,7 @@ func addElements(plugin string, elems map[string][]nftables.SetElement) error {
 		return fmt.Errorf("%s: nftables: %w", plugin, err)
 	}
 	defer closeConn(conn)
-	if err := waitExpired(conn, elems); err != nil {
+	if err := waitExpired(elems); err != nil {
 		return fmt.Errorf("%s: %w", plugin, err)
 	}
 	for _, name := range StaticSets {

@@ -230,7 +230,7 @@ func (e *Exec) portmapAdd(c call) ([]byte, error) {
 		// A host port given up by a DEL just before may still be in a
 		// map, expiring: adding its key now would fail, or keep the old
 		// element with its timeout.
-		if err := waitExpired(conn, elems); err != nil {
+		if err := waitExpired(elems); err != nil {
 			return nil, fmt.Errorf("portmap: %w", err)
 		}
 		for _, sn := range a.nets {
@@ -299,7 +299,8 @@ func portmapWant(n *attachConf, a *attachment, com string) (map[string][]nftable
 }
 
 // checkElements reports the first wanted element that is not in its set
-// with the same value.
+// with the same value. Each is looked up by its key (see lookupElements),
+// but in the interval sets (the subnets), which are listed.
 func checkElements(plugin string, want map[string][]nftables.SetElement) error {
 	conn, err := newConn()
 	if err != nil {
@@ -311,9 +312,19 @@ func checkElements(plugin string, want map[string][]nftables.SetElement) error {
 			continue
 		}
 		have := map[string]string{}
-		if got, err := conn.GetSetElements(sets[name]); err == nil {
-			for _, el := range got {
-				have[string(el.Key)] = string(el.Val)
+		if sets[name].Interval {
+			if got, err := conn.GetSetElements(sets[name]); err == nil {
+				for _, el := range got {
+					have[string(el.Key)] = string(el.Val)
+				}
+			}
+		} else {
+			got, err := lookupElements(sets[name], keysOf(want[name]))
+			if err != nil {
+				return fmt.Errorf("%s: %w", plugin, err)
+			}
+			for k, el := range got {
+				have[k] = string(el.Val)
 			}
 		}
 		for _, w := range want[name] {
