@@ -31,11 +31,12 @@ import (
 // attachment) settles what it expired: any element that did not take the
 // timeout is deleted.
 //
-// Each of these looks up the elements it is about by their keys
-// (lookupElements), not in a listing of the set: a listing that runs while
-// other attachments come and go, and while the kernel frees the elements
-// they expired, skips elements. A DEL knows its elements from its config
-// and previous result, as the ADD did; only one without a previous result
+// None of these trusts a listing of a set (Conn.GetSetElements): a listing
+// that runs while other attachments come and go, and while the kernel
+// frees the elements they expired, skips elements. A DEL knows its
+// elements from its config and previous result, as the ADD did, and
+// re-adds them with the timeout; the ADD's wait and settle look elements
+// up by their keys (lookupElements). Only a DEL without a previous result
 // (an ADD cut short) finds them by their comment in a listing of every
 // set, as GC does.
 
@@ -110,7 +111,7 @@ func (x *expiring) take(key string) (pendingExpiry, bool) {
 
 // attachDel takes the plugin's elements of the attachment out of the
 // per-attachment sets in one transaction, those its config and previous
-// result name. Without a previous result it takes out every element of
+// result name (expireKnown). Without a previous result it takes out every element of
 // the attachment, the other plugin's too, found by their comment: the
 // first of firewall's and portmap's DEL does the work and the second finds
 // the elements already expiring. None is not an error.
@@ -122,7 +123,7 @@ func (e *Exec) attachDel(c call) error {
 	com := AttachmentComment(n.Name, c.containerID, c.ifc)
 	key := attachmentKey(c.containerID, c.ifc)
 	if mine, ok := ownElements(c.plugin, n, com); ok {
-		expired, err := expireKnown(c.plugin, mine, com)
+		expired, err := expireKnown(c.plugin, mine)
 		if err != nil {
 			e.log.Debug("expiring elements failed, deleting them", "plugin", c.plugin, "container", c.containerID, "error", err)
 			return deleteElements(c.plugin, attachmentSets, func(s string) bool { return s == com })
@@ -172,39 +173,32 @@ func ownElements(plugin string, n *attachConf, com string) (map[string][]nftable
 	return out, true
 }
 
-// expireKnown gives the elements of mine that are in their sets with
-// comment com and no timeout yet the expiry timeout, in one transaction,
-// and returns them by set. An element that is gone, or that another
-// attachment holds now, is left alone. An error leaves the elements as
-// they were.
-func expireKnown(plugin string, mine map[string][]nftables.SetElement, com string) (map[string][]nftables.SetElement, error) {
-	upd := map[string][]nftables.SetElement{}
-	for _, name := range attachmentSets {
-		if len(mine[name]) == 0 {
-			continue
-		}
-		got, err := lookupElements(sets[name], keysOf(mine[name]))
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", plugin, err)
-		}
-		for _, w := range mine[name] {
-			if el, ok := got[string(w.Key)]; ok && el.Comment == com && el.Expires == 0 {
-				upd[name] = append(upd[name], nftables.SetElement{Key: el.Key, Val: el.Val, Comment: el.Comment, Timeout: expiryTimeout})
-			}
-		}
-	}
-	if len(upd) == 0 {
-		return nil, nil
-	}
+// expireKnown re-adds the elements of mine with the expiry timeout, in
+// one transaction, and returns them by set. The attachment's host ports
+// and addresses are its own until its DEL is done, so no other
+// attachment's element has one of their keys: one that is still there
+// takes the timeout, one that is gone comes back for a tick. An error
+// (a set that is gone, or a key another element holds after all) leaves
+// the elements as they were.
+func expireKnown(plugin string, mine map[string][]nftables.SetElement) (map[string][]nftables.SetElement, error) {
 	conn, err := newConn()
 	if err != nil {
 		return nil, fmt.Errorf("%s: nftables: %w", plugin, err)
 	}
 	defer closeConn(conn)
-	for name, els := range upd {
-		if err := conn.SetAddElements(sets[name], els); err != nil {
-			return nil, fmt.Errorf("%s: %w", plugin, err)
+	upd := map[string][]nftables.SetElement{}
+	for _, name := range attachmentSets {
+		for _, el := range mine[name] {
+			upd[name] = append(upd[name], nftables.SetElement{Key: el.Key, Val: el.Val, Comment: el.Comment, Timeout: expiryTimeout})
 		}
+		if len(upd[name]) > 0 {
+			if err := conn.SetAddElements(sets[name], upd[name]); err != nil {
+				return nil, fmt.Errorf("%s: %w", plugin, err)
+			}
+		}
+	}
+	if len(upd) == 0 {
+		return nil, nil
 	}
 	if err := conn.Flush(); err != nil {
 		return nil, fmt.Errorf("%s: expire elements: %w", plugin, err)
@@ -293,10 +287,19 @@ func (e *Exec) settle(plugin, containerID, ifName string) error {
 }
 
 // settleKnown deletes, in one transaction, those of the elements p names
-// that are still in their sets with p's comment and no timeout.
+// that are still in their sets with p's comment and no timeout. Whether an
+// update took the timeout is the kernel's doing, the same for every
+// element of a transaction: the first of each set tells.
 func settleKnown(plugin string, p pendingExpiry) error {
 	del := map[string][]nftables.SetElement{}
 	for name, els := range p.elems {
+		first, err := lookupElements(sets[name], keysOf(els[:1]))
+		if err != nil {
+			return fmt.Errorf("%s: %w", plugin, err)
+		}
+		if el, ok := first[string(els[0].Key)]; !ok || el.Comment != p.comment || el.Expires > 0 {
+			continue
+		}
 		got, err := lookupElements(sets[name], keysOf(els))
 		if err != nil {
 			return fmt.Errorf("%s: %w", plugin, err)

@@ -31,30 +31,48 @@ func lookupElements(s *nftables.Set, keys [][]byte) (map[string]nftables.SetElem
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
 	defer c.Close()
-	for _, k := range keys {
-		req, err := elementRequest(s, k)
-		if err != nil {
-			return nil, err
-		}
-		msgs, err := c.Execute(req)
-		if errors.Is(err, unix.ENOENT) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("nftables: look up an element of set %s: %w", s.Name, err)
-		}
-		for _, m := range msgs {
-			els, err := decodeElements(m)
-			if err != nil {
-				return nil, fmt.Errorf("nftables: element of set %s: %w", s.Name, err)
+	// One request per key, sent lookupBatch at a time: the kernel answers
+	// each in turn, with the element or an error (ENOENT: no such element,
+	// set or table), one message each, which wait in the socket's buffer
+	// until read.
+	for len(keys) > 0 {
+		n := min(len(keys), lookupBatch)
+		reqs := make([]netlink.Message, n)
+		for i, k := range keys[:n] {
+			if reqs[i], err = elementRequest(s, k); err != nil {
+				return nil, err
 			}
-			for _, el := range els {
-				out[string(el.Key)] = el
+		}
+		keys = keys[n:]
+		if _, err := c.SendMessages(reqs); err != nil {
+			return nil, fmt.Errorf("nftables: look up elements of set %s: %w", s.Name, err)
+		}
+		for answered := 0; answered < n; {
+			msgs, err := c.Receive()
+			if errors.Is(err, unix.ENOENT) {
+				answered++
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("nftables: look up an element of set %s: %w", s.Name, err)
+			}
+			for _, m := range msgs {
+				answered++
+				els, err := decodeElements(m)
+				if err != nil {
+					return nil, fmt.Errorf("nftables: element of set %s: %w", s.Name, err)
+				}
+				for _, el := range els {
+					out[string(el.Key)] = el
+				}
 			}
 		}
 	}
 	return out, nil
 }
+
+// lookupBatch bounds the requests sent before their answers are read.
+const lookupBatch = 64
 
 // elementRequest is the request for the element of s with key k.
 func elementRequest(s *nftables.Set, k []byte) (netlink.Message, error) {
