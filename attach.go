@@ -166,8 +166,8 @@ func (e *noRecordError) Unwrap() error { return e.err }
 
 // addAll runs ADD for the loopback network (unless early has, or is
 // running, it) and for each of rec's networks in turn while the first
-// record is written, then starts the
-// IPv6 loopback proxies and commits the record. The networks' ADDs run under a gate
+// record is written, then starts the IPv6 loopback proxies and commits
+// the record. The networks' ADDs run under a gate
 // (inproc.WithGate): they make nothing of the container's until the first
 // record is on disk (written) and the loopback is up, so that a crash
 // leaves nothing a record does not name and no plugin binary runs on

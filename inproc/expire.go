@@ -111,10 +111,10 @@ func (x *expiring) take(key string) (pendingExpiry, bool) {
 
 // attachDel takes the plugin's elements of the attachment out of the
 // per-attachment sets in one transaction, those its config and previous
-// result name (expireKnown). Without a previous result it takes out every element of
-// the attachment, the other plugin's too, found by their comment: the
-// first of firewall's and portmap's DEL does the work and the second finds
-// the elements already expiring. None is not an error.
+// result name (expireKnown). Without a previous result it takes out every
+// element of the attachment, the other plugin's too, found by their
+// comment: the first of firewall's and portmap's DEL does the work and the
+// second finds the elements already expiring. None is not an error.
 func (e *Exec) attachDel(c call) error {
 	n, err := loadAttachConf(c.plugin, c.stdin)
 	if err != nil {
