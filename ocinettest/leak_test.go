@@ -297,6 +297,12 @@ func ocinetTableItems(t *testing.T, tag string) []string {
 	if err := c.AddSet(set, []nftables.SetElement{{Key: []byte{10, 99, 0, 7}}}); err != nil {
 		t.Fatal(err)
 	}
+	// In a set with timeouts, an element a DEL expired is on its way out
+	// and not counted; one without a timeout is.
+	timed := &nftables.Set{Table: table, Name: "oktt" + tag, KeyType: nftables.TypeIPAddr, HasTimeout: true}
+	if err := c.AddSet(timed, []nftables.SetElement{{Key: []byte{10, 99, 0, 8}}, {Key: []byte{10, 99, 0, 9}, Timeout: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
 	// A static set is shared and not counted; its elements are.
 	key := make([]byte, 16)
 	copy(key, "okti"+tag)
@@ -308,6 +314,7 @@ func ocinetTableItems(t *testing.T, tag string) []string {
 		t.Fatalf("nftables: %v", err)
 	}
 	items := []string{"nftables-ocinet: chain " + masq.Name, "nftables-ocinet: set okts" + tag, "nftables-ocinet: element okts" + tag + " 0a630007",
+		"nftables-ocinet: set oktt" + tag, "nftables-ocinet: element oktt" + tag + " 0a630008",
 		"nftables-ocinet: element " + inproc.IsolatedSet + " " + hex.EncodeToString(key) + " okc" + tag}
 	for _, ch := range []*nftables.Chain{base, masq} {
 		rules, err := c.GetRules(table, ch)

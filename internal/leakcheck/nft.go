@@ -64,9 +64,9 @@ func ocinetTable() ([]string, error) {
 		if !slices.Contains(inproc.StaticSets, s.Name) {
 			out = append(out, "set "+s.Name)
 		}
-		elems, err := c.GetSetElements(s)
+		elems, err := listElements(c, s)
 		if err != nil {
-			return nil, fmt.Errorf("nftables: elements of set %s: %w", s.Name, err)
+			return nil, err
 		}
 		if s.Interval {
 			// An interval's end carries no comment: it gets its start's.
@@ -82,6 +82,31 @@ func ocinetTable() ([]string, error) {
 		}
 		for _, e := range elems {
 			out = append(out, strings.TrimSpace("element "+s.Name+" "+hex.EncodeToString(e.Key)+" "+e.Comment))
+		}
+	}
+	return out, nil
+}
+
+// listElements returns the elements of s but those expiring (a DEL's,
+// which the kernel stops matching within a tick). It lists the set twice
+// and keeps what either listing has: a listing skips elements when the set
+// changes between two of its netlink messages (the kernel freeing expired
+// elements is enough), and a leak must not go unseen for that.
+func listElements(c *nftables.Conn, s *nftables.Set) ([]nftables.SetElement, error) {
+	var out []nftables.SetElement
+	seen := map[string]bool{}
+	for range 2 {
+		elems, err := c.GetSetElements(s)
+		if err != nil {
+			return nil, fmt.Errorf("nftables: elements of set %s: %w", s.Name, err)
+		}
+		for _, e := range elems {
+			id := fmt.Sprint(e.IntervalEnd, hex.EncodeToString(e.Key))
+			if e.Expires > 0 || seen[id] {
+				continue
+			}
+			seen[id] = true
+			out = append(out, e)
 		}
 	}
 	return out, nil
