@@ -171,9 +171,11 @@ const (
 // journal: during attach, nothing before the first record's write starts,
 // after the ports are reserved (attach:planned, attach:reserved); maybe a
 // record while it is written and the loopback comes up (the networks'
-// ADDs get going meanwhile but make nothing until both are done); an
-// incomplete record once it is written (attach:adding); a complete one
-// once committed (attach:attached).
+// ADDs get going meanwhile but make nothing until both are done), and at
+// the loopback's own steps, which run beside the plan, the reservation
+// and the write, wherever the probe saw them; an incomplete record once
+// it is written (attach:adding); a complete one once committed
+// (attach:attached).
 // During detach, an incomplete record at every step, since the first
 // write (detach:detaching) comes before any DEL and the record goes last.
 func recordAfterCrash(op string, steps []string, i int) string {
@@ -181,6 +183,8 @@ func recordAfterCrash(op string, steps []string, i int) string {
 		return incompleteRecord
 	}
 	switch reserved, adding := slices.Index(steps, "attach:reserved"), slices.Index(steps, "attach:adding"); {
+	case strings.HasSuffix(steps[i], ":ADD:lo:loopback") && i < adding:
+		return maybeRecord
 	case i <= reserved:
 		return noRecord
 	case i < adding:
