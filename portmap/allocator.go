@@ -5,6 +5,8 @@ import (
 	"os"
 	"slices"
 	"sync"
+
+	"github.com/ocinet/ocinet/internal/batch"
 )
 
 // Allocator reserves host ports for owners (containers) and keeps the
@@ -35,8 +37,10 @@ type Allocator struct {
 	// serialises this process's goroutines; the flock serialises processes
 	// (flock locks belong to an open file description, so the flock alone
 	// would also work within one process, but mu avoids a file descriptor
-	// per waiting goroutine).
-	mu sync.Mutex
+	// per waiting goroutine). mu is q's lock: Reserve queues its call in
+	// q, and whoever holds the lock serves every queued call in one batch
+	// (serveReserves); the other methods take it with q.Lock.
+	q batch.Queue[*reservation]
 }
 
 // NewAllocator returns an Allocator keeping its reservations in dir, which
@@ -105,64 +109,120 @@ func (a *Allocator) Reserve(owner, label string, ms []Mapping) ([]Port, error) {
 	if err != nil {
 		return nil, err
 	}
+	r := &reservation{owner: owner, name: name, label: label, want: want}
+	a.q.Do(r, a.serveReserves)
+	return r.ports, r.err
+}
 
-	a.mu.Lock()
-	defer a.mu.Unlock()
+// reservation is one Reserve call, queued in the Allocator's batch.Queue.
+type reservation struct {
+	owner, name, label string
+	want               []Mapping
+	// Set by the batch that serves the call.
+	ports []Port
+	err   error
+}
+
+// reserveBatch is what the reservations of one batch share: the directory's
+// records as the batch changes them, and the host's sockets and local port
+// range, each read at most once.
+type reserveBatch struct {
+	a       *Allocator
+	records []*record
+	read    bool
+	socks   map[string][]socket
+	local   func() (localPorts, error)
+}
+
+// serveReserves serves the queued Reserve calls rs, in their order, under
+// one exclusive flock and with one reading of the records and of the
+// host's sockets: the result of each is what it would have been had the
+// calls run one after the other. It runs under mu (batch.Queue.Do).
+//
+// Concurrent Reserves of one process would otherwise each read every
+// record under the lock in turn (see package batch for why that costs more
+// than the reads).
+func (a *Allocator) serveReserves(rs []*reservation) {
 	lock, err := lockDir(a.dir, true)
 	if err != nil {
-		return nil, fmt.Errorf("reserve ports for %q: %w", owner, err)
+		for _, r := range rs {
+			r.err = fmt.Errorf("reserve ports for %q: %w", r.owner, err)
+		}
+		return
 	}
 	defer lock.Unlock()
+	b := &reserveBatch{a: a, socks: map[string][]socket{}, local: sync.OnceValues(a.readLocalPorts)}
+	for _, r := range rs {
+		r.ports, r.err = b.reserve(r)
+	}
+}
 
-	if len(want) == 0 {
-		if err := removeRecord(a.dir, name); err != nil {
-			return nil, fmt.Errorf("reserve ports for %q: %w", owner, err)
+// reserve is Reserve's work for r within the batch.
+func (b *reserveBatch) reserve(r *reservation) ([]Port, error) {
+	if len(r.want) == 0 {
+		if err := removeRecord(b.a.dir, r.name); err != nil {
+			return nil, fmt.Errorf("reserve ports for %q: %w", r.owner, err)
 		}
+		b.forget(r.owner)
 		return nil, nil
 	}
-	records, err := readRecords(a.dir, true)
-	if err != nil {
-		return nil, fmt.Errorf("reserve ports for %q: %w", owner, err)
+	if !b.read {
+		records, err := readRecords(b.a.dir, true)
+		if err != nil {
+			return nil, fmt.Errorf("reserve ports for %q: %w", r.owner, err)
+		}
+		b.records, b.read = records, true
 	}
 
 	taken := takenSet{}
-	for _, r := range records {
-		if r.Owner == owner {
-			if !slices.Equal(r.Mappings, want) {
+	for _, rec := range b.records {
+		if rec.Owner == r.owner {
+			if !slices.Equal(rec.Mappings, r.want) {
 				continue // being replaced
 			}
-			if r.Label != label {
-				r.Label = label
-				if err := writeRecord(a.dir, r); err != nil {
+			if rec.Label != r.label {
+				rec.Label = r.label
+				if err := writeRecord(b.a.dir, rec); err != nil {
 					return nil, err
 				}
 			}
-			return slices.Clone(r.Ports), nil
+			return slices.Clone(rec.Ports), nil
 		}
-		for _, p := range r.Ports {
-			taken.add(p.Protocol, p.HostPort, holder{addr: p.HostIP, owner: r.Owner, label: r.Label})
+		for _, p := range rec.Ports {
+			taken.add(p.Protocol, p.HostPort, holder{addr: p.HostIP, owner: rec.Owner, label: rec.Label})
 		}
 	}
-	for _, proto := range protocols(want) {
-		socks, err := a.readSockets(proto)
-		if err != nil {
-			return nil, fmt.Errorf("reserve ports for %q: %w", owner, err)
+	for _, proto := range protocols(r.want) {
+		socks, ok := b.socks[proto]
+		if !ok {
+			var err error
+			if socks, err = b.a.readSockets(proto); err != nil {
+				return nil, fmt.Errorf("reserve ports for %q: %w", r.owner, err)
+			}
+			b.socks[proto] = socks
 		}
 		for _, s := range socks {
 			taken.add(proto, s.port, holder{addr: s.addr})
 		}
 	}
 
-	res := resolver{taken: taken, local: a.readLocalPorts}
-	ports, err := res.resolve(want)
+	res := resolver{taken: taken, local: b.local}
+	ports, err := res.resolve(r.want)
 	if err != nil {
 		return nil, err
 	}
-	rec := &record{Version: recordVersion, Owner: owner, Label: label, Mappings: want, Ports: ports}
-	if err := writeRecord(a.dir, rec); err != nil {
+	rec := &record{Version: recordVersion, Owner: r.owner, Label: r.label, Mappings: r.want, Ports: ports}
+	if err := writeRecord(b.a.dir, rec); err != nil {
 		return nil, err
 	}
+	b.forget(r.owner)
+	b.records = append(b.records, rec)
 	return slices.Clone(ports), nil
+}
+
+// forget drops owner's record from the batch's records.
+func (b *reserveBatch) forget(owner string) {
+	b.records = slices.DeleteFunc(b.records, func(rec *record) bool { return rec.Owner == owner })
 }
 
 // normalize validates ms, fills in the default protocol and merges
@@ -199,8 +259,8 @@ func (a *Allocator) Release(owner string) error {
 	if err != nil {
 		return err
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.q.Lock()
+	defer a.q.Unlock()
 	lock, err := lockDir(a.dir, true)
 	if err != nil {
 		return fmt.Errorf("release ports of %q: %w", owner, err)
@@ -218,8 +278,8 @@ func (a *Allocator) Reserved(owner string) ([]Port, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.q.Lock()
+	defer a.q.Unlock()
 	lock, err := lockDir(a.dir, false)
 	if err != nil {
 		return nil, fmt.Errorf("reserved ports of %q: %w", owner, err)
@@ -238,8 +298,8 @@ func (a *Allocator) Reserved(owner string) ([]Port, error) {
 // Owners returns every owner that holds a reservation, sorted (for leak
 // checks and garbage collection); nil when there is none.
 func (a *Allocator) Owners() ([]string, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.q.Lock()
+	defer a.q.Unlock()
 	lock, err := lockDir(a.dir, false)
 	if err != nil {
 		return nil, fmt.Errorf("list port reservations: %w", err)
