@@ -17,12 +17,10 @@ import (
 // Without it a UDP flow to a published port keeps going to the old
 // address. Called after the link is gone and before the lease is released.
 func forgetConntrack(conf *allocator.IPAMConfig, id, ifName string) error {
-	store, err := openStore(conf)
+	ips, err := leased(conf, id, ifName)
 	if err != nil {
 		return nil // releaseLease reports it, or leaves a refused directory alone
 	}
-	ips := store.GetByID(id, ifName)
-	store.Close()
 	return deleteConntrack(ips)
 }
 

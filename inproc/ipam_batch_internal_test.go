@@ -1,0 +1,229 @@
+package inproc
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/plugins/plugins/ipam/host-local/backend/allocator"
+	"github.com/google/go-cmp/cmp"
+)
+
+// batchConf is a host-local config of a small subnet whose leases live in
+// dataDir.
+func batchConf(t *testing.T, dataDir string) *allocator.IPAMConfig {
+	t.Helper()
+	conf, err := ipamConfig(fmt.Appendf(nil, `{"cniVersion":"1.0.0","name":"inp-batch","type":"bridge",
+		"ipam":{"type":"host-local","dataDir":%q,"ranges":[[{"subnet":"10.218.0.0/28"}]]}}`, dataDir), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conf
+}
+
+// batchStep is one call of TestLeaseBatch and what it gave.
+type batchStep struct {
+	kind leaseKind
+	id   string
+}
+
+// runSteps runs steps on conf, in one batch when together is set (the
+// queue held while they are queued, in order), else one after the other,
+// and returns what each gave, as text.
+func runSteps(t *testing.T, conf *allocator.IPAMConfig, steps []batchStep, together bool) []string {
+	t.Helper()
+	calls := make([]*leaseCall, len(steps))
+	for i, s := range steps {
+		calls[i] = &leaseCall{kind: s.kind, conf: conf, id: s.id, ifName: "eth0"}
+	}
+	q := leaseQueue(conf)
+	if together {
+		var wg sync.WaitGroup
+		q.Lock()
+		for i, c := range calls {
+			wg.Add(1)
+			go func() { defer wg.Done(); q.Do(c, serveLeases) }()
+			deadline := time.Now().Add(5 * time.Second)
+			for q.Pending() != i+1 {
+				if time.Now().After(deadline) {
+					q.Unlock()
+					t.Fatalf("call %d was not queued", i)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		q.Unlock()
+		wg.Wait()
+	} else {
+		for _, c := range calls {
+			q.Do(c, serveLeases)
+		}
+	}
+	out := make([]string, len(calls))
+	for i, c := range calls {
+		var parts []string
+		for _, ip := range c.ips {
+			parts = append(parts, ip.Address.String())
+		}
+		for _, ip := range c.held {
+			parts = append(parts, "held "+ip.String())
+		}
+		if c.err != nil {
+			parts = append(parts, "error: "+strings.ReplaceAll(c.err.Error(), conf.DataDir, "DATADIR"))
+		}
+		out[i] = strings.Join(parts, " ")
+	}
+	return out
+}
+
+// dirContents returns every file of dir and what it holds.
+func dirContents(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[e.Name()] = string(b)
+	}
+	return out
+}
+
+// TestLeaseBatch runs the same calls in one batch and one after the
+// other, each on its own lease directory, and checks that every call gave
+// the same and that the directories end the same: a lease taken earlier
+// in the batch is seen by a later call (a second lease of one interface is
+// refused), a release frees its address, a release finds a lease file in
+// host-local's older format (the container ID alone), and the subnet's
+// exhaustion is reported.
+func TestLeaseBatch(t *testing.T) {
+	steps := []batchStep{
+		{leaseAdd, "a"}, {leaseAdd, "b"}, {leaseAdd, "a"}, {leaseFind, "a"},
+		{leaseRelease, "a"}, {leaseFind, "a"}, {leaseAdd, "c"}, {leaseRelease, "old"},
+		{leaseFind, "old"}, {leaseRelease, "nobody"},
+	}
+	// The /28 has 13 addresses to give; the stale file of "old" holds one.
+	for i := range 12 {
+		steps = append(steps, batchStep{leaseAdd, fmt.Sprintf("fill%d", i)})
+	}
+	steps = append(steps, batchStep{leaseFind, "fill11"}, batchStep{leaseRelease, "b"}, batchStep{leaseAdd, "d"})
+
+	var results [2][]string
+	var dirs [2]map[string]string
+	for k, together := range []bool{false, true} {
+		conf := batchConf(t, t.TempDir())
+		dir := leaseDir(conf)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "10.218.0.14"), []byte("old"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		results[k] = runSteps(t, conf, steps, together)
+		dirs[k] = dirContents(t, dir)
+	}
+	if diff := cmp.Diff(results[0], results[1]); diff != "" {
+		t.Errorf("results (-one after the other +in one batch):\n%s", diff)
+	}
+	if diff := cmp.Diff(dirs[0], dirs[1]); diff != "" {
+		t.Errorf("lease directory (-one after the other +in one batch):\n%s", diff)
+	}
+	// And what they gave is host-local's.
+	want := map[int]string{
+		0: "10.218.0.2/28", 1: "10.218.0.3/28", 3: "held 10.218.0.2", 5: "", 6: "10.218.0.4/28",
+		7: "", 8: "", 9: "",
+	}
+	for i, w := range want {
+		if results[1][i] != w {
+			t.Errorf("step %d (%v %s): %q, want %q", i, steps[i].kind, steps[i].id, results[1][i], w)
+		}
+	}
+	if r := results[1][2]; !strings.Contains(r, "duplicate allocation") {
+		t.Errorf("a second lease of a: %q, want host-local's duplicate error", r)
+	}
+	if r := results[1][len(steps)-4]; !strings.Contains(r, "no free address") {
+		t.Errorf("the last fill: %q, want the subnet exhausted", r)
+	}
+	if r := results[1][len(steps)-1]; r != "10.218.0.3/28" {
+		t.Errorf("d: %q, want b's address, freed", r)
+	}
+	var leases []string
+	for name := range dirs[1] {
+		if !strings.HasPrefix(name, "last_reserved_ip") && name != "lock" {
+			leases = append(leases, name)
+		}
+	}
+	slices.Sort(leases)
+	if len(leases) != 13 {
+		t.Errorf("leases left %v", leases)
+	}
+}
+
+// TestLeasesAtOnce: 40 goroutines lease from one subnet at once, then
+// release at once: every address is given once, each lease file names its
+// holder, and nothing is left.
+func TestLeasesAtOnce(t *testing.T) {
+	conf, err := ipamConfig(fmt.Appendf(nil, `{"cniVersion":"1.0.0","name":"inp-batch","type":"bridge",
+		"ipam":{"type":"host-local","dataDir":%q,"ranges":[[{"subnet":"10.218.0.0/24"}]]}}`, t.TempDir()), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	addrs := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ips, err := lease(conf, fmt.Sprint("c", i), "eth0")
+			if err == nil {
+				addrs[i] = ips[0].Address.IP.String()
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	seen := map[string]int{}
+	for i, a := range addrs {
+		if errs[i] != nil {
+			t.Fatalf("c%d: %v", i, errs[i])
+		}
+		if j, dup := seen[a]; dup {
+			t.Errorf("%s given to c%d and c%d", a, j, i)
+		}
+		seen[a] = i
+		b, err := os.ReadFile(filepath.Join(leaseDir(conf), a))
+		if err != nil || string(b) != fmt.Sprint("c", i)+"\r\neth0" {
+			t.Errorf("lease file of %s: %q, %v", a, b, err)
+		}
+	}
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = releaseLease(conf, fmt.Sprint("c", i), "eth0")
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("release c%d: %v", i, err)
+		}
+	}
+	for name := range dirContents(t, leaseDir(conf)) {
+		if !strings.HasPrefix(name, "last_reserved_ip") && name != "lock" {
+			t.Errorf("left %s", name)
+		}
+	}
+}
