@@ -20,6 +20,11 @@ func LeaseForTest(conf *allocator.IPAMConfig, id, ifName string) ([]*types100.IP
 	return lease(conf, id, ifName)
 }
 
+// LeasedForTest is the lookup of the addresses leased to an interface.
+func LeasedForTest(conf *allocator.IPAMConfig, id, ifName string) ([]net.IP, error) {
+	return leased(conf, id, ifName)
+}
+
 // PreflightAt runs Preflight's checks of the tables of the network
 // namespace at path.
 func PreflightAt(path string) error {

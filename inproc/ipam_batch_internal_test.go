@@ -41,13 +41,14 @@ func runSteps(t *testing.T, conf *allocator.IPAMConfig, steps []batchStep, toget
 	for i, s := range steps {
 		calls[i] = &leaseCall{kind: s.kind, conf: conf, id: s.id, ifName: "eth0"}
 	}
-	q := leaseQueue(conf)
+	st := leaseDirOf(conf)
+	q := &st.q
 	if together {
 		var wg sync.WaitGroup
 		q.Lock()
 		for i, c := range calls {
 			wg.Add(1)
-			go func() { defer wg.Done(); q.Do(c, serveLeases) }()
+			go func() { defer wg.Done(); q.Do(c, st.serve) }()
 			deadline := time.Now().Add(5 * time.Second)
 			for q.Pending() != i+1 {
 				if time.Now().After(deadline) {
@@ -61,7 +62,7 @@ func runSteps(t *testing.T, conf *allocator.IPAMConfig, steps []batchStep, toget
 		wg.Wait()
 	} else {
 		for _, c := range calls {
-			q.Do(c, serveLeases)
+			q.Do(c, st.serve)
 		}
 	}
 	out := make([]string, len(calls))
@@ -226,4 +227,124 @@ func TestLeasesAtOnce(t *testing.T) {
 			t.Errorf("left %s", name)
 		}
 	}
+}
+
+// TestLeaseIndexFollowsTheDirectory: the index of a lease directory is
+// kept from one batch to the next while nothing else changes the
+// directory (no reading of it), and every change made from outside is
+// seen by the next call: a lease removed, a lease written, a lease
+// rewritten in place, the directory or its parent replaced, the directory
+// removed (TestLeaseIndexSeesHostLocal has host-local's binary write a
+// lease). A directory holding a subdirectory is read each time.
+func TestLeaseIndexFollowsTheDirectory(t *testing.T) {
+	conf := batchConf(t, t.TempDir())
+	dir := leaseDir(conf)
+	call := func(kind leaseKind, id string) *leaseCall {
+		t.Helper()
+		c := &leaseCall{kind: kind, conf: conf, id: id, ifName: "eth0"}
+		leaseDirOf(conf).do(c)
+		if c.err != nil {
+			t.Fatalf("%v %s: %v", kind, id, c.err)
+		}
+		return c
+	}
+	held := func(id string) []string {
+		t.Helper()
+		var out []string
+		for _, ip := range call(leaseFind, id).held {
+			out = append(out, ip.String())
+		}
+		return out
+	}
+	// step checks that what ran between it and the previous step read the
+	// directory reads times.
+	last := dirReads.Load()
+	step := func(what string, reads int64) {
+		t.Helper()
+		now := dirReads.Load()
+		if now-last != reads {
+			t.Errorf("%s: the directory was read %d times, want %d", what, now-last, reads)
+		}
+		last = now
+	}
+
+	a := call(leaseAdd, "a").ips[0].Address.IP.String()
+	b := call(leaseAdd, "b").ips[0].Address.IP.String()
+	if got := held("a"); !slices.Equal(got, []string{a}) {
+		t.Fatalf("a holds %v, want %s", got, a)
+	}
+	step("two leases and a lookup", 1)
+
+	if err := os.Remove(filepath.Join(dir, a)); err != nil {
+		t.Fatal(err)
+	}
+	if got := held("a"); got != nil {
+		t.Errorf("a holds %v after its file was removed", got)
+	}
+	step("a lease removed from outside", 1)
+
+	if err := os.WriteFile(filepath.Join(dir, "10.218.0.9"), []byte("z\r\neth0"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := held("z"); !slices.Equal(got, []string{"10.218.0.9"}) {
+		t.Errorf("z holds %v, want the lease written from outside", got)
+	}
+	step("a lease written from outside", 1)
+
+	if err := os.WriteFile(filepath.Join(dir, b), []byte("y\r\neth0"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := held("b"); got != nil {
+		t.Errorf("b holds %v after its file was rewritten for y", got)
+	}
+	if got := held("y"); !slices.Equal(got, []string{b}) {
+		t.Errorf("y holds %v, want %s", got, b)
+	}
+	step("a lease rewritten in place", 1)
+
+	if err := os.Rename(dir, dir+".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "10.218.0.12"), []byte("w\r\neth0"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := held("w"); !slices.Equal(got, []string{"10.218.0.12"}) {
+		t.Errorf("w holds %v in the new directory", got)
+	}
+	if got := held("y"); got != nil {
+		t.Errorf("y holds %v, which only the old directory has", got)
+	}
+	step("the directory replaced", 1)
+
+	// The parent renamed: the watched directory itself did not move, but
+	// its path names another one now.
+	if err := os.Rename(conf.DataDir, conf.DataDir+".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := held("w"); got != nil {
+		t.Errorf("w holds %v, which only the old parent has", got)
+	}
+	step("the parent replaced", 1)
+
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	c := call(leaseAdd, "c").ips[0].Address.IP.String()
+	if got := held("c"); !slices.Equal(got, []string{c}) {
+		t.Errorf("c holds %v, want %s", got, c)
+	}
+	step("the directory removed", 1)
+
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	held("c")
+	held("c")
+	step("two lookups in a directory with a subdirectory", 2)
 }

@@ -143,3 +143,42 @@ func TestLeasesAcrossProcesses(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaseIndexSeesHostLocal: a lease that host-local's binary takes
+// between two in-process calls is seen by the second: the in-process
+// index of the directory, kept between calls, follows the binary's write.
+func TestLeaseIndexSeesHostLocal(t *testing.T) {
+	plugins := testenv.PluginDir
+	if _, err := os.Stat(filepath.Join(plugins, "host-local")); err != nil {
+		testenv.Skip(t, "needs the host-local plugin in "+plugins+" (run scripts/install.sh)")
+	}
+	conf := leaseConf(t.TempDir())
+	ipam, err := inproc.IPAMConfigForTest(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inproc.LeaseForTest(ipam, "a", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	if ips, err := inproc.LeasedForTest(ipam, "h", "eth0"); err != nil || len(ips) != 0 {
+		t.Fatalf("h holds %v (%v) before host-local ran", ips, err)
+	}
+	cmd := exec.Command(filepath.Join(plugins, "host-local"))
+	cmd.Env = []string{"CNI_COMMAND=ADD", "CNI_CONTAINERID=h", "CNI_NETNS=/proc/self/ns/net", "CNI_NETNS_OVERRIDE=1", "CNI_IFNAME=eth0", "CNI_PATH=" + plugins}
+	cmd.Stdin = bytes.NewReader(conf)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("host-local: %v: %s", err, out)
+	}
+	var res types100.Result
+	if err := json.Unmarshal(out, &res); err != nil || len(res.IPs) != 1 {
+		t.Fatalf("host-local's result %s: %v", out, err)
+	}
+	ips, err := inproc.LeasedForTest(ipam, "h", "eth0")
+	if err != nil || len(ips) != 1 || !ips[0].Equal(res.IPs[0].Address.IP) {
+		t.Errorf("h holds %v (%v), want %s, host-local's lease", ips, err, res.IPs[0].Address.IP)
+	}
+	if _, err := inproc.LeaseForTest(ipam, "h", "eth0"); err == nil || !strings.Contains(err.Error(), "duplicate allocation") {
+		t.Errorf("a second lease of h: %v, want host-local's duplicate error", err)
+	}
+}

@@ -1,0 +1,371 @@
+package inproc
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/plugins/ipam/host-local/backend"
+	"github.com/containernetworking/plugins/plugins/ipam/host-local/backend/allocator"
+	"github.com/containernetworking/plugins/plugins/ipam/host-local/backend/disk"
+	"golang.org/x/sys/unix"
+
+	"github.com/ocinet/ocinet/internal/batch"
+)
+
+// Host-local's lookups by container (GetByID, and ReleaseByID, FindByID)
+// read every lease file of the network: an Attach on a network of 100
+// containers read 100 files, a Detach 200. Here:
+//
+//   - Lease calls are batched per lease directory (package batch): the
+//     goroutine that gets a directory's queue takes host-local's lock once
+//     for every call queued meanwhile.
+//   - The lookups are answered from an index of what each file holds
+//     (indexedStore), read under that lock and kept up to date with the
+//     batch's own leases and releases.
+//   - The index outlives the batch while an inotify watch on the directory
+//     reports no change but the batch's own: every writer of the directory
+//     (host-local's binary, another process of this library) writes under
+//     the same lock, so the events queued while the lock is held are the
+//     batch's, and are read and dropped before it lets go of the lock. An
+//     event found when the next batch takes the lock, a directory replaced
+//     or removed, a watch the kernel dropped, a lost event (queue overflow)
+//     or a directory holding anything but regular files means the
+//     directory is read again.
+//
+// Host-local's allocator itself (which address comes next, the last
+// reserved one, the lease files) is used as it is.
+
+// leaseCall is one lease, release or lookup, queued for its directory.
+type leaseCall struct {
+	kind       leaseKind
+	conf       *allocator.IPAMConfig
+	id, ifName string
+	// Set by the batch.
+	ips  []*types100.IPConfig // leaseAdd
+	held []net.IP             // leaseFind
+	err  error
+}
+
+type leaseKind int
+
+const (
+	leaseAdd leaseKind = iota
+	leaseRelease
+	leaseFind
+)
+
+// leaseDirState is what this process keeps of one lease directory.
+type leaseDirState struct {
+	dir string
+	q   batch.Queue[*leaseCall]
+	// Under q's lock:
+	content map[string]string // the index the last batch left; nil: none
+	watch   *dirWatch         // nil: none (not made yet, or inotify refused)
+}
+
+// leaseDirs holds the state of each lease directory used by this process
+// (one per network; they are not removed).
+var leaseDirs struct {
+	sync.Mutex
+	m map[string]*leaseDirState
+}
+
+// leaseDirOf returns the state of conf's lease directory.
+func leaseDirOf(conf *allocator.IPAMConfig) *leaseDirState {
+	dir := leaseDir(conf)
+	leaseDirs.Lock()
+	defer leaseDirs.Unlock()
+	st := leaseDirs.m[dir]
+	if st == nil {
+		if leaseDirs.m == nil {
+			leaseDirs.m = map[string]*leaseDirState{}
+		}
+		st = &leaseDirState{dir: dir}
+		leaseDirs.m[dir] = st
+	}
+	return st
+}
+
+// do queues c and returns once it has been served.
+func (st *leaseDirState) do(c *leaseCall) { st.q.Do(c, st.serve) }
+
+// serve serves a batch of calls on the directory, in their order, under
+// one holding of host-local's lock.
+func (st *leaseDirState) serve(calls []*leaseCall) {
+	fail := func(err error) {
+		for _, c := range calls {
+			c.err = err
+		}
+	}
+	store, err := openStore(calls[0].conf)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer store.Close()
+	if err := store.Lock(); err != nil {
+		fail(fmt.Errorf("host-local: lock lease directory %s: %w", st.dir, err))
+		return
+	}
+	defer store.Unlock()
+	ix := &indexedStore{Store: store, dir: st.dir}
+	if st.unchanged() {
+		ix.content = st.content
+	}
+	for _, c := range calls {
+		switch c.kind {
+		case leaseAdd:
+			c.ips, c.err = leaseIn(ix, c.conf, c.id, c.ifName)
+		case leaseRelease:
+			c.err = releaseIn(ix, c.conf, c.id, c.ifName)
+		case leaseFind:
+			c.held = ix.GetByID(c.id, c.ifName)
+		}
+	}
+	st.keep(ix)
+}
+
+// unchanged reports whether the directory is as the last batch left it,
+// so that its index holds; otherwise it drops the index, and makes the
+// watch if there is none, before the directory is read. Called under
+// host-local's lock.
+func (st *leaseDirState) unchanged() bool {
+	if st.watch != nil {
+		if quiet, ok := st.watch.drain(); !ok || !st.watch.same(st.dir) {
+			st.watch.close()
+			st.watch = nil
+		} else if quiet && st.content != nil {
+			return true
+		}
+	}
+	st.content = nil
+	if st.watch == nil {
+		st.watch, _ = watchDir(st.dir) // without it, every batch reads the directory
+	}
+	return false
+}
+
+// keep keeps the batch's index for the next batch, dropping the events
+// the batch's own writes queued. Called under host-local's lock.
+func (st *leaseDirState) keep(ix *indexedStore) {
+	st.content = nil
+	if st.watch == nil {
+		return
+	}
+	if _, ok := st.watch.drain(); !ok {
+		st.watch.close()
+		st.watch = nil
+		return
+	}
+	if !ix.irregular {
+		st.content = ix.content
+	}
+}
+
+// dirReads counts the readings of lease directories (for tests).
+var dirReads atomic.Int64
+
+// indexedStore is host-local's disk store as a batch holding its lock
+// sees it: Lock and Unlock do nothing (the batch holds the lock), and the
+// lookups by container are answered from what each file of the directory
+// holds, read when first needed (or kept from an earlier batch, see
+// above) and kept up to date with the batch's own reservations and
+// releases. Files are read as host-local's GetByID reads them: every file
+// under the directory, its content trimmed.
+type indexedStore struct {
+	*disk.Store
+	dir string
+	// content maps each file's path to its trimmed content; nil until the
+	// directory is read.
+	content map[string]string
+	// irregular: the directory holds something other than regular files
+	// (a subdirectory, whose files the watch does not see; a symbolic
+	// link, whose target it does not see), so the index is not kept.
+	irregular bool
+}
+
+var _ backend.Store = (*indexedStore)(nil)
+
+func (s *indexedStore) Lock() error   { return nil }
+func (s *indexedStore) Unlock() error { return nil }
+func (s *indexedStore) Close() error  { return nil }
+
+// read fills content from the directory, once.
+func (s *indexedStore) read() {
+	if s.content != nil {
+		return
+	}
+	dirReads.Add(1)
+	s.content = map[string]string{}
+	_ = filepath.Walk(s.dir, func(path string, info os.FileInfo, err error) error {
+		if err != nil {
+			s.irregular = true
+			return nil
+		}
+		if path != s.dir && !info.Mode().IsRegular() {
+			s.irregular = true
+		}
+		if info.IsDir() {
+			return nil
+		}
+		if data, err := os.ReadFile(path); err == nil {
+			s.content[path] = strings.TrimSpace(string(data))
+		}
+		return nil
+	})
+}
+
+// Reserve is the disk store's, noting the files it writes.
+func (s *indexedStore) Reserve(id, ifName string, ip net.IP, rangeID string) (bool, error) {
+	ok, err := s.Store.Reserve(id, ifName, ip, rangeID)
+	switch {
+	case err != nil:
+		s.content = nil // what it left is unknown: read the directory again
+	case ok && s.content != nil:
+		key, _ := leaseKeys(id, ifName)
+		s.content[disk.GetEscapedPath(s.dir, ip.String())] = key
+		s.content[disk.GetEscapedPath(s.dir, lastIPFilePrefix+rangeID)] = ip.String()
+	}
+	return ok, err
+}
+
+// lastIPFilePrefix names host-local's file of a range's last reserved
+// address.
+const lastIPFilePrefix = "last_reserved_ip."
+
+// leaseKeys are the contents that name the container's interface, as
+// host-local compares them (trimmed): its own ("<id>\r\n<ifName>") and
+// the one of its releases before interface names ("<id>").
+func leaseKeys(id, ifName string) (key, old string) {
+	return strings.TrimSpace(strings.TrimSpace(id) + disk.LineBreak + ifName), strings.TrimSpace(id)
+}
+
+// matching returns the paths whose content is key, sorted.
+func (s *indexedStore) matching(key string) []string {
+	s.read()
+	var paths []string
+	for p, c := range s.content {
+		if c == key {
+			paths = append(paths, p)
+		}
+	}
+	slices.Sort(paths)
+	return paths
+}
+
+// GetByID returns the addresses leased to the container's interface, under
+// either key, as host-local's.
+func (s *indexedStore) GetByID(id, ifName string) []net.IP {
+	key, old := leaseKeys(id, ifName)
+	var ips []net.IP
+	for _, p := range append(s.matching(key), s.matching(old)...) {
+		if ip := net.ParseIP(filepath.Base(p)); ip != nil {
+			ips = append(ips, ip)
+		}
+	}
+	return ips
+}
+
+// ReleaseByID removes the files of the container's interface, as
+// host-local's: those under its key, or when there are none those under
+// the old one. A file that cannot be removed is skipped, as there.
+func (s *indexedStore) ReleaseByID(id, ifName string) error {
+	key, old := leaseKeys(id, ifName)
+	if !s.remove(key) {
+		s.remove(old)
+	}
+	return nil
+}
+
+// remove removes the files whose content is key and reports whether it
+// removed one.
+func (s *indexedStore) remove(key string) bool {
+	found := false
+	for _, p := range s.matching(key) {
+		err := os.Remove(p)
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			delete(s.content, p)
+		}
+		found = found || err == nil
+	}
+	return found
+}
+
+// dirWatch is an inotify watch on a directory, for every change of its
+// entries and of the files in it.
+type dirWatch struct {
+	fd       int
+	dev, ino uint64
+	buf      []byte
+}
+
+const watchMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY | unix.IN_ATTRIB |
+	unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF |
+	unix.IN_ONLYDIR | unix.IN_DONT_FOLLOW
+
+// watchDir watches dir; the watch is of the directory dir named both
+// before and after it was made.
+func watchDir(dir string) (*dirWatch, error) {
+	var before unix.Stat_t
+	if err := unix.Lstat(dir, &before); err != nil {
+		return nil, err
+	}
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	w := &dirWatch{fd: fd, dev: before.Dev, ino: before.Ino, buf: make([]byte, 4096)}
+	if _, err := unix.InotifyAddWatch(fd, dir, watchMask); err != nil {
+		w.close()
+		return nil, err
+	}
+	if !w.same(dir) {
+		w.close()
+		return nil, errors.New("the directory was replaced")
+	}
+	return w, nil
+}
+
+// same reports whether dir is still the directory watched.
+func (w *dirWatch) same(dir string) bool {
+	var st unix.Stat_t
+	return unix.Lstat(dir, &st) == nil && st.Dev == w.dev && st.Ino == w.ino
+}
+
+// drain reads every queued event. quiet: there was none. ok: the watch
+// still holds (the kernel did not drop it, for the directory's removal or
+// its file system's unmount, and reading did not fail).
+func (w *dirWatch) drain() (quiet, ok bool) {
+	quiet = true
+	for {
+		n, err := unix.Read(w.fd, w.buf)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.EAGAIN):
+			return quiet, true
+		case err != nil || n <= 0:
+			return false, false
+		}
+		quiet = false
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			mask := binary.NativeEndian.Uint32(w.buf[off+4:])
+			if mask&(unix.IN_IGNORED|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_UNMOUNT) != 0 {
+				return false, false
+			}
+			off += unix.SizeofInotifyEvent + int(binary.NativeEndian.Uint32(w.buf[off+12:]))
+		}
+	}
+}
+
+func (w *dirWatch) close() { _ = unix.Close(w.fd) }
