@@ -145,8 +145,9 @@ func (r *round) merge(o *round) {
 }
 
 // attachRound attaches n namespaces, at once or one after the other, then
-// detaches them the same way, and removes the namespaces.
-func (b *bench) attachRound(m *ocinet.Manager, tag string, n int, mapping portmap.Mapping, concurrent bool) (*round, error) {
+// detaches them the same way, and removes the namespaces. Each of during
+// runs while all n are attached, before the detaches.
+func (b *bench) attachRound(m *ocinet.Manager, tag string, n int, mapping portmap.Mapping, concurrent bool, during ...func() error) (*round, error) {
 	type slot struct {
 		id, ns string
 		rm     func()
@@ -237,6 +238,11 @@ func (b *bench) attachRound(m *ocinet.Manager, tag string, n int, mapping portma
 			r.duplicates++
 		}
 		seen[ip] = true
+	}
+	for _, f := range during {
+		if err := f(); err != nil {
+			return nil, err
+		}
 	}
 	r.detachWall = each(func(s *slot) error { return m.Detach(b.ctx, s.id) })
 	collect(&r.detach)

@@ -21,7 +21,9 @@ import (
 // removed right after the Detach (which is told so); then the Detach with
 // the namespace kept, against the Detach told that it ends;
 // then 100 attaches at once through the in-process datapath against
-// sequential ones, with errors, leaks and duplicate addresses.
+// sequential ones, with errors, leaks and duplicate addresses, and one
+// more Attach+Detach while the 100 are attached against the same with
+// none.
 func (b *bench) nativeSection() error {
 	plug, network, err := b.manager()
 	if err != nil {
@@ -196,10 +198,38 @@ func (b *bench) nativeConcurrent(native *ocinet.Manager, network *ocinet.Network
 	if err != nil {
 		return err
 	}
-	con, err := b.attachRound(native, "nc100", n, mapping, true)
+	// Attach+Detach of one more container while the 100 are attached (on a
+	// network of 100 containers: 100 leases, port reservations and port map
+	// elements beside its own), against the same on the network without
+	// them, measured before and after.
+	var alone, crowd, att, det series
+	pairs := func(tag string, into *series, k int) func() error {
+		return func() error {
+			f := b.round(native, tag, mapping, &att, &det, ocinet.NamespaceEnds())
+			for i := 0; i < k && !b.stopped(); i++ {
+				d, err := f(i)
+				if err != nil {
+					return err
+				}
+				*into = append(*into, d)
+			}
+			return nil
+		}
+	}
+	k := max(2, b.n/2)
+	if err := pairs("nb0", &alone, k)(); err != nil {
+		return err
+	}
+	con, err := b.attachRound(native, "nc100", n, mapping, true, pairs("nb100", &crowd, 2*k))
 	if err != nil {
 		return err
 	}
+	if err := pairs("nb1", &alone, k)(); err != nil {
+		return err
+	}
+	b.report.add(newRow("native", fmt.Sprintf("Attach+Detach in process beside %d attached containers", n), crowd).
+		against("the same with none attached (measured before and after)", alone).
+		note("what the network's other containers cost each attachment"))
 	left, err := leakcheck.Settled(before, lc)
 	if err != nil {
 		return err
