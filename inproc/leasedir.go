@@ -1,7 +1,6 @@
 package inproc
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,9 +16,9 @@ import (
 	"github.com/containernetworking/plugins/plugins/ipam/host-local/backend"
 	"github.com/containernetworking/plugins/plugins/ipam/host-local/backend/allocator"
 	"github.com/containernetworking/plugins/plugins/ipam/host-local/backend/disk"
-	"golang.org/x/sys/unix"
 
 	"github.com/ocinet/ocinet/internal/batch"
+	"github.com/ocinet/ocinet/internal/fsutil"
 )
 
 // Host-local's lookups by container (GetByID, and ReleaseByID, FindByID)
@@ -33,14 +32,14 @@ import (
 //     (indexedStore), read under that lock and kept up to date with the
 //     batch's own leases and releases.
 //   - The index outlives the batch while an inotify watch on the directory
-//     reports no change but the batch's own: every writer of the directory
-//     (host-local's binary, another process of this library) writes under
-//     the same lock, so the events queued while the lock is held are the
-//     batch's, and are read and dropped before it lets go of the lock. An
-//     event found when the next batch takes the lock, a directory replaced
-//     or removed, a watch the kernel dropped, a lost event (queue overflow)
-//     or a directory holding anything but regular files means the
-//     directory is read again.
+//     reports no change but the batch's own (fsutil.DirCache): every
+//     writer of the directory (host-local's binary, another process of
+//     this library) writes under the same lock, so the events queued while
+//     the lock is held are the batch's, and are dropped before it lets go
+//     of the lock. An event found when the next batch takes the lock, a
+//     directory replaced or removed, a watch the kernel dropped, a lost
+//     event (queue overflow) or a directory holding anything but regular
+//     files means the directory is read again.
 //
 // Host-local's allocator itself (which address comes next, the last
 // reserved one, the lease files) is used as it is.
@@ -68,9 +67,9 @@ const (
 type leaseDirState struct {
 	dir string
 	q   batch.Queue[*leaseCall]
-	// Under q's lock:
-	content map[string]string // the index the last batch left; nil: none
-	watch   *dirWatch         // nil: none (not made yet, or inotify refused)
+	// index is the index the last batch left, while the directory shows
+	// no other change; under q's lock.
+	index *fsutil.DirCache[map[string]string]
 }
 
 // leaseDirs holds the state of each lease directory used by this process
@@ -90,7 +89,7 @@ func leaseDirOf(conf *allocator.IPAMConfig) *leaseDirState {
 		if leaseDirs.m == nil {
 			leaseDirs.m = map[string]*leaseDirState{}
 		}
-		st = &leaseDirState{dir: dir}
+		st = &leaseDirState{dir: dir, index: fsutil.NewDirCache[map[string]string](dir)}
 		leaseDirs.m[dir] = st
 	}
 	return st
@@ -119,9 +118,7 @@ func (st *leaseDirState) serve(calls []*leaseCall) {
 	}
 	defer store.Unlock()
 	ix := &indexedStore{Store: store, dir: st.dir}
-	if st.unchanged() {
-		ix.content = st.content
-	}
+	ix.content, _ = st.index.Get()
 	for _, c := range calls {
 		switch c.kind {
 		case leaseAdd:
@@ -132,44 +129,7 @@ func (st *leaseDirState) serve(calls []*leaseCall) {
 			c.held = ix.GetByID(c.id, c.ifName)
 		}
 	}
-	st.keep(ix)
-}
-
-// unchanged reports whether the directory is as the last batch left it,
-// so that its index holds; otherwise it drops the index, and makes the
-// watch if there is none, before the directory is read. Called under
-// host-local's lock.
-func (st *leaseDirState) unchanged() bool {
-	if st.watch != nil {
-		if quiet, ok := st.watch.drain(); !ok || !st.watch.same(st.dir) {
-			st.watch.close()
-			st.watch = nil
-		} else if quiet && st.content != nil {
-			return true
-		}
-	}
-	st.content = nil
-	if st.watch == nil {
-		st.watch, _ = watchDir(st.dir) // without it, every batch reads the directory
-	}
-	return false
-}
-
-// keep keeps the batch's index for the next batch, dropping the events
-// the batch's own writes queued. Called under host-local's lock.
-func (st *leaseDirState) keep(ix *indexedStore) {
-	st.content = nil
-	if st.watch == nil {
-		return
-	}
-	if _, ok := st.watch.drain(); !ok {
-		st.watch.close()
-		st.watch = nil
-		return
-	}
-	if !ix.irregular {
-		st.content = ix.content
-	}
+	st.index.Put(ix.content, ix.content != nil && !ix.irregular)
 }
 
 // dirReads counts the readings of lease directories (for tests).
@@ -300,72 +260,3 @@ func (s *indexedStore) remove(key string) bool {
 	}
 	return found
 }
-
-// dirWatch is an inotify watch on a directory, for every change of its
-// entries and of the files in it.
-type dirWatch struct {
-	fd       int
-	dev, ino uint64
-	buf      []byte
-}
-
-const watchMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY | unix.IN_ATTRIB |
-	unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF |
-	unix.IN_ONLYDIR | unix.IN_DONT_FOLLOW
-
-// watchDir watches dir; the watch is of the directory dir named both
-// before and after it was made.
-func watchDir(dir string) (*dirWatch, error) {
-	var before unix.Stat_t
-	if err := unix.Lstat(dir, &before); err != nil {
-		return nil, err
-	}
-	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
-	if err != nil {
-		return nil, err
-	}
-	w := &dirWatch{fd: fd, dev: before.Dev, ino: before.Ino, buf: make([]byte, 4096)}
-	if _, err := unix.InotifyAddWatch(fd, dir, watchMask); err != nil {
-		w.close()
-		return nil, err
-	}
-	if !w.same(dir) {
-		w.close()
-		return nil, errors.New("the directory was replaced")
-	}
-	return w, nil
-}
-
-// same reports whether dir is still the directory watched.
-func (w *dirWatch) same(dir string) bool {
-	var st unix.Stat_t
-	return unix.Lstat(dir, &st) == nil && st.Dev == w.dev && st.Ino == w.ino
-}
-
-// drain reads every queued event. quiet: there was none. ok: the watch
-// still holds (the kernel did not drop it, for the directory's removal or
-// its file system's unmount, and reading did not fail).
-func (w *dirWatch) drain() (quiet, ok bool) {
-	quiet = true
-	for {
-		n, err := unix.Read(w.fd, w.buf)
-		switch {
-		case errors.Is(err, unix.EINTR):
-			continue
-		case errors.Is(err, unix.EAGAIN):
-			return quiet, true
-		case err != nil || n <= 0:
-			return false, false
-		}
-		quiet = false
-		for off := 0; off+unix.SizeofInotifyEvent <= n; {
-			mask := binary.NativeEndian.Uint32(w.buf[off+4:])
-			if mask&(unix.IN_IGNORED|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_UNMOUNT) != 0 {
-				return false, false
-			}
-			off += unix.SizeofInotifyEvent + int(binary.NativeEndian.Uint32(w.buf[off+12:]))
-		}
-	}
-}
-
-func (w *dirWatch) close() { _ = unix.Close(w.fd) }

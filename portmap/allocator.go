@@ -3,10 +3,12 @@ package portmap
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 
 	"github.com/ocinet/ocinet/internal/batch"
+	"github.com/ocinet/ocinet/internal/fsutil"
 )
 
 // Allocator reserves host ports for owners (containers) and keeps the
@@ -41,6 +43,10 @@ type Allocator struct {
 	// q, and whoever holds the lock serves every queued call in one batch
 	// (serveReserves); the other methods take it with q.Lock.
 	q batch.Queue[*reservation]
+	// kept is the records as the last write under the lock left them,
+	// kept while the directory shows no other change (fsutil.DirCache:
+	// every writer takes the flock); under q's lock.
+	kept *fsutil.DirCache[[]*record]
 }
 
 // NewAllocator returns an Allocator keeping its reservations in dir, which
@@ -60,7 +66,8 @@ func NewAllocator(dir string) (*Allocator, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("port reservation directory %s is not a directory", dir)
 	}
-	a := &Allocator{dir: dir, readFile: readKernelFile, listeners: listeningTCP}
+	a := &Allocator{dir: dir, readFile: readKernelFile, listeners: listeningTCP, kept: fsutil.NewDirCache[[]*record](dir)}
+	runtime.AddCleanup(a, func(c *fsutil.DirCache[[]*record]) { c.Close() }, a.kept)
 	// Create the lock file now, so that a directory we cannot use fails here.
 	f, err := lockDir(dir, false)
 	if err != nil {
@@ -130,6 +137,7 @@ type reserveBatch struct {
 	a       *Allocator
 	records []*record
 	read    bool
+	failed  bool // a write failed: records may not be what the directory holds
 	socks   map[string][]socket
 	local   func() (localPorts, error)
 }
@@ -152,15 +160,18 @@ func (a *Allocator) serveReserves(rs []*reservation) {
 	}
 	defer lock.Unlock()
 	b := &reserveBatch{a: a, socks: map[string][]socket{}, local: sync.OnceValues(a.readLocalPorts)}
+	b.records, b.read = a.kept.Get()
 	for _, r := range rs {
 		r.ports, r.err = b.reserve(r)
 	}
+	a.kept.Put(b.records, b.read && !b.failed)
 }
 
 // reserve is Reserve's work for r within the batch.
 func (b *reserveBatch) reserve(r *reservation) ([]Port, error) {
 	if len(r.want) == 0 {
 		if err := removeRecord(b.a.dir, r.name); err != nil {
+			b.failed = true
 			return nil, fmt.Errorf("reserve ports for %q: %w", r.owner, err)
 		}
 		b.forget(r.owner)
@@ -183,6 +194,7 @@ func (b *reserveBatch) reserve(r *reservation) ([]Port, error) {
 			if rec.Label != r.label {
 				rec.Label = r.label
 				if err := writeRecord(b.a.dir, rec); err != nil {
+					b.failed = true
 					return nil, err
 				}
 			}
@@ -213,6 +225,7 @@ func (b *reserveBatch) reserve(r *reservation) ([]Port, error) {
 	}
 	rec := &record{Version: recordVersion, Owner: r.owner, Label: r.label, Mappings: r.want, Ports: ports}
 	if err := writeRecord(b.a.dir, rec); err != nil {
+		b.failed = true
 		return nil, err
 	}
 	b.forget(r.owner)
@@ -266,9 +279,12 @@ func (a *Allocator) Release(owner string) error {
 		return fmt.Errorf("release ports of %q: %w", owner, err)
 	}
 	defer lock.Unlock()
+	records, kept := a.kept.Get()
 	if err := removeRecord(a.dir, name); err != nil {
+		a.kept.Put(nil, false)
 		return fmt.Errorf("release ports of %q: %w", owner, err)
 	}
+	a.kept.Put(slices.DeleteFunc(records, func(r *record) bool { return r.Owner == owner }), kept)
 	return nil
 }
 

@@ -2,6 +2,9 @@ package portmap
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -163,4 +166,72 @@ func queued(a *Allocator, n int) bool {
 		time.Sleep(time.Millisecond)
 	}
 	return true
+}
+
+// TestReserveKeepsRecords: an Allocator keeps the records it read while
+// no other writer changes the directory, and sees every change another
+// makes: another Allocator's reservation and release (two Allocators on
+// one directory, as two processes), a record removed by hand.
+func TestReserveKeepsRecords(t *testing.T) {
+	k := &fakeKernel{files: kernelFiles(testLo, testHi)}
+	dir := t.TempDir()
+	a1, a2 := newTestAllocator(t, dir, k), newTestAllocator(t, dir, k)
+	reserve := func(a *Allocator, owner, spec string) error {
+		t.Helper()
+		_, err := a.Reserve(owner, "", mustParse(t, spec))
+		return err
+	}
+	last := recordReads.Load()
+	reads := func(what string, want int64) {
+		t.Helper()
+		now := recordReads.Load()
+		if now-last != want {
+			t.Errorf("%s: the records were read %d times, want %d", what, now-last, want)
+		}
+		last = now
+	}
+
+	for i, owner := range []string{"one", "two", "three"} {
+		if err := reserve(a1, owner, fmt.Sprintf("127.0.0.1:%d:80", 8080+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a1.Release("three"); err != nil {
+		t.Fatal(err)
+	}
+	reads("three reservations and a release by one Allocator", 1)
+
+	if err := reserve(a2, "four", "127.0.0.1:8080:80"); !errors.Is(err, ErrConflict) {
+		t.Errorf("another Allocator reserving one's port: %v, want a conflict", err)
+	}
+	if err := reserve(a2, "four", "127.0.0.1:8082:80"); err != nil {
+		t.Errorf("another Allocator reserving three's released port: %v", err)
+	}
+	reads("the other Allocator's first reservations", 1)
+
+	if err := reserve(a1, "five", "127.0.0.1:8082:80"); !errors.Is(err, ErrConflict) {
+		t.Errorf("reserving the port the other Allocator took: %v, want a conflict", err)
+	}
+	reads("after the other's reservation", 1)
+
+	if err := a2.Release("one"); err != nil {
+		t.Fatal(err)
+	}
+	if err := reserve(a1, "five", "127.0.0.1:8080:80"); err != nil {
+		t.Errorf("reserving the port the other Allocator released: %v", err)
+	}
+	reads("after the other's release", 1)
+
+	if err := os.Remove(filepath.Join(dir, "two"+recordSuffix)); err != nil {
+		t.Fatal(err)
+	}
+	if err := reserve(a1, "six", "127.0.0.1:8081:80"); err != nil {
+		t.Errorf("reserving the port of a record removed by hand: %v", err)
+	}
+	reads("after a record was removed by hand", 1)
+
+	if err := reserve(a1, "seven", "127.0.0.1:8083:80"); err != nil {
+		t.Fatal(err)
+	}
+	reads("nothing changed", 0)
 }

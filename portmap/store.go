@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ocinet/ocinet/internal/fsutil"
@@ -233,6 +234,7 @@ func (r *record) clone() *record {
 // one cut short, and what it reserved ended with that boot. Such a record
 // is skipped, and removed when clean is set.
 func readRecords(dir string, clean bool) ([]*record, error) {
+	recordReads.Add(1)
 	names, err := listRecords(dir, clean)
 	if err != nil {
 		return nil, err
@@ -257,6 +259,9 @@ func readRecords(dir string, clean bool) ([]*record, error) {
 	}
 	return out, nil
 }
+
+// recordReads counts the readings of a whole directory (for tests).
+var recordReads atomic.Int64
 
 // beforeBoot reports whether the file at path was last modified before
 // the machine started (false when either is unknown).
