@@ -176,13 +176,17 @@ func drainLocked() bool {
 // from one use to the next while a DirWatch shows no change but the
 // user's own. It is for a user that reads and writes the directory under
 // a lock every writer takes: Get and Put are called with the lock held,
-// so that the events between them are the user's. The zero DirCache
-// caches nothing; it is not safe for concurrent use.
+// so that the events between them are the user's. The watch is made when
+// the directory is read the second time: a process that reads it once (a
+// hook) takes none of the kernel's inotify instances, 128 per user and
+// shared with every other program of the user. The zero DirCache caches
+// nothing; it is not safe for concurrent use.
 type DirCache[T any] struct {
-	dir string
-	w   *DirWatch
-	v   T
-	ok  bool
+	dir   string
+	w     *DirWatch
+	v     T
+	ok    bool
+	reads int
 }
 
 // NewDirCache returns a DirCache of dir.
@@ -207,9 +211,10 @@ func (c *DirCache[T]) Get() (v T, ok bool) {
 	}
 	var zero T
 	c.v, c.ok = zero, false
-	if c.w == nil {
+	if c.w == nil && c.reads > 0 {
 		c.w, _ = WatchDir(c.dir) // without a watch nothing is kept
 	}
+	c.reads++
 	return zero, false
 }
 

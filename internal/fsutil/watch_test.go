@@ -114,3 +114,38 @@ func TestDirWatchOverflow(t *testing.T) {
 		t.Error("a change reported again after the queue was read")
 	}
 }
+
+// TestDirCache: nothing is kept until the directory has been read twice
+// (the first reading makes no watch); then the value is kept until
+// something else changes the directory, while the user's own changes,
+// made between Get and Put, keep it.
+func TestDirCache(t *testing.T) {
+	dir := t.TempDir()
+	c := NewDirCache[string](dir)
+	defer c.Close()
+	if _, ok := c.Get(); ok {
+		t.Fatal("a value before any Put")
+	}
+	c.Put("one", true)
+	if _, ok := c.Get(); ok {
+		t.Fatal("kept after one reading, without a watch")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "mine"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.Put("two", true)
+	if v, ok := c.Get(); !ok || v != "two" {
+		t.Fatalf("Get = %q, %v; want two, kept across the user's own change", v, ok)
+	}
+	c.Put("two", true)
+	if err := os.WriteFile(filepath.Join(dir, "theirs"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Get(); ok {
+		t.Error("kept after another's change")
+	}
+	c.Put("three", false)
+	if _, ok := c.Get(); ok {
+		t.Error("kept after a Put that kept nothing")
+	}
+}
