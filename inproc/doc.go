@@ -138,7 +138,11 @@
 // and deleted without a lock (each transaction is atomic, and a host port
 // already mapped to another container fails the whole ADD); leases are taken
 // under host-local's own lock in its data directory (default
-// /var/lib/cni/networks/<network>/lock), as the binary does.
+// /var/lib/cni/networks/<network>/lock), as the binary does: the leases,
+// releases and lookups of one directory that wait meanwhile are served
+// under one holding of it, and host-local's lookups by container are
+// answered from an index of the directory, kept while an inotify watch
+// shows no change but this process's own (leasedir.go).
 //
 // Errors from ExecPlugin are *types.Error values (the CNI error JSON a
 // plugin prints, which the CNI library passes on) whose message names what
