@@ -349,3 +349,28 @@ func TestLeaseIndexFollowsTheDirectory(t *testing.T) {
 	held("c")
 	step("two lookups in a directory with a subdirectory", 2)
 }
+
+// TestLeaseIndexNoWatchForOneContainer: a lease, then the lookup and
+// release of a Detach (what a createRuntime and a poststop hook do, each
+// in a process of its own) make no inotify watch, whose removal a process
+// would wait for at its exit; a second lease does.
+func TestLeaseIndexNoWatchForOneContainer(t *testing.T) {
+	conf := batchConf(t, t.TempDir())
+	st := leaseDirOf(conf)
+	for _, kind := range []leaseKind{leaseFind, leaseRelease} {
+		c := &leaseCall{kind: kind, conf: conf, id: "a", ifName: "eth0"}
+		st.do(c)
+		if c.err != nil {
+			t.Fatal(c.err)
+		}
+		if st.index.Watching() {
+			t.Fatalf("a watch after the Detach's %v", kind)
+		}
+	}
+	if _, err := lease(conf, "a", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	if !st.index.Watching() {
+		t.Error("no watch after a second reading")
+	}
+}

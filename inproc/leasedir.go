@@ -118,7 +118,14 @@ func (st *leaseDirState) serve(calls []*leaseCall) {
 	}
 	defer store.Unlock()
 	ix := &indexedStore{Store: store, dir: st.dir}
-	ix.content, _ = st.index.Get()
+	// A batch of lookups alone does not count as a reading towards the
+	// index's watch (fsutil.DirCache): a Detach looks its addresses up,
+	// then releases them, and a process that does one Detach (a poststop
+	// hook) should make no watch.
+	cached := st.index.Watching() || slices.ContainsFunc(calls, func(c *leaseCall) bool { return c.kind != leaseFind })
+	if cached {
+		ix.content, _ = st.index.Get()
+	}
 	for _, c := range calls {
 		switch c.kind {
 		case leaseAdd:
@@ -129,7 +136,9 @@ func (st *leaseDirState) serve(calls []*leaseCall) {
 			c.held = ix.GetByID(c.id, c.ifName)
 		}
 	}
-	st.index.Put(ix.content, ix.content != nil && !ix.irregular)
+	if cached {
+		st.index.Put(ix.content, ix.content != nil && !ix.irregular)
+	}
 }
 
 // dirReads counts the readings of lease directories (for tests).

@@ -179,7 +179,9 @@ func drainLocked() bool {
 // so that the events between them are the user's. The watch is made when
 // the directory is read the second time: a process that reads it once (a
 // hook) takes none of the kernel's inotify instances, 128 per user and
-// shared with every other program of the user. The zero DirCache caches
+// shared with every other program of the user, and does not wait at its
+// exit for the kernel to free the watch (an RCU grace period, several ms
+// here). The zero DirCache caches
 // nothing; it is not safe for concurrent use.
 type DirCache[T any] struct {
 	dir   string
@@ -238,6 +240,10 @@ func (c *DirCache[T]) Put(v T, ok bool) {
 	}
 	c.v, c.ok = v, ok
 }
+
+// Watching reports whether the cache has a watch: it has read the
+// directory twice.
+func (c *DirCache[T]) Watching() bool { return c != nil && c.w != nil }
 
 // Close ends the watch.
 func (c *DirCache[T]) Close() {
