@@ -627,7 +627,7 @@ func (e *Exec) bridgeDel(c call) error {
 		return err
 	}
 	e.stepAt(c, "link")
-	if err := forgetConntrack(ipamConf, c.containerID, c.ifc); err != nil {
+	if err := forgetConntrack(ipamConf, prevAddrs(n), c.containerID, c.ifc); err != nil {
 		return fmt.Errorf("bridge: %w", err)
 	}
 	e.stepAt(c, "conntrack")
@@ -671,14 +671,34 @@ func removePair(h *netlink.Handle, c call, ends []netlink.Link) error {
 	return nil
 }
 
+// prevAddrs returns the addresses of the previous result, or nil when
+// there is none (or it names none).
+func prevAddrs(n *bridgeConf) []net.IP {
+	if n.PrevResult == nil && (n.RawPrevResult == nil || version.ParsePrevResult(&n.NetConf) != nil) {
+		return nil // (ParsePrevResult leaves RawPrevResult nil: hostEnds may have parsed it)
+	}
+	if n.PrevResult == nil {
+		return nil
+	}
+	res, err := types100.NewResultFromResult(n.PrevResult)
+	if err != nil {
+		return nil
+	}
+	var ips []net.IP
+	for _, ip := range res.IPs {
+		ips = append(ips, ip.Address.IP)
+	}
+	return ips
+}
+
 // hostEnds returns the host ends of the container's veth that the previous
 // result names and that are still ports of the bridge. Nothing named, or
 // nothing there, is none.
 func hostEnds(h *netlink.Handle, n *bridgeConf) []netlink.Link {
-	if n.RawPrevResult == nil {
+	if n.PrevResult == nil && n.RawPrevResult == nil {
 		return nil
 	}
-	if err := version.ParsePrevResult(&n.NetConf); err != nil {
+	if err := version.ParsePrevResult(&n.NetConf); err != nil || n.PrevResult == nil {
 		return nil // DEL goes on without it, as the plugin does
 	}
 	res, err := types100.NewResultFromResult(n.PrevResult)

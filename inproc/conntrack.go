@@ -16,7 +16,14 @@ import (
 // (through a published port too, whose reply source is the container).
 // Without it a UDP flow to a published port keeps going to the old
 // address. Called after the link is gone and before the lease is released.
-func forgetConntrack(conf *allocator.IPAMConfig, id, ifName string) error {
+// The addresses are those of the previous result (what the ADD leased),
+// or, without one (an ADD cut short, a config older than CNI 0.4), those
+// the lease directory names: a lookup fewer for a Detach, which then
+// reads the directory once, to release.
+func forgetConntrack(conf *allocator.IPAMConfig, prev []net.IP, id, ifName string) error {
+	if prev != nil {
+		return deleteConntrack(prev)
+	}
 	ips, err := leased(conf, id, ifName)
 	if err != nil {
 		return nil // releaseLease reports it, or leaves a refused directory alone
