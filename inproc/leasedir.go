@@ -119,9 +119,9 @@ func (st *leaseDirState) serve(calls []*leaseCall) {
 	defer store.Unlock()
 	ix := &indexedStore{Store: store, dir: st.dir}
 	// A batch of lookups alone does not count as a reading towards the
-	// index's watch (fsutil.DirCache): a Detach looks its addresses up,
-	// then releases them, and a process that does one Detach (a poststop
-	// hook) should make no watch.
+	// index's watch (fsutil.DirCache): a Detach without a previous result
+	// looks its addresses up, then releases them, and a process that does
+	// one Detach (a poststop hook) should make no watch.
 	cached := st.index.Watching() || slices.ContainsFunc(calls, func(c *leaseCall) bool { return c.kind != leaseFind })
 	if cached {
 		ix.content, _ = st.index.Get()
