@@ -674,10 +674,9 @@ func removePair(h *netlink.Handle, c call, ends []netlink.Link) error {
 // prevAddrs returns the addresses of the previous result, or nil when
 // there is none (or it names none).
 func prevAddrs(n *bridgeConf) []net.IP {
-	if n.PrevResult == nil && (n.RawPrevResult == nil || version.ParsePrevResult(&n.NetConf) != nil) {
-		return nil // (ParsePrevResult leaves RawPrevResult nil: hostEnds may have parsed it)
-	}
-	if n.PrevResult == nil {
+	// hostEnds may have parsed it already (ParsePrevResult empties
+	// RawPrevResult); a second call then does nothing.
+	if err := version.ParsePrevResult(&n.NetConf); err != nil || n.PrevResult == nil {
 		return nil
 	}
 	res, err := types100.NewResultFromResult(n.PrevResult)
@@ -695,9 +694,6 @@ func prevAddrs(n *bridgeConf) []net.IP {
 // result names and that are still ports of the bridge. Nothing named, or
 // nothing there, is none.
 func hostEnds(h *netlink.Handle, n *bridgeConf) []netlink.Link {
-	if n.PrevResult == nil && n.RawPrevResult == nil {
-		return nil
-	}
 	if err := version.ParsePrevResult(&n.NetConf); err != nil || n.PrevResult == nil {
 		return nil // DEL goes on without it, as the plugin does
 	}

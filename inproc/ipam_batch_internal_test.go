@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/containernetworking/plugins/plugins/ipam/host-local/backend/allocator"
 	"github.com/google/go-cmp/cmp"
@@ -49,13 +48,9 @@ func runSteps(t *testing.T, conf *allocator.IPAMConfig, steps []batchStep, toget
 		for i, c := range calls {
 			wg.Add(1)
 			go func() { defer wg.Done(); q.Do(c, st.serve) }()
-			deadline := time.Now().Add(5 * time.Second)
-			for q.Pending() != i+1 {
-				if time.Now().After(deadline) {
-					q.Unlock()
-					t.Fatalf("call %d was not queued", i)
-				}
-				time.Sleep(time.Millisecond)
+			if !q.WaitPending(i + 1) {
+				q.Unlock()
+				t.Fatalf("call %d was not queued", i)
 			}
 		}
 		q.Unlock()

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
 // TestReserveBatch queues Reserve calls while the Allocator is held, so
@@ -60,7 +59,7 @@ func TestReserveBatch(t *testing.T) {
 			results[i] = result{ports, err}
 		}()
 		// Queue the calls in order: wait for this one before the next.
-		if !queued(a, i+1) {
+		if !a.q.WaitPending(i + 1) {
 			a.q.Unlock()
 			t.Fatalf("call %d was not queued", i)
 		}
@@ -137,7 +136,7 @@ func TestReserveBatchLockError(t *testing.T) {
 			_, errs[i] = a.Reserve(string(rune('x'+i)), "", mustParse(t, "80"))
 		}()
 	}
-	ok := queued(a, len(errs))
+	ok := a.q.WaitPending(len(errs))
 	a.q.Unlock()
 	if !ok {
 		t.Fatal("the calls were not queued")
@@ -153,19 +152,6 @@ func TestReserveBatchLockError(t *testing.T) {
 	if _, err := a.Reserve("x", "", mustParse(t, "80")); err != nil {
 		t.Errorf("after the failed batch: %v", err)
 	}
-}
-
-// queued waits up to 5 s for a to have n Reserve calls queued, and reports
-// whether it had.
-func queued(a *Allocator, n int) bool {
-	deadline := time.Now().Add(5 * time.Second)
-	for a.q.Pending() != n {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return true
 }
 
 // TestReserveKeepsRecords: an Allocator keeps the records it read while

@@ -9,7 +9,10 @@
 // hundred system calls stretches to many times its length.
 package batch
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // Queue batches calls of type T (a pointer, through which serve returns
 // each call's result). The zero Queue is ready to use.
@@ -53,12 +56,21 @@ func (q *Queue[T]) Do(call T, serve func(calls []T)) {
 	}
 }
 
-// Pending returns how many calls are queued and not yet taken into a
-// batch (for tests).
-func (q *Queue[T]) Pending() int {
-	q.queue.Lock()
-	defer q.queue.Unlock()
-	return len(q.pending)
+// WaitPending waits up to 5 s for n calls to be queued and not yet taken
+// into a batch, and reports whether they were (for tests, which hold the
+// lock to queue calls in a known order).
+func (q *Queue[T]) WaitPending(n int) bool {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		q.queue.Lock()
+		k := len(q.pending)
+		q.queue.Unlock()
+		if k == n {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
 }
 
 // Lock takes the Queue's lock for work that is not batched: no batch is

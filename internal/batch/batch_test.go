@@ -4,7 +4,6 @@ import (
 	"slices"
 	"sync"
 	"testing"
-	"time"
 )
 
 type call struct {
@@ -43,7 +42,7 @@ func TestQueue(t *testing.T) {
 				t.Errorf("call %d returned unserved", i)
 			}
 		}()
-		if !waitPending(&q, i+1) {
+		if !q.WaitPending(i + 1) {
 			q.Unlock()
 			t.Fatalf("call %d was not queued", i)
 		}
@@ -59,17 +58,4 @@ func TestQueue(t *testing.T) {
 	if last.served != 2 || len(batches) != 2 || !slices.Equal(batches[1], []int{n}) {
 		t.Errorf("a later call: batches %v, want a second batch of it alone", batches)
 	}
-}
-
-// waitPending waits up to 5 s for q to have n calls queued, and reports
-// whether it had.
-func waitPending[T any](q *Queue[T], n int) bool {
-	deadline := time.Now().Add(5 * time.Second)
-	for q.Pending() != n {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return true
 }
