@@ -315,7 +315,13 @@ func (m *Manager) addNetwork(ctx context.Context, rec *record, nr *networkRecord
 	if err != nil {
 		return fmt.Errorf("network %q: %w", nr.Name, err)
 	}
-	res, err := cni.AddNetworkList(ctx, list, rt)
+	// In process, the bridge configures the container's interface while
+	// the chain's portmap and firewall run (inproc.WithUnfinished).
+	actx, unfinished := inproc.WithUnfinished(ctx)
+	res, err := cni.AddNetworkList(actx, list, rt)
+	if uerr := unfinished.Wait(); uerr != nil && !errors.Is(err, uerr) {
+		err = errors.Join(err, uerr)
+	}
 	if err != nil {
 		return fmt.Errorf("network %q: %w", nr.Name, pluginError(err))
 	}

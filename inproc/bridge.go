@@ -118,12 +118,20 @@ func (e *Exec) bridgeAdd(ctx context.Context, c call) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
-	defer cont.Close()
 	h, err := hostHandle()
 	if err != nil {
+		cont.Close()
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
-	defer h.Close()
+	// Both handles go with the rest of the work when it finishes after
+	// the result (WithUnfinished).
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			h.Close()
+			cont.Close()
+		}
+	}()
 	if l, err := cont.nl.LinkByName(c.ifc); err == nil {
 		return nil, fmt.Errorf("bridge: interface %s already exists in namespace %s (a %s link): %w", c.ifc, c.netns, l.Type(), ErrConflict)
 	}
@@ -156,7 +164,7 @@ func (e *Exec) bridgeAdd(ctx context.Context, c call) ([]byte, error) {
 		ips, err := lease(ipamConf, c.containerID, c.ifc)
 		leaseDone <- leased{ips, err}
 	}()
-	host, contLink, vethErr := makeVeth(h, cont, br, c.ifc, n)
+	host, contMAC, vethErr := makeVeth(h, cont, br, c.ifc, n)
 	ld, masqErr := <-leaseDone, <-masqDone
 	ok := false
 	if vethErr == nil {
@@ -190,25 +198,15 @@ func (e *Exec) bridgeAdd(ctx context.Context, c call) ([]byte, error) {
 		CNIVersion: types100.ImplementedSpecVersion,
 		Interfaces: []*types100.Interface{
 			{Name: br.Attrs().Name},
-			{Name: host.Attrs().Name},
-			{Name: c.ifc, Mac: contLink.Attrs().HardwareAddr.String(), Sandbox: c.netns},
+			{Name: host.Attrs().Name, Mac: host.Attrs().HardwareAddr.String()},
+			{Name: c.ifc, Mac: contMAC.String(), Sandbox: c.netns},
 		},
 		IPs:    ips,
 		Routes: ipamConf.Routes,
 	}
 	gateways(res, n)
-	if err := configureContainer(cont, c.ifc, contLink, res); err != nil {
-		return nil, fmt.Errorf("bridge: namespace %s: %w", c.netns, err)
-	}
-	e.stepAt(c, "addrs")
-
-	up, err := waitOperUp(h, host)
-	if err != nil {
-		return nil, err
-	}
-	waitContainerUp(cont, contLink)
-	// Read the MACs last: the bridge's may change as the port joins.
-	res.Interfaces[1].Mac = up.Attrs().HardwareAddr.String()
+	// The bridge's MAC is read once the port has joined: a bridge whose
+	// MAC is not pinned takes its lowest port's.
 	if l, err := h.LinkByIndex(br.Attrs().Index); err == nil {
 		res.Interfaces[0].Mac = l.Attrs().HardwareAddr.String()
 	}
@@ -217,6 +215,42 @@ func (e *Exec) bridgeAdd(ctx context.Context, c call) ([]byte, error) {
 	}
 	out, err := encodeResult(res, n.CNIVersion)
 	if err != nil {
+		return nil, err
+	}
+	// The rest configures the port and the container's interface; the
+	// result does not depend on it.
+	finish := func() error {
+		if err := finishPort(h, host, n); err != nil {
+			return err
+		}
+		e.stepAt(c, "port")
+		contLink, err := cont.nl.LinkByName(c.ifc)
+		if err != nil {
+			return fmt.Errorf("bridge: find %s in namespace %s: %w", c.ifc, c.netns, err)
+		}
+		if err := configureContainer(cont, c.ifc, contLink, res); err != nil {
+			return fmt.Errorf("bridge: namespace %s: %w", c.netns, err)
+		}
+		e.stepAt(c, "addrs")
+		if err := waitOperUp(h, host); err != nil {
+			return err
+		}
+		waitContainerUp(cont, contLink)
+		return nil
+	}
+	if u := unfinishedIn(ctx); u != nil {
+		// The caller rolls back with a DEL if finish fails: the elements
+		// of the chain's portmap and firewall, added meanwhile, go before
+		// the lease.
+		handedOff, ok = true, true
+		u.start(func() error {
+			defer h.Close()
+			defer cont.Close()
+			return finish()
+		})
+		return out, nil
+	}
+	if err := finish(); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -416,19 +450,29 @@ func ensureAddr(h *netlink.Handle, br *netlink.Bridge, gw *net.IPNet) (bool, err
 
 // makeVeth makes the veth pair from the host, its container end created
 // directly in the container's namespace under ifName, its host end
-// ("veth" + 8 random hex digits) up and a port of the bridge.
-func makeVeth(h *netlink.Handle, cont *container, br *netlink.Bridge, ifName string, n *bridgeConf) (netlink.Link, netlink.Link, error) {
+// ("veth" + 8 random hex digits) up and a port of the bridge. It returns
+// the host end and the container end's MAC. Both MACs are chosen here, as
+// the kernel would choose them (random, locally administered), so that
+// the result needs no lookup and nothing on the host (udev's MAC policy)
+// changes them afterwards; the container's is the config's when it names
+// one.
+func makeVeth(h *netlink.Handle, cont *container, br *netlink.Bridge, ifName string, n *bridgeConf) (netlink.Link, net.HardwareAddr, error) {
+	contMAC := n.hwaddr
 	var host netlink.Link
 	for range 10 {
-		b := make([]byte, 4)
+		b := make([]byte, 4+6+6)
 		if _, err := rand.Read(b); err != nil {
 			return nil, nil, err
 		}
 		attrs := netlink.NewLinkAttrs()
-		attrs.Name = "veth" + hex.EncodeToString(b)
+		attrs.Name = "veth" + hex.EncodeToString(b[:4])
 		attrs.MTU = n.MTU
 		attrs.Flags = net.FlagUp
-		veth := &netlink.Veth{LinkAttrs: attrs, PeerName: ifName, PeerNamespace: netlink.NsFd(int(cont.ns.Fd())), PeerHardwareAddr: n.hwaddr}
+		attrs.HardwareAddr = localMAC(b[4:10])
+		if n.hwaddr == nil {
+			contMAC = localMAC(b[10:])
+		}
+		veth := &netlink.Veth{LinkAttrs: attrs, PeerName: ifName, PeerNamespace: netlink.NsFd(int(cont.ns.Fd())), PeerHardwareAddr: contMAC}
 		err := h.LinkAdd(veth)
 		if err == nil {
 			host = veth
@@ -445,25 +489,31 @@ func makeVeth(h *netlink.Handle, cont *container, br *netlink.Bridge, ifName str
 	if host == nil {
 		return nil, nil, fmt.Errorf("bridge: no free veth name after 10 tries: %w", ErrConflict)
 	}
-	fail := func(err error) (netlink.Link, netlink.Link, error) {
-		_ = h.LinkDel(host)
-		return nil, nil, err
-	}
 	if err := h.LinkSetMasterByIndex(host, br.Attrs().Index); err != nil {
-		return fail(fmt.Errorf("bridge: connect %s to bridge %s: %w", host.Attrs().Name, br.Name, err))
+		_ = h.LinkDel(host)
+		return nil, nil, fmt.Errorf("bridge: connect %s to bridge %s: %w", host.Attrs().Name, br.Name, err)
 	}
+	return host, contMAC, nil
+}
+
+// localMAC turns 6 random bytes into a unicast, locally administered MAC.
+func localMAC(b []byte) net.HardwareAddr {
+	mac := net.HardwareAddr(b[:6:6])
+	mac[0] = mac[0]&^0x01 | 0x02
+	return mac
+}
+
+// finishPort sets the host end's hairpin mode when the config asks for it
+// and its accept_ra to 0.
+func finishPort(h *netlink.Handle, host netlink.Link, n *bridgeConf) error {
 	if n.HairpinMode {
 		if err := h.LinkSetHairpin(host, true); err != nil {
-			return fail(fmt.Errorf("bridge: hairpin mode on %s: %w", host.Attrs().Name, err))
+			return fmt.Errorf("bridge: hairpin mode on %s: %w", host.Attrs().Name, err)
 		}
 	}
 	// A new link has the host's default: write 0 without reading it first.
 	_ = writeSysctls([]sysctl{{path: "net/ipv6/conf/" + host.Attrs().Name + "/accept_ra", value: "0"}})
-	contLink, err := cont.nl.LinkByName(ifName)
-	if err != nil {
-		return fail(fmt.Errorf("bridge: find %s in namespace %s: %w", ifName, cont.ns.Path(), err))
-	}
-	return host, contLink, nil
+	return nil
 }
 
 // configureContainer sets the container's interface up as the plugin and
@@ -560,19 +610,19 @@ func settle(cont *container, link netlink.Link, ifName string) error {
 }
 
 // waitOperUp waits, as the plugin does (about 2.5 s at most), for the host
-// end of the veth to be operationally up, and returns it as it is then.
-func waitOperUp(h *netlink.Handle, host netlink.Link) (netlink.Link, error) {
+// end of the veth to be operationally up.
+func waitOperUp(h *netlink.Handle, host netlink.Link) error {
 	for _, ms := range []int{0, 10, 50, 500, 1000, 1000} {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		l, err := h.LinkByIndex(host.Attrs().Index)
 		if err != nil {
-			return nil, fmt.Errorf("bridge: port %s: %w", host.Attrs().Name, err)
+			return fmt.Errorf("bridge: port %s: %w", host.Attrs().Name, err)
 		}
 		if l.Attrs().OperState == netlink.OperUp {
-			return l, nil
+			return nil
 		}
 	}
-	return nil, fmt.Errorf("bridge: port %s did not come up", host.Attrs().Name)
+	return fmt.Errorf("bridge: port %s did not come up", host.Attrs().Name)
 }
 
 // waitContainerUp waits, up to about 100 ms, for the container's end of

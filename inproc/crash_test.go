@@ -78,7 +78,7 @@ const crashConf = `{"cniVersion":"1.0.0","name":"inp-many","plugins":[
 func TestCrashAtEachStep(t *testing.T) {
 	testenv.RequireRoot(t)
 	for _, step := range []string{
-		"inproc:ADD:bridge:network", "inproc:ADD:bridge:veth", "inproc:ADD:bridge:lease", "inproc:ADD:bridge:addrs",
+		"inproc:ADD:bridge:network", "inproc:ADD:bridge:veth", "inproc:ADD:bridge:lease", "inproc:ADD:bridge:port", "inproc:ADD:bridge:addrs",
 		"inproc:ADD:portmap:static", "inproc:ADD:portmap:elements", "inproc:ADD:firewall:static", "inproc:ADD:firewall:elements",
 		"inproc:DEL:bridge:link", "inproc:DEL:bridge:conntrack",
 	} {

@@ -40,7 +40,12 @@
 // refused by ADD (and left alone by DEL); tuning's DEL removes its backup
 // file also when the namespace is gone; a config that ADD refuses can
 // always be deleted. The veth pair is made from the host side with the
-// container end created in the namespace, named as the plugin names them.
+// container end created in the namespace, named as the plugin names them;
+// both ends get a random, locally administered MAC chosen here rather
+// than by the kernel (the same kind of address, which udev's MAC policy
+// then leaves alone), unless the config names the container's. Under
+// [WithUnfinished] the bridge returns its result before it has configured
+// the container's interface, and finishes meanwhile (see there).
 // Ports and the firewall live in this package's table instead of the
 // plugins' (ip cni_hostport, iptables' CNI-* chains), which it never
 // touches; a host port mapped twice fails the second ADD (ErrConflict)

@@ -52,11 +52,13 @@ func WithLogger(l *slog.Logger) Option { return func(e *Exec) { e.log = l } }
 // WithStepHook makes the Exec call f at each named step of an in-process
 // plugin run: "inproc:<command>:<plugin>:<step>", e.g.
 // "inproc:ADD:bridge:veth", "inproc:ADD:bridge:lease",
+// "inproc:ADD:bridge:port" (the port's hairpin mode is set: the first
+// step of what the bridge finishes after its result, see WithUnfinished),
 // "inproc:ADD:bridge:addrs", "inproc:ADD:portmap:static" (the table's
 // static part is there), "inproc:ADD:portmap:elements" (the mappings are
 // in the maps), the same two for firewall, "inproc:DEL:bridge:link",
 // "inproc:DEL:bridge:conntrack". Crash tests use it to stop a run half
-// way.
+// way. f may be called from two goroutines at once (WithUnfinished).
 func WithStepHook(f func(step string)) Option { return func(e *Exec) { e.step = f } }
 
 // WithRuntimeDir sets the directory of the lock files (default
@@ -143,6 +145,11 @@ func (e *Exec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, 
 		}
 		return out, err
 	}
+	if !(c.cmd == "ADD" && (c.plugin == "portmap" || c.plugin == "firewall")) {
+		if err := waitUnfinished(ctx, c); err != nil {
+			return nil, err
+		}
+	}
 	e.log.Debug("running plugin in process", "plugin", c.plugin, "command", c.cmd, "container", c.containerID, "ifname", c.ifc)
 	var out []byte
 	var err error
@@ -170,10 +177,14 @@ func (e *Exec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, 
 	return out, nil
 }
 
-// beforeBinary does what a plugin binary's run needs first: an ADD (but
-// the loopback's) waits for the gate (WithGate); a DEL waits for the
+// beforeBinary does what a plugin binary's run needs first: the
+// in-process work left unfinished (WithUnfinished) is waited for; an ADD
+// (but the loopback's) waits for the gate (WithGate); a DEL waits for the
 // in-process work the binary may depend on (settle).
 func (e *Exec) beforeBinary(ctx context.Context, c call) error {
+	if err := waitUnfinished(ctx, c); err != nil {
+		return err
+	}
 	switch {
 	case c.cmd == "ADD" && c.plugin != "loopback":
 		return Wait(ctx)
@@ -181,6 +192,20 @@ func (e *Exec) beforeBinary(ctx context.Context, c call) error {
 		if err := e.settle(c.plugin, c.containerID, c.ifc); err != nil {
 			return cniError(types.ErrInternal, err)
 		}
+	}
+	return nil
+}
+
+// waitUnfinished waits for the work that in-process ADDs under ctx left
+// unfinished (WithUnfinished): c runs once it is done, and fails if it
+// failed.
+func waitUnfinished(ctx context.Context, c call) error {
+	u := unfinishedIn(ctx)
+	if u == nil {
+		return nil
+	}
+	if err := u.Wait(); err != nil {
+		return cniError(types.ErrInternal, fmt.Errorf("plugin %s: an earlier plugin of the chain did not finish: %w", c.plugin, err))
 	}
 	return nil
 }

@@ -1,6 +1,10 @@
 package inproc
 
-import "context"
+import (
+	"context"
+	"errors"
+	"sync"
+)
 
 type gateKey struct{}
 
@@ -33,3 +37,66 @@ func Wait(ctx context.Context) error {
 // WaitsForGate reports that e honours WithGate, for a caller that wraps
 // executors and must otherwise wait for the gate itself before an ADD.
 func (e *Exec) WaitsForGate() bool { return true }
+
+type unfinishedKey struct{}
+
+// Unfinished is the work that in-process ADDs run under a context from
+// WithUnfinished left to finish after they returned their result.
+type Unfinished struct {
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	errs   []error
+	err    error // errs joined
+	joined int   // how many of errs err joins
+}
+
+// WithUnfinished returns a context under which the in-process bridge's ADD
+// returns its result as soon as the container's interface exists, its
+// address is leased and its port is on the bridge, and configures the
+// interface (addresses, routes, link up) and the port (hairpin mode) on
+// another goroutine. The chain's in-process portmap and firewall ADDs,
+// which change only the host's nftables table, run meanwhile; every other
+// call of the Exec under the context (a plugin binary, tuning, a second
+// bridge) waits for that work first, and fails with its error.
+//
+// The caller must call the Unfinished's Wait once the chain has returned,
+// before it uses the result, rolls back or returns. If Wait fails, the
+// interface is not ready: the caller rolls the chain back with a DEL,
+// which removes the portmap and firewall elements before the lease (the
+// work that failed leaves the link and the lease to it).
+func WithUnfinished(ctx context.Context) (context.Context, *Unfinished) {
+	u := &Unfinished{}
+	return context.WithValue(ctx, unfinishedKey{}, u), u
+}
+
+// unfinishedIn returns the Unfinished of ctx, or nil.
+func unfinishedIn(ctx context.Context) *Unfinished {
+	u, _ := ctx.Value(unfinishedKey{}).(*Unfinished)
+	return u
+}
+
+// start runs f on a goroutine of its own, as work that Wait waits for.
+func (u *Unfinished) start(f func() error) {
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		if err := f(); err != nil {
+			u.mu.Lock()
+			u.errs = append(u.errs, err)
+			u.mu.Unlock()
+		}
+	}()
+}
+
+// Wait waits for the work started so far and returns its errors, joined.
+// It returns the same error value until more work fails, so that
+// errors.Is finds it in the error of a plugin that waited for it.
+func (u *Unfinished) Wait() error {
+	u.wg.Wait()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.joined != len(u.errs) {
+		u.err, u.joined = errors.Join(u.errs...), len(u.errs)
+	}
+	return u.err
+}
