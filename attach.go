@@ -315,9 +315,10 @@ func (m *Manager) addNetwork(ctx context.Context, rec *record, nr *networkRecord
 	if err != nil {
 		return fmt.Errorf("network %q: %w", nr.Name, err)
 	}
-	// In process, the bridge configures the container's interface while
-	// the chain's portmap and firewall run (inproc.WithUnfinished).
-	actx, unfinished := inproc.WithUnfinished(ctx)
+	// In process, the bridge adds the elements of the chain's portmap and
+	// firewall beside its veth pair (inproc.WithChain), and configures the
+	// container's interface while their ADDs run (inproc.WithUnfinished).
+	actx, unfinished := inproc.WithUnfinished(inproc.WithChain(ctx, nr.ConfList, rt.CapabilityArgs))
 	res, err := cni.AddNetworkList(actx, list, rt)
 	if uerr := unfinished.Wait(); uerr != nil && !errors.Is(err, uerr) {
 		err = errors.Join(err, uerr)

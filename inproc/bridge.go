@@ -162,6 +162,10 @@ func (e *Exec) bridgeAdd(ctx context.Context, c call) ([]byte, error) {
 	leaseDone := make(chan leased, 1)
 	go func() {
 		ips, err := lease(ipamConf, c.containerID, c.ifc)
+		if err == nil {
+			// The chain's portmap and firewall elements (WithChain).
+			e.prepare(ctx, c, n, ips)
+		}
 		leaseDone <- leased{ips, err}
 	}()
 	host, contMAC, vethErr := makeVeth(h, cont, br, c.ifc, n)
@@ -176,7 +180,11 @@ func (e *Exec) bridgeAdd(ctx context.Context, c call) ([]byte, error) {
 	}
 	if ld.err == nil {
 		defer func() {
-			if !ok {
+			if ok {
+				return
+			}
+			// The address goes once nothing made early points to it.
+			if e.abandonEarly(attachmentKey(c.containerID, c.ifc)) == nil {
 				_ = releaseLease(ipamConf, c.containerID, c.ifc)
 			}
 		}()
@@ -645,6 +653,7 @@ func waitContainerUp(cont *container, link netlink.Link) {
 }
 
 func (e *Exec) bridgeDel(c call) error {
+	e.dropEarly(attachmentKey(c.containerID, c.ifc))
 	n, err := loadBridgeConf(c.stdin, c.args)
 	if err != nil {
 		return err

@@ -45,7 +45,9 @@
 // than by the kernel (the same kind of address, which udev's MAC policy
 // then leaves alone), unless the config names the container's. Under
 // [WithUnfinished] the bridge returns its result before it has configured
-// the container's interface, and finishes meanwhile (see there).
+// the container's interface, and finishes meanwhile (see there); under
+// [WithChain] it adds the elements of the chain's portmap and firewall
+// itself, beside its veth pair, and their ADDs find them made.
 // Ports and the firewall live in this package's table instead of the
 // plugins' (ip cni_hostport, iptables' CNI-* chains), which it never
 // touches; a host port mapped twice fails the second ADD (ErrConflict)

@@ -41,6 +41,7 @@ type Exec struct {
 	runtimeDir string
 	expiring   expiring
 	static     staticSeen
+	early      earlyWork
 }
 
 // Option configures an [Exec].

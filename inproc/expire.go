@@ -116,6 +116,7 @@ func (x *expiring) take(key string) (pendingExpiry, bool) {
 // comment: the first of firewall's and portmap's DEL does the work and the
 // second finds the elements already expiring. None is not an error.
 func (e *Exec) attachDel(c call) error {
+	e.dropEarly(attachmentKey(c.containerID, c.ifc))
 	n, err := loadAttachConf(c.plugin, c.stdin)
 	if err != nil {
 		return err

@@ -47,14 +47,25 @@ func (e *Exec) firewallAdd(c call) ([]byte, error) {
 		return nil, fmt.Errorf("firewall: %w", err)
 	}
 	key := attachmentKey(c.containerID, c.ifc)
+	elems := firewallElements(n, a, AttachmentComment(n.Name, c.containerID, c.ifc))
 	fresh := e.static.fresh(key)
+	if part, _, made := e.takeEarly(key, "firewall"); made {
+		if sameElements(part, elems) {
+			// The bridge made them (WithChain).
+			e.stepAt(c, "static")
+			e.stepAt(c, "elements")
+			return encodeResult(n.PrevResult, n.CNIVersion)
+		}
+		if err := undoEarly("firewall", part); err != nil {
+			return nil, err
+		}
+	}
 	if !fresh {
 		if err := e.ensureStatic(); err != nil {
 			return nil, err
 		}
 	}
 	e.stepAt(c, "static")
-	elems := firewallElements(n, a, AttachmentComment(n.Name, c.containerID, c.ifc))
 	err = addElements("firewall", elems)
 	if err != nil && fresh && isNotExist(err) {
 		// The table went between the two plugins (a flush of the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -94,16 +95,7 @@ func prevAttachment(plugin string, n *attachConf) (*attachment, error) {
 		if ipc.Interface != nil && (*ipc.Interface < 0 || *ipc.Interface >= len(res.Interfaces) || res.Interfaces[*ipc.Interface].Sandbox == "") {
 			continue // an address on the host
 		}
-		a.ips = append(a.ips, ipc.Address.IP)
-		ip := ipc.Address.IP
-		if v4 := ip.To4(); v4 != nil {
-			ip = v4
-		}
-		mask := ipc.Address.Mask
-		if len(mask) == 16 && len(ip) == 4 {
-			mask = mask[12:]
-		}
-		a.nets = append(a.nets, net.IPNet{IP: ip.Mask(mask), Mask: mask})
+		a.add(ipc.Address)
 	}
 	if a.bridge != "" {
 		if err := validIfName(a.bridge); err != nil {
@@ -111,6 +103,20 @@ func prevAttachment(plugin string, n *attachConf) (*attachment, error) {
 		}
 	}
 	return a, nil
+}
+
+// add adds one of the container's addresses and its subnet.
+func (a *attachment) add(addr net.IPNet) {
+	a.ips = append(a.ips, addr.IP)
+	ip := addr.IP
+	if v4 := ip.To4(); v4 != nil {
+		ip = v4
+	}
+	mask := addr.Mask
+	if len(mask) == 16 && len(ip) == 4 {
+		mask = mask[12:]
+	}
+	a.nets = append(a.nets, net.IPNet{IP: ip.Mask(mask), Mask: mask})
 }
 
 // ip4 returns the container's first IPv4 address, ip6 its first IPv6 one.
@@ -210,11 +216,28 @@ func (e *Exec) portmapAdd(c call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	key := attachmentKey(c.containerID, c.ifc)
+	if part, subnets, made := e.takeEarly(key, "portmap"); made {
+		var want []net.IPNet
+		if len(elems) > 0 {
+			want = a.nets
+		}
+		if sameElements(part, elems) && reflect.DeepEqual(subnets, want) {
+			// The bridge made them (WithChain).
+			e.static.saw(key)
+			e.stepAt(c, "static")
+			e.stepAt(c, "elements")
+			return encodeResult(n.PrevResult, n.CNIVersion)
+		}
+		if err := undoEarly("portmap", part); err != nil {
+			return nil, err
+		}
+	}
 	if len(elems) > 0 {
 		if err := e.ensureStatic(); err != nil {
 			return nil, err
 		}
-		e.static.saw(attachmentKey(c.containerID, c.ifc))
+		e.static.saw(key)
 		if a.bridge != "" && a.ip4() != nil {
 			key := "net/ipv4/conf/" + a.bridge + "/route_localnet"
 			if err := writeSysctls([]sysctl{{path: key, value: "1", onlyIfNot: "1", mustSucceed: true}}); err != nil {
