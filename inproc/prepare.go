@@ -16,7 +16,7 @@ import (
 // The elements of a chain's portmap and firewall are added by its bridge,
 // early: their ADDs only put the container's address and ports into the
 // table's sets, and the bridge knows the address once the lease is held,
-// about a millisecond before the veth pair is made and it returns. So,
+// while the veth pair (about a millisecond) is still being made. So,
 // under WithChain, the bridge adds them in one transaction beside the
 // veth pair, and the two ADDs then find their elements made: each
 // computes its elements from its own config and previous result, as it
@@ -145,8 +145,7 @@ func readChainPlan(conflist []byte) *chainPlan {
 type early struct {
 	done chan struct{}
 	// Set before done is closed.
-	err      error // the transaction failed: nothing of it was made
-	comment  string
+	err      error                            // the transaction failed: nothing of it was made
 	portmap  map[string][]nftables.SetElement // nil: not made early
 	subnets  []net.IPNet
 	firewall map[string][]nftables.SetElement // nil: not made early
@@ -202,8 +201,7 @@ func (e *Exec) addEarly(w *early, plan *chainPlan, cc *chainCall, a *attachment,
 		if err != nil {
 			return err
 		}
-		w.comment = AttachmentComment(plan.portmap.Name, c.containerID, c.ifc)
-		elems, err := portElements(maps, a, w.comment)
+		elems, err := portElements(maps, a, AttachmentComment(plan.portmap.Name, c.containerID, c.ifc))
 		if err != nil {
 			return err
 		}
@@ -216,8 +214,7 @@ func (e *Exec) addEarly(w *early, plan *chainPlan, cc *chainCall, a *attachment,
 		}
 	}
 	if plan.firewall != nil && (plan.firewall.IngressPolicy != "same-bridge" || a.bridge != "") && Preflight() == nil {
-		w.comment = AttachmentComment(plan.firewall.Name, c.containerID, c.ifc)
-		w.firewall = firewallElements(plan.firewall, a, w.comment)
+		w.firewall = firewallElements(plan.firewall, a, AttachmentComment(plan.firewall.Name, c.containerID, c.ifc))
 		for s, els := range w.firewall {
 			all[s] = append(all[s], els...)
 		}
