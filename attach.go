@@ -263,7 +263,7 @@ func (m *Manager) addNetwork(ctx context.Context, rec *record, nr *networkRecord
 	if nr.Name == loopbackNetwork && nr.IfName == "lo" && nr.Datapath == DatapathNative {
 		return m.addLoopback(ctx, rec, nr)
 	}
-	list, err := libcni.ConfListFromBytes(nr.ConfList)
+	list, err := parsedConfList(nr.ConfList)
 	if err != nil {
 		return fmt.Errorf("network %q: %w", nr.Name, err)
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/containernetworking/cni/libcni"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
@@ -115,7 +117,7 @@ func (m *Manager) delNetwork(ctx context.Context, rec *record, nr *networkRecord
 	if o.nsEnds {
 		env = append(env, inproc.EnvNamespaceEnds+"=1")
 	}
-	list, err := delConfList(nr)
+	list, err := m.delConfList(rec, nr)
 	if err == nil {
 		var rt *libcni.RuntimeConf
 		var cni *libcni.CNIConfig
@@ -136,10 +138,12 @@ func (m *Manager) delNetwork(ctx context.Context, rec *record, nr *networkRecord
 // CNI hands it to DEL. The CNI library sets prevResult itself from its
 // cache, which then wins; but that cache is written only when a whole chain
 // succeeded, and without a prevResult plugins such as firewall cannot tell
-// which rules to remove after ADD failed or was cut off half way.
-func delConfList(nr *networkRecord) (*libcni.NetworkConfigList, error) {
-	list, err := libcni.ConfListFromBytes(nr.ConfList)
-	if err != nil || len(nr.Result) == 0 {
+// which rules to remove after ADD failed or was cut off half way. When the
+// cache holds the attachment's result (cachedResult), the conflist goes as
+// recorded: the library's prevResult would replace the journal's anyway.
+func (m *Manager) delConfList(rec *record, nr *networkRecord) (*libcni.NetworkConfigList, error) {
+	list, err := parsedConfList(nr.ConfList)
+	if err != nil || len(nr.Result) == 0 || m.cachedResult(list.Name, rec.ID, nr.IfName) {
 		return list, err
 	}
 	if ok, _ := version.GreaterThanOrEqualTo(list.CNIVersion, "0.4.0"); !ok {
@@ -177,4 +181,24 @@ func delConfList(nr *networkRecord) (*libcni.NetworkConfigList, error) {
 		return withPrev, nil
 	}
 	return list, nil
+}
+
+// cachedResult says whether the CNI library's cache holds a result for
+// the network, container and interface that its DEL will hand the plugins:
+// a file in its version 1 format with a result. (The library reads a file
+// it cannot use as no result.)
+func (m *Manager) cachedResult(network, id, ifName string) bool {
+	b, err := os.ReadFile(filepath.Join(m.cacheDir, "results", network+"-"+id+"-"+ifName))
+	if err != nil {
+		return false
+	}
+	var c struct {
+		Kind   string          `json:"kind"`
+		Result json.RawMessage `json:"result"`
+	}
+	if json.Unmarshal(b, &c) != nil || c.Kind != libcni.CNICacheV1 {
+		return false
+	}
+	var res map[string]json.RawMessage
+	return json.Unmarshal(c.Result, &res) == nil && len(res) > 0
 }

@@ -29,3 +29,10 @@ func SetCrashHook(f func(step string)) (restore func()) {
 	crashHook = f
 	return func() { crashHook = old }
 }
+
+// CachedResult is cachedResult: whether a Detach hands the network's
+// conflist to the CNI library as recorded, the library's cache holding the
+// attachment's result.
+func (m *Manager) CachedResult(network, id, ifName string) bool {
+	return m.cachedResult(network, id, ifName)
+}

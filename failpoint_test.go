@@ -54,7 +54,8 @@ type fpEntry struct {
 		ContainerID string `json:"containerID"`
 		IfName      string `json:"ifname"`
 	} `json:"valid"`
-	Acted bool `json:"acted"`
+	Acted   bool     `json:"acted"`
+	PrevIPs []string `json:"prevIPs"`
 }
 
 func readFPLog(t *testing.T, path string) []fpEntry {
@@ -175,6 +176,69 @@ func TestFailingDetach(t *testing.T) {
 	}
 	if dels != 2 || !strings.Contains(addArgs, "IP=10.213.12.40") || !strings.Contains(addArgs, "NERDCTL_CNI_DHCP_HOSTNAME=delfail.example") {
 		t.Errorf("failpoint saw %d DELs (want 2), ADD args %q (want the static IP and the hostname)", dels, addArgs)
+	}
+}
+
+// TestDetachPrevResult: every DEL of a chain gets the ADD's result as
+// prevResult: from the CNI library's cache when the cache holds it (the
+// conflist then goes as recorded), and from the journal when the cache
+// file is gone or unreadable.
+func TestDetachPrevResult(t *testing.T) {
+	e := newEnv(t)
+	testenv.RemoveLinkAtEnd(t, fpBridge)
+	log := filepath.Join(t.TempDir(), "fp.log")
+	e.writeConf("50-fp.conflist", chainConf("ocit-fp", "1.0.0", "10.213.12.0/24", 1, failpoint("", "fail", `"log":"`+log+`"`)))
+	for _, c := range []struct {
+		name   string
+		cache  *string // written over the cache file; nil: kept, "": removed
+		cached bool
+	}{
+		{"cache kept", nil, true},
+		{"cache removed", new(""), false},
+		{"cache unreadable", new("{"), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ns := e.ns()
+			a := e.attach(ocinet.AttachRequest{ID: "prev", NetNS: ns, Networks: []string{"ocit-fp"}})
+			if len(a.Interfaces) != 1 || len(a.Interfaces[0].IPs) != 1 {
+				t.Fatalf("attachment: %+v, want one interface with one address", a)
+			}
+			addr := a.Interfaces[0].IPs[0]
+			file := filepath.Join(ocinet.DefaultCNICacheDir, "results", "ocit-fp-prev-eth0")
+			if _, err := os.Stat(file); err != nil {
+				t.Fatalf("the CNI library's cache: %v", err)
+			}
+			switch {
+			case c.cache == nil:
+			case *c.cache == "":
+				if err := os.Remove(file); err != nil {
+					t.Fatal(err)
+				}
+			default:
+				if err := os.WriteFile(file, []byte(*c.cache), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := e.m.CachedResult("ocit-fp", "prev", "eth0"); got != c.cached {
+				t.Errorf("the cache holds a result: %v, want %v", got, c.cached)
+			}
+			e.detach("prev")
+			var del *fpEntry
+			for _, en := range readFPLog(t, log) {
+				if en.Command == "DEL" && en.ContainerID == "prev" {
+					del = &en
+				}
+			}
+			if del == nil || !slices.Contains(del.PrevIPs, addr.String()) {
+				t.Errorf("the DEL's prevResult: %+v, want the address %s", del, addr)
+			}
+			if err := os.Remove(log); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the CNI library's cache after the DEL: %v", err)
+			}
+		})
 	}
 }
 

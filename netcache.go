@@ -3,7 +3,9 @@ package ocinet
 import (
 	"maps"
 	"slices"
+	"sync"
 
+	"github.com/containernetworking/cni/libcni"
 	"github.com/ocinet/ocinet/internal/fsutil"
 )
 
@@ -35,4 +37,39 @@ func (n *Network) clone() *Network {
 	c.Labels = maps.Clone(n.Labels)
 	c.caps = maps.Clone(n.caps)
 	return &c
+}
+
+// parsedLists keeps conflists as the CNI library parsed them, by their
+// bytes: every Attach and Detach hands each network's recorded conflist to
+// the library's chain runner, and parsing it is much of what the library
+// costs. The runner only reads a list (it builds each plugin's config
+// anew), so a list is shared: nobody may change one.
+var parsedLists struct {
+	mu sync.Mutex
+	m  map[string]*libcni.NetworkConfigList
+}
+
+// maxParsedLists bounds the lists kept: a host has a few network configs.
+const maxParsedLists = 64
+
+// parsedConfList returns conflist as libcni.ConfListFromBytes parses it, from
+// parsedLists when it was parsed before. The list is shared: read it only.
+func parsedConfList(conflist []byte) (*libcni.NetworkConfigList, error) {
+	parsedLists.mu.Lock()
+	l, ok := parsedLists.m[string(conflist)]
+	parsedLists.mu.Unlock()
+	if ok {
+		return l, nil
+	}
+	l, err := libcni.ConfListFromBytes(conflist)
+	if err != nil {
+		return nil, err
+	}
+	parsedLists.mu.Lock()
+	if parsedLists.m == nil || len(parsedLists.m) >= maxParsedLists {
+		parsedLists.m = map[string]*libcni.NetworkConfigList{}
+	}
+	parsedLists.m[string(conflist)] = l
+	parsedLists.mu.Unlock()
+	return l, nil
 }

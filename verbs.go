@@ -34,7 +34,7 @@ func (m *Manager) Check(ctx context.Context, id string) error {
 	}
 	var errs []error
 	for _, nr := range rec.chain() {
-		list, err := libcni.ConfListFromBytes(nr.ConfList)
+		list, err := parsedConfList(nr.ConfList)
 		if err == nil {
 			var rt *libcni.RuntimeConf
 			var cni *libcni.CNIConfig

@@ -27,8 +27,8 @@
 //
 // "after" and "times" count the calls of the failAt command recorded in
 // "log", so they need it. Each log line is a JSON object with the command,
-// container ID, interface name, namespace path, CNI_ARGS and, for GC, the
-// valid attachments the runtime named; lines are appended under flock(2),
+// container ID, interface name, namespace path, CNI_ARGS, the addresses of
+// the prevResult given and, for GC, the valid attachments the runtime named; lines are appended under flock(2),
 // so concurrent calls do not tear them.
 //
 // The plugin does no network work at all: ADD returns the previous result
@@ -76,6 +76,8 @@ type entry struct {
 	Args        string               `json:"args,omitempty"`
 	Valid       []types.GCAttachment `json:"valid,omitempty"`
 	Acted       bool                 `json:"acted,omitempty"`
+	// PrevIPs are the addresses of the prevResult the call was given.
+	PrevIPs []string `json:"prevIPs,omitempty"`
 }
 
 func main() {
@@ -130,6 +132,27 @@ func run(cmd string, a *skel.CmdArgs) error {
 	return types.PrintResult(res, c.CNIVersion)
 }
 
+// prevIPs returns the addresses of c's prevResult, as given.
+func prevIPs(c *conf) []string {
+	b, err := json.Marshal(c.RawPrevResult)
+	if err != nil || c.RawPrevResult == nil {
+		return nil
+	}
+	var r struct {
+		IPs []struct {
+			Address string `json:"address"`
+		} `json:"ips"`
+	}
+	if json.Unmarshal(b, &r) != nil {
+		return nil
+	}
+	var out []string
+	for _, ip := range r.IPs {
+		out = append(out, ip.Address)
+	}
+	return out
+}
+
 // record appends the call to the log and decides whether the failpoint
 // acts on it.
 func record(c *conf, cmd string, a *skel.CmdArgs) (bool, error) {
@@ -159,7 +182,7 @@ func record(c *conf, cmd string, a *skel.CmdArgs) (bool, error) {
 		}
 		hit = seen >= c.After && (c.Times == 0 || seen < c.After+c.Times)
 	}
-	e := entry{Command: cmd, ContainerID: a.ContainerID, IfName: a.IfName, NetNS: a.Netns, Args: a.Args, Valid: c.Valid, Acted: hit}
+	e := entry{Command: cmd, ContainerID: a.ContainerID, IfName: a.IfName, NetNS: a.Netns, Args: a.Args, Valid: c.Valid, Acted: hit, PrevIPs: prevIPs(c)}
 	b, err := json.Marshal(e)
 	if err != nil {
 		return false, err
