@@ -812,8 +812,11 @@ func timeoutSets(t *testing.T) []string {
 // just expired (the same address, or the same host port for another
 // container, at once) waits until the old one is gone and adds its own,
 // which stays: it neither inherits the old one's timeout nor fails on it.
+// The expiry is made 100 ms long, so that the old element is certainly
+// still there when the ADD comes (a DEL's is one clock tick).
 func TestAddAfterExpiry(t *testing.T) {
 	testenv.RequireRoot(t)
+	defer inproc.SetExpiryTimeoutForTest(100 * time.Millisecond)()
 	e := newEnv(t)
 	for _, tc := range []struct {
 		name, set     string
@@ -838,6 +841,12 @@ func TestAddAfterExpiry(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("the ADD waited %s for the expiring element", waited)
+			if waited < 50*time.Millisecond {
+				// The kernel did not refuse the key as taken: on a
+				// kernel that keeps an element re-added with the
+				// same value as it is, the new one would expire.
+				t.Errorf("the ADD took %s: it did not wait for the expiring element", waited)
+			}
 			time.Sleep(50 * time.Millisecond)
 			c, s := tableSet(t, tc.set)
 			els, err := c.GetSetElements(s)
@@ -862,14 +871,20 @@ func TestAddAfterExpiry(t *testing.T) {
 // expiry is made 300 ms long, so that this is certain; a DEL's is one
 // clock tick, up to 4 ms at HZ=250, which a restart can beat). The ADD
 // waits for the old element and then publishes the port: the new
-// container answers on it, at once and after the old element's time.
+// container answers on it, at once and after the old element's time. The
+// first ADD, whose keys nobody holds, looks none up (addnew.go); the
+// second looks them up once the kernel refuses one as taken.
 func TestPortReuseWhileExpiring(t *testing.T) {
 	testenv.RequireRoot(t)
 	defer inproc.SetExpiryTimeoutForTest(300 * time.Millisecond)()
 	ctx := context.Background()
 	_, cni, list := isolatedNet(t, "inp-reuse", "inpreuse0", []string{"10.216.117.0/24"})
 	ports := []inproc.PortMapping{{HostPort: 18290, ContainerPort: 80, Protocol: "tcp"}}
+	looked := inproc.LookupsForTest()
 	c1 := attach(t, cni, list, "reuse-1", ports)
+	if n := inproc.LookupsForTest() - looked; n != 0 {
+		t.Errorf("the first ADD looked up %d keys, want none", n)
+	}
 	serve(t, c1, 80)
 	if id, _ := ask(t, "", "tcp", net.IPv4(127, 0, 0, 1), 18290); id != "reuse-1" {
 		t.Fatalf("127.0.0.1:18290 answered by %q, want reuse-1", id)
@@ -878,8 +893,12 @@ func TestPortReuseWhileExpiring(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
+	looked = inproc.LookupsForTest()
 	c2 := attach(t, cni, list, "reuse-2", ports)
 	waited := time.Since(t0)
+	if inproc.LookupsForTest() == looked {
+		t.Errorf("the second ADD looked up no key: it did not see the expiring element")
+	}
 	serve(t, c2, 80)
 	t.Logf("the second ADD took %s", waited)
 	if waited > time.Second {

@@ -23,9 +23,11 @@ import (
 //
 // An element that is expiring still matches until its clock tick comes;
 // adding one with the same key then would keep the old one, with its
-// timeout, or fail. So an ADD first waits until no element with one of its
-// keys is expiring (at most a tick: the port and the address went to the
-// new container after the old one's DEL expired them). And before the old
+// timeout, or fail. So an ADD adds its elements as new ones (addnew.go),
+// and when the kernel refuses a key as taken, it waits until no element
+// with one of its keys is expiring (at most a tick: the port and the
+// address went to the new container after the old one's DEL expired them)
+// and adds them again. And before the old
 // attachment's lease and ports go, its DEL (the in-process bridge's, or,
 // when the chain's main plugin is a binary, the next DEL of the
 // attachment) settles what it expired: any element that did not take the

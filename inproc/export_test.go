@@ -98,6 +98,9 @@ func SetExpiryTimeoutForTest(d time.Duration) (restore func()) {
 	return func() { expiryTimeout = old }
 }
 
+// LookupsForTest is the number of keys looked up so far.
+func LookupsForTest() int64 { return lookups.Load() }
+
 // LookupElementsForTest is lookupElements.
 func LookupElementsForTest(s *nftables.Set, keys [][]byte) (map[string]nftables.SetElement, error) {
 	return lookupElements(s, keys)

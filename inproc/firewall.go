@@ -115,24 +115,10 @@ func isNotExist(err error) bool {
 }
 
 // addElements adds elements to the table's sets in one transaction, once
-// no element with one of their keys is still expiring (see expire.go).
+// no element with one of their keys is still expiring (see expire.go and
+// addnew.go).
 func addElements(plugin string, elems map[string][]nftables.SetElement) error {
-	conn, err := newConn()
-	if err != nil {
-		return fmt.Errorf("%s: nftables: %w", plugin, err)
-	}
-	defer closeConn(conn)
-	if err := waitExpired(elems); err != nil {
-		return fmt.Errorf("%s: %w", plugin, err)
-	}
-	for _, name := range StaticSets {
-		if len(elems[name]) > 0 {
-			if err := conn.SetAddElements(sets[name], elems[name]); err != nil {
-				return fmt.Errorf("%s: %w", plugin, err)
-			}
-		}
-	}
-	if err := conn.Flush(); err != nil {
+	if err := addAttachmentElements(nil, "", elems); err != nil {
 		return fmt.Errorf("%s: add elements: %w", plugin, err)
 	}
 	return nil

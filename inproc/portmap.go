@@ -245,34 +245,7 @@ func (e *Exec) portmapAdd(c call) ([]byte, error) {
 			}
 		}
 		e.stepAt(c, "static")
-		conn, err := newConn()
-		if err != nil {
-			return nil, fmt.Errorf("portmap: nftables: %w", err)
-		}
-		defer closeConn(conn)
-		// A host port given up by a DEL just before may still be in a
-		// map, expiring: adding its key now would fail, or keep the old
-		// element with its timeout.
-		if err := waitExpired(elems); err != nil {
-			return nil, fmt.Errorf("portmap: %w", err)
-		}
-		for _, sn := range a.nets {
-			name := Subnets6
-			if sn.IP.To4() != nil {
-				name = Subnets4
-			}
-			if err := conn.SetAddElements(sets[name], subnetElements(&sn, NetworkComment(a.bridge))); err != nil {
-				return nil, fmt.Errorf("portmap: %w", err)
-			}
-		}
-		for _, name := range StaticSets {
-			if len(elems[name]) > 0 {
-				if err := conn.SetAddElements(sets[name], elems[name]); err != nil {
-					return nil, fmt.Errorf("portmap: %w", err)
-				}
-			}
-		}
-		if err := conn.Flush(); err != nil {
+		if err := addAttachmentElements(a.nets, a.bridge, elems); err != nil {
 			if errors.Is(err, syscall.EBUSY) || errors.Is(err, syscall.EEXIST) {
 				return nil, fmt.Errorf("portmap: publish ports of container %s: a host port is published for another container: %w", c.containerID, ErrConflict)
 			}

@@ -230,31 +230,7 @@ func (e *Exec) addEarly(w *early, plan *chainPlan, cc *chainCall, a *attachment,
 			return err
 		}
 	}
-	conn, err := newConn()
-	if err != nil {
-		return err
-	}
-	defer closeConn(conn)
-	if err := waitExpired(all); err != nil {
-		return err
-	}
-	for _, sn := range w.subnets {
-		name := Subnets6
-		if sn.IP.To4() != nil {
-			name = Subnets4
-		}
-		if err := conn.SetAddElements(sets[name], subnetElements(&sn, NetworkComment(a.bridge))); err != nil {
-			return err
-		}
-	}
-	for _, name := range StaticSets {
-		if len(all[name]) > 0 {
-			if err := conn.SetAddElements(sets[name], all[name]); err != nil {
-				return err
-			}
-		}
-	}
-	return conn.Flush()
+	return addAttachmentElements(w.subnets, a.bridge, all)
 }
 
 // capabilityPortMaps returns the port mappings the CNI library would hand
