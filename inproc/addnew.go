@@ -17,10 +17,11 @@ import (
 // An ADD adds its attachment's elements as new ones: the kernel refuses an
 // element whose key is already there (NLM_F_EXCL, EEXIST; EBUSY when the
 // values differ), and the whole transaction with it. Without that flag
-// the kernel keeps an element with the same key and value as it is, timeout
-// and all, and says nothing: an element that an earlier attachment's DEL
-// left expiring (its host port and address given to this one) would then
-// go a tick later. So an ADD whose elements the kernel takes as new knows
+// a kernel may keep an element with the same key and value as it is,
+// timeout and all, and say nothing (6.18 gives it the new one's instead;
+// older ones need not): an element that an earlier attachment's DEL left
+// expiring (its host port and address given to this one) would then go a
+// tick later. So an ADD whose elements the kernel takes as new knows
 // that no key of theirs was expiring, with no lookup (waitExpired looks up
 // every key, one request each: a noticeable part of an ADD that publishes
 // twenty ports). Only when a key is taken does the ADD wait for expiring
