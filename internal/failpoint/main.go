@@ -28,8 +28,9 @@
 // "after" and "times" count the calls of the failAt command recorded in
 // "log", so they need it. Each log line is a JSON object with the command,
 // container ID, interface name, namespace path, CNI_ARGS, the addresses of
-// the prevResult given and, for GC, the valid attachments the runtime named; lines are appended under flock(2),
-// so concurrent calls do not tear them.
+// the prevResult given and, for GC, the valid attachments the runtime
+// named; lines are appended under flock(2), so concurrent calls do not tear
+// them.
 //
 // The plugin does no network work at all: ADD returns the previous result
 // (or an empty one when it is first in the chain), DEL, CHECK, GC and
@@ -134,8 +135,11 @@ func run(cmd string, a *skel.CmdArgs) error {
 
 // prevIPs returns the addresses of c's prevResult, as given.
 func prevIPs(c *conf) []string {
+	if c.RawPrevResult == nil {
+		return nil
+	}
 	b, err := json.Marshal(c.RawPrevResult)
-	if err != nil || c.RawPrevResult == nil {
+	if err != nil {
 		return nil
 	}
 	var r struct {
