@@ -30,9 +30,15 @@
 // Its pid and start time are in dns/<network>.pid; a pid that another
 // process took since is never signalled. A responder that died (SIGKILL
 // included) is started again by the next Attach or [Repair]; it loses
-// nothing, since it holds no state of its own. [Release], called after a
-// container left its store and from GC, stops at once the responders of
-// networks that have no container left.
+// nothing, since it holds no state of its own. Once its network has had
+// no container for its linger (Config.Linger; package sandbox gives
+// DefaultLinger, 2 s), a responder reads the stores again under the
+// responders' lock and, finding none still, stops on its own: the
+// network's next container, if it comes sooner, finds it running and pays
+// no start. [Release], called after a container left its store, leaves
+// lingering responders to that and stops at once those of networks without
+// containers that do not linger; [StopUnused], called from GC, stops every
+// one of those at once.
 //
 // A network gets a responder when its bridge holds the gateway address
 // (isGateway; nerdctl's internal networks have none) and its DNS is not

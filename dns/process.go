@@ -64,6 +64,10 @@ type Process struct {
 	Port      int              `json:"port"`
 	Subnets   []netip.Prefix   `json:"subnets"`
 	Upstreams []netip.AddrPort `json:"upstreams,omitempty"`
+	// Linger is the process's Config.Linger: when positive, it stops on
+	// its own once its network has had no container for that long (0 in
+	// the pid files of responders that predate it, which Release stops).
+	Linger time.Duration `json:"linger,omitempty"`
 }
 
 // Alive reports whether the process still runs.
@@ -174,7 +178,7 @@ func Start(ctx context.Context, c Config) (*Process, error) {
 		return nil, fmt.Errorf("start dns responder for %q: %w", c.Network, err)
 	}
 	if old != nil && old.Alive() && old.sameConfig(&c) {
-		return old, nil
+		return old, nil // a lingering one too: its network has a container again
 	}
 	if old != nil {
 		// Replaced, or dead: it may still be exiting, its port bound.
@@ -218,6 +222,9 @@ func helperArgs(c Config) []string {
 	if len(c.Upstreams) > 0 {
 		args = append(args, "-upstreams", join(len(c.Upstreams), func(i int) string { return c.Upstreams[i].String() }))
 	}
+	if c.Linger > 0 {
+		args = append(args, "-linger", c.Linger.String())
+	}
 	return args
 }
 
@@ -259,7 +266,7 @@ func spawn(ctx context.Context, c Config) (*Process, error) {
 		return nil, errors.New(msg)
 	}
 	p := &Process{PID: cmd.Process.Pid, Start: reexec.StartTime(cmd.Process.Pid), Network: c.Network,
-		Listen: c.Listen, Port: c.Port, Subnets: c.Subnets, Upstreams: c.Upstreams}
+		Listen: c.Listen, Port: c.Port, Subnets: c.Subnets, Upstreams: c.Upstreams, Linger: max(c.Linger, 0)}
 	_ = cmd.Process.Release()
 	return p, nil
 }
@@ -323,6 +330,38 @@ func releaseLocked(stateDir, network string) error {
 		return fmt.Errorf("stop dns responder for %q: %w", network, err)
 	}
 	return nil
+}
+
+// leaveIdle is a lingering responder's last check, once its network has
+// had no container for its linger: under the responders' lock, it reads
+// the hosts stores again, and when no container is on the network it
+// turns its pid file into a stopping file (as Release does, so that a
+// Start that comes now waits for its exit) and says to stop. A responder
+// whose pid file names another process (it was replaced) or none (it was
+// stopped) stops too, and so does one whose state root is gone (a test's,
+// removed): it must not make its directory again.
+func leaveIdle(stateDir, network string) bool {
+	if _, err := os.Stat(Dir(stateDir)); errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	l, err := lock(stateDir)
+	if err != nil {
+		return false
+	}
+	defer l.Unlock()
+	if used, err := inUse(stateDir, network); err != nil || used {
+		return false
+	}
+	p, err := readPID(stateDir, network)
+	if err != nil {
+		return false
+	}
+	if p != nil && p.PID == os.Getpid() {
+		if err := os.Rename(pidPath(stateDir, network), stoppingPath(stateDir, network)); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // forgetStopping removes network's stopping file when it names this
@@ -468,6 +507,7 @@ func helperMain() int {
 	fs.StringVar(&listen, "listen", "", "listen addresses")
 	fs.StringVar(&subnets, "subnets", "", "subnets")
 	fs.StringVar(&upstreams, "upstreams", "", "upstream servers")
+	fs.DurationVar(&c.Linger, "linger", 0, "how long to run on once the network has no container (0: until told to stop)")
 	ready := os.NewFile(3, "ready")
 	fail := func(err error) int {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", HelperName, err)
@@ -490,7 +530,11 @@ func helperMain() int {
 		return fail(err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("network", c.Network, "pid", os.Getpid())
-	srv, err := NewServer(c, WithLogger(log))
+	opts := []Option{WithLogger(log)}
+	if c.Linger > 0 {
+		opts = append(opts, withIdle(c.Linger, func() bool { return leaveIdle(c.StateDir, c.Network) }))
+	}
+	srv, err := NewServer(c, opts...)
 	if err != nil {
 		return fail(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+	"time"
 
 	mdns "github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
@@ -49,13 +50,20 @@ func resolvesSrv(t *testing.T, tp *topo) bool {
 	return err == nil && slices.Equal(answerAddrs(resp), []string{"10.99.0.10"})
 }
 
-func TestProcessLifecycle(t *testing.T) {
+// withSrv makes a topology and a state root whose store has srv on the
+// network, removed when the test ends, with a leak check.
+func withSrv(t *testing.T) (*topo, string, *hosts.Store) {
 	tp := newTopo(t)
 	state := t.TempDir()
 	ocinettest.CheckLeaks(t, ocinettest.LeakConfig{StateDirs: []string{state}})
 	store := newStore(t, state, "default")
 	join(t, store, rec("srv", "10.99.0.10"))
 	t.Cleanup(func() { _ = store.Remove("srv") })
+	return tp, state, store
+}
+
+func TestProcessLifecycle(t *testing.T) {
+	tp, state, _ := withSrv(t)
 	resolves := func() bool { return resolvesSrv(t, tp) }
 	p, err := start(t, tp, responderConfig(state))
 	if err != nil {
@@ -238,7 +246,7 @@ func TestAttachAndRelease(t *testing.T) {
 	attach := func(r hosts.Record, log *slog.Logger) (first []netip.Addr, err error) {
 		err = tp.host.Do(func() error {
 			var err error
-			first, err = dns.Attach(ctx, e.StateDir, e.Manager, r, log)
+			first, err = dns.Attach(ctx, e.StateDir, e.Manager, r, 0, log)
 			return err
 		})
 		return first, err
@@ -300,7 +308,7 @@ func TestAttachAndRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "killed responder gone", func() bool { return !procs[0].Alive() })
-	if err := tp.host.Do(func() error { return dns.Repair(ctx, e.StateDir, e.Manager, nil) }); err != nil {
+	if err := tp.host.Do(func() error { return dns.Repair(ctx, e.StateDir, e.Manager, 0, nil) }); err != nil {
 		t.Fatal(err)
 	}
 	// Both networks have a container (d1's start failed above, but it is
@@ -367,6 +375,87 @@ func TestReleaseThenStart(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(dns.Dir(state), "*.stopping")); len(left) != 0 {
 		t.Errorf("stopping files once the new responder runs: %v", left)
 	}
+}
+
+// TestLinger: a responder with a linger outlives its network's last
+// container by that long and no more. Release leaves it running; a
+// container that comes within the linger finds the same process, which
+// then stays; once the linger passes with no container, it stops on its
+// own and leaves nothing (no pid or stopping file, its port free).
+// StopUnused stops a lingering one at once.
+func TestLinger(t *testing.T) {
+	tp, state, store := withSrv(t)
+	const linger = 300 * time.Millisecond
+	c := responderConfig(state)
+	c.Linger = linger
+	p, err := start(t, tp, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dns.Stop(state, "testnet") })
+	if p.Linger != linger {
+		t.Errorf("pid file's linger %v, want %v", p.Linger, linger)
+	}
+	if !resolvesSrv(t, tp) {
+		t.Fatal("srv does not resolve once Start returned")
+	}
+
+	// The last container leaves, and another comes within the linger.
+	if err := store.Remove("srv"); err != nil {
+		t.Fatal(err)
+	}
+	if err := dns.Release(state); err != nil {
+		t.Fatal(err)
+	}
+	if procs, _ := dns.Processes(state); !p.Alive() || len(procs) != 1 {
+		t.Fatalf("right after Release: alive %v, pid files %+v; want it lingering", p.Alive(), procs)
+	}
+	join(t, store, rec("srv", "10.99.0.10"))
+	again, err := start(t, tp, c)
+	if err != nil || again.PID != p.PID {
+		t.Fatalf("Start within the linger = %+v, %v; want the lingering pid %d", again, err, p.PID)
+	}
+	time.Sleep(2 * linger)
+	if !p.Alive() || !resolvesSrv(t, tp) {
+		t.Fatalf("with a container again, after twice the linger: alive %v, srv resolves %v", p.Alive(), resolvesSrv(t, tp))
+	}
+
+	// The last container leaves for good: it stops on its own.
+	if err := store.Remove("srv"); err != nil {
+		t.Fatal(err)
+	}
+	if err := dns.Release(state); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the lingering responder gone on its own", func() bool { return !p.Alive() })
+	eventually(t, "no pid or stopping file once it exited", func() bool {
+		pids, _ := filepath.Glob(filepath.Join(dns.Dir(state), "*.pid"))
+		stopping, _ := filepath.Glob(filepath.Join(dns.Dir(state), "*.stopping"))
+		return len(pids)+len(stopping) == 0
+	})
+	if err := tp.host.Do(func() error {
+		c, err := net.ListenPacket("udp", "10.99.0.1:53")
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}); err != nil {
+		t.Errorf("port 53 of the gateway after the linger: %v", err)
+	}
+
+	// StopUnused does not wait for the linger.
+	c.Linger = time.Hour
+	p, err = start(t, tp, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dns.StopUnused(state); err != nil {
+		t.Fatal(err)
+	}
+	if procs, _ := dns.Processes(state); len(procs) != 0 {
+		t.Errorf("pid files after StopUnused: %+v", procs)
+	}
+	eventually(t, "the responder told to stop by StopUnused gone", func() bool { return !p.Alive() })
 }
 
 func TestStartInvalid(t *testing.T) {

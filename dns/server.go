@@ -52,7 +52,17 @@ type Config struct {
 	// StateDir is the state root: the hosts stores of every containerd
 	// namespace are under StateDir/hosts (required).
 	StateDir string
+	// Linger is how long a responder process ([Start]) keeps running once
+	// no container is on its network, before it stops on its own: the
+	// next container of the network, if it comes sooner, finds it running
+	// and pays no start. 0 or less: it runs until [Release] (which then
+	// stops it at once), [StopUnused] or [Stop]. A Server of one's own
+	// ([NewServer]) ignores it.
+	Linger time.Duration
 }
+
+// DefaultLinger is the linger package sandbox gives responders.
+const DefaultLinger = 2 * time.Second
 
 // Option changes a Server's defaults.
 type Option func(*options)
@@ -60,6 +70,16 @@ type Option func(*options)
 type options struct {
 	udpWorkers, maxForwards, maxTCPConns int
 	log                                  *slog.Logger
+	// linger and idle: once the network has had no container for linger,
+	// idle is called; when it returns true, Serve returns.
+	linger time.Duration
+	idle   func() bool
+}
+
+// withIdle makes a Server call idle once its network has had no container
+// for linger (the responder process's own exit; see helperMain).
+func withIdle(linger time.Duration, idle func() bool) Option {
+	return func(o *options) { o.linger, o.idle = linger, idle }
 }
 
 // WithLimits bounds a Server's goroutines: udpWorkers readers per UDP
@@ -138,6 +158,12 @@ type Server struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 	tcpSrv    []*mdns.Server
+
+	// The linger (options.idle): armed while the network has no container.
+	idleMu    sync.Mutex
+	idleTimer *time.Timer
+	idleDone  chan struct{} // closed when idle said to stop
+	idleOnce  sync.Once
 }
 
 // NewServer checks cfg, reads the network's members from the hosts stores
@@ -152,8 +178,11 @@ func NewServer(cfg Config, opts ...Option) (*Server, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Server{cfg: cfg, opts: o, log: o.log, fwd: make(chan struct{}, o.maxForwards)}
-	f, err := newFollower(cfg.StateDir, cfg.Network, s.log, func(t *table) { s.table.Store(t) })
+	s := &Server{cfg: cfg, opts: o, log: o.log, fwd: make(chan struct{}, o.maxForwards), idleDone: make(chan struct{})}
+	f, err := newFollower(cfg.StateDir, cfg.Network, s.log, func(t *table) {
+		s.table.Store(t)
+		s.noteMembers(t.members)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("dns responder for %q: %w", cfg.Network, err)
 	}
@@ -231,10 +260,52 @@ func (s *Server) Serve(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err = <-followErr:
+	case <-s.idleDone:
+		s.log.Info("no container on the network", "for", s.opts.linger)
 	}
 	s.Close()
 	s.wg.Wait()
 	return err
+}
+
+// noteMembers arms the linger when the network has no container and
+// disarms it when one comes.
+func (s *Server) noteMembers(n int) {
+	if s.opts.idle == nil {
+		return
+	}
+	s.idleMu.Lock()
+	defer s.idleMu.Unlock()
+	switch {
+	case n > 0 && s.idleTimer != nil:
+		s.idleTimer.Stop()
+		s.idleTimer = nil
+	case n == 0 && s.idleTimer == nil:
+		s.idleTimer = time.AfterFunc(s.opts.linger, s.lingerOver)
+	}
+}
+
+// lingerOver runs when the network has had no container for the linger.
+// idle decides, from the stores themselves and under the responders'
+// lock; when it says no (a container came that the stores' events have
+// not brought yet), the linger starts again, unless the events have
+// disarmed it meanwhile.
+func (s *Server) lingerOver() {
+	s.idleMu.Lock()
+	armed := s.idleTimer != nil
+	s.idleMu.Unlock()
+	if !armed {
+		return
+	}
+	if s.opts.idle() {
+		s.idleOnce.Do(func() { close(s.idleDone) })
+		return
+	}
+	s.idleMu.Lock()
+	if s.idleTimer != nil {
+		s.idleTimer.Reset(s.opts.linger)
+	}
+	s.idleMu.Unlock()
 }
 
 // acceptAll lets every well-formed message through to the handler, which

@@ -21,6 +21,8 @@ type table struct {
 	// ptr maps a lower-case reverse name (in-addr.arpa or ip6.arpa) to the
 	// names of the container that has the address.
 	ptr map[string][]string
+	// members is the number of containers on the network, named or not.
+	members int
 }
 
 // member is one container on the network, as the table needs it.
@@ -56,7 +58,7 @@ func memberOf(r *hosts.Record, network string) (member, bool) {
 
 // buildTable makes the table of members, visited in the order of keys.
 func buildTable(members map[string]member) *table {
-	t := &table{names: map[string][]netip.Addr{}, ptr: map[string][]string{}}
+	t := &table{names: map[string][]netip.Addr{}, ptr: map[string][]string{}, members: len(members)}
 	keys := make([]string, 0, len(members))
 	for k := range members {
 		keys = append(keys, k)

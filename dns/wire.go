@@ -85,8 +85,9 @@ func Mark(mgr *ocinet.Manager, rec *hosts.Record) error {
 // with the container's network attach, finds them running. It only looks
 // at networks that exist (it never makes the default one) and reports
 // nothing: Attach starts what is still missing and says why it could not;
-// a caller whose attach fails calls Release.
-func Prestart(ctx context.Context, stateDir string, mgr *ocinet.Manager, networks []string) {
+// a caller whose attach fails calls Release. The responders it starts
+// linger for linger (Config.Linger).
+func Prestart(ctx context.Context, stateDir string, mgr *ocinet.Manager, networks []string, linger time.Duration) {
 	nets, err := mgr.Networks()
 	if err != nil {
 		return
@@ -96,6 +97,7 @@ func Prestart(ctx context.Context, stateDir string, mgr *ocinet.Manager, network
 			continue
 		}
 		if c, ok, err := NetworkConfig(stateDir, n); err == nil && ok {
+			c.Linger = linger
 			_, _ = Start(ctx, c)
 		}
 	}
@@ -110,8 +112,9 @@ func Prestart(ctx context.Context, stateDir string, mgr *ocinet.Manager, network
 // hosts mode is ocinet.HostsModeFiles, peers still resolve through
 // /etc/hosts: Attach logs a warning and leaves that network's gateway out.
 // On a network in ocinet.HostsModeDNS nothing else would resolve them, and
-// Attach fails with the reason.
-func Attach(ctx context.Context, stateDir string, mgr *ocinet.Manager, rec hosts.Record, log *slog.Logger) ([]netip.Addr, error) {
+// Attach fails with the reason. The responders it starts linger for
+// linger (Config.Linger).
+func Attach(ctx context.Context, stateDir string, mgr *ocinet.Manager, rec hosts.Record, linger time.Duration, log *slog.Logger) ([]netip.Addr, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -123,6 +126,7 @@ func Attach(ctx context.Context, stateDir string, mgr *ocinet.Manager, rec hosts
 		}
 		c, ok, err := NetworkConfig(stateDir, n)
 		if err == nil && ok {
+			c.Linger = linger
 			_, err = Start(ctx, c)
 		}
 		if err != nil {
@@ -208,14 +212,22 @@ func answers(resp *mdns.Msg, ips []netip.Addr) bool {
 	return false
 }
 
-// Release stops every responder under stateDir whose network has no
-// container left in any hosts store (StateDir/hosts/*): at once, since a
-// responder starts in milliseconds and one left running would outlive its
-// last container. It tells them to stop and does not wait for them to
-// exit (each removes its dns/<network>.stopping file as it goes; the next
-// start of its network waits for it). Call it after a container left its
-// store (detach) and from GC.
-func Release(stateDir string) error {
+// Release lets go of the responders under stateDir whose network has no
+// container left in any hosts store (StateDir/hosts/*). One that lingers
+// (Config.Linger) is left to stop on its own once its linger is over, so
+// that a container that comes soon after (a script's next `run`) finds it
+// running; any other is told to stop at once. It does not wait for them
+// to exit (each removes its dns/<network>.stopping file as it goes; the
+// next start of its network waits for it). Call it after a container left
+// its store (detach).
+func Release(stateDir string) error { return release(stateDir, false) }
+
+// StopUnused tells every responder under stateDir whose network has no
+// container left to stop at once, lingering or not, as Release does with
+// those that do not linger. GC calls it.
+func StopUnused(stateDir string) error { return release(stateDir, true) }
+
+func release(stateDir string, lingering bool) error {
 	l, err := lock(stateDir)
 	if err != nil {
 		return fmt.Errorf("release dns responders: %w", err)
@@ -233,7 +245,7 @@ func Release(stateDir string) error {
 			errs = append(errs, err)
 			continue
 		}
-		if !used {
+		if !used && (lingering || p.Linger <= 0 || !p.Alive()) {
 			errs = append(errs, releaseLocked(stateDir, p.Network))
 		}
 	}
@@ -269,10 +281,10 @@ func inUse(stateDir, network string) (bool, error) {
 
 // Repair starts the responder of every network of mgr that has containers
 // in the hosts stores under stateDir and has none running (one killed, or
-// lost with a reboot of the host's processes), and stops those of networks
-// without containers. It is what a periodic check or a program's start
-// calls.
-func Repair(ctx context.Context, stateDir string, mgr *ocinet.Manager, log *slog.Logger) error {
+// lost with a reboot of the host's processes), with linger as their
+// Config.Linger, and lets go of those of networks without containers
+// (Release). It is what a periodic check or a program's start calls.
+func Repair(ctx context.Context, stateDir string, mgr *ocinet.Manager, linger time.Duration, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -296,6 +308,7 @@ func Repair(ctx context.Context, stateDir string, mgr *ocinet.Manager, log *slog
 			continue
 		}
 		if used {
+			c.Linger = linger
 			if _, err := Start(ctx, c); err != nil {
 				errs = append(errs, err)
 			}

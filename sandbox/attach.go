@@ -154,7 +154,7 @@ func (w *worker) attach(ctx context.Context, containerID, netnsPath string, r Re
 	prestarted := make(chan struct{})
 	go func() {
 		defer close(prestarted)
-		dns.Prestart(ctx, w.cfg.StateDir, w.mgr, nets)
+		dns.Prestart(ctx, w.cfg.StateDir, w.mgr, nets, w.cfg.dnsLinger())
 	}()
 	defer func() {
 		<-prestarted
@@ -222,7 +222,7 @@ func (w *worker) attach(ctx context.Context, containerID, netnsPath string, r Re
 	// attach to each); first names the gateway addresses resolv.conf
 	// lists first.
 	<-prestarted
-	first, err := dns.Attach(ctx, w.cfg.StateDir, w.mgr, rec, w.log)
+	first, err := dns.Attach(ctx, w.cfg.StateDir, w.mgr, rec, w.cfg.dnsLinger(), w.log)
 	if err != nil {
 		return nil, err
 	}

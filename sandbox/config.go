@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/dns"
 	"github.com/ocinet/ocinet/hosts"
 	"github.com/ocinet/ocinet/internal/ident"
 	"github.com/ocinet/ocinet/netns"
@@ -36,6 +37,11 @@ type Config struct {
 	// Timeout bounds one run of the OCI hook (default 60s); it must be
 	// shorter than the hook timeout in the spec.
 	Timeout time.Duration
+	// DNSLinger is how long a network's DNS responder keeps running after
+	// its last container left (default dns.DefaultLinger, 2s), so that the
+	// network's next container, if it comes sooner, does not wait for a
+	// new one to start; a negative value stops it at once.
+	DNSLinger time.Duration
 	// ManagerOptions are extra options for the Manager that [Attach],
 	// [Detach] and [GC] open, for a program that calls them in its own
 	// process: a test kit's fake plugin executor, for example (package
@@ -71,6 +77,18 @@ func (c Config) WithDefaults() Config {
 		c.Timeout = DefaultTimeout
 	}
 	return c
+}
+
+// dnsLinger is the responders' Config.Linger: DNSLinger, its default for
+// 0, none for a negative value.
+func (c Config) dnsLinger() time.Duration {
+	switch {
+	case c.DNSLinger == 0:
+		return dns.DefaultLinger
+	case c.DNSLinger < 0:
+		return 0
+	}
+	return c.DNSLinger
 }
 
 // Validate checks c (with defaults applied): a valid namespace and absolute

@@ -25,6 +25,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		return err
 	})
 	fs.DurationVar(&c.Timeout, "hook-timeout", c.Timeout, "the hook's own deadline (default 60s)")
+	fs.DurationVar(&c.DNSLinger, "dns-linger", c.DNSLinger, "how long a network's DNS responder runs on after its last container left (default 2s; negative: it stops at once)")
 }
 
 // Args returns the configuration as the flags RegisterFlags parses, leaving
@@ -45,6 +46,9 @@ func (c Config) Args() []string {
 	add("datapath", string(c.Datapath))
 	if c.Timeout != 0 {
 		add("hook-timeout", c.Timeout.String())
+	}
+	if c.DNSLinger != 0 {
+		add("dns-linger", c.DNSLinger.String())
 	}
 	return args
 }

@@ -52,5 +52,5 @@ func GC(ctx context.Context, cfg Config, live func(containerID string) bool) (*o
 		return errors.Join(w.store.Leave(c), netns.Remove(w.cfg.PinPath(c)))
 	}
 	rep, err := w.mgr.GC(ctx, liveID, ocinet.GCOptions{OnRelease: release})
-	return rep, errors.Join(err, dns.Release(w.cfg.StateDir))
+	return rep, errors.Join(err, dns.StopUnused(w.cfg.StateDir))
 }

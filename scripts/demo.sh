@@ -47,6 +47,7 @@ leftovers() {
 	n=$((n + $(ls "$work/state/attachments" 2>/dev/null | grep -c json || true)))
 	n=$((n + $(ls "$work/state/ports" 2>/dev/null | grep -c json || true)))
 	n=$((n + $(ls "$work/state/hosts/default/records" 2>/dev/null | grep -c json || true)))
+	n=$((n + $(pgrep -fc "^ocinet-dns -state $work/state " || true)))
 	echo "$n"
 }
 before_veth=$(ip -o link show type veth | wc -l)
@@ -79,9 +80,16 @@ ocictl rm -f web
 ocictl ps
 
 say "nothing is left"
+# The network's DNS responder stops on its own once the network has had no
+# container for 2 s (ocictl --dns-linger), so that a next container would
+# find it running.
+for _ in $(seq 1 100); do
+	pgrep -f "^ocinet-dns -state $work/state " >/dev/null || break
+	sleep 0.1
+done
 after=$(leftovers)
 after_veth=$(ip -o link show type veth | wc -l)
-echo "pinned namespaces, iptables rules of the container, journal, port and hosts records: $before before, $after after"
+echo "pinned namespaces, iptables rules of the container, journal, port and hosts records, DNS responders: $before before, $after after"
 echo "veth links: $before_veth before, $after_veth after"
 if [ "$after" != "$before" ] || [ "$after_veth" != "$before_veth" ]; then
 	echo "demo: something was left behind" >&2

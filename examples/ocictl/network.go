@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/dns"
 )
 
 const networkUsage = `usage: ocictl network COMMAND
@@ -45,9 +46,9 @@ func cmdNetwork(ctx context.Context, g *globals, args []string) error {
 	case "inspect":
 		return networkInspect(mgr, rest)
 	case "rm", "remove":
-		return networkRemove(ctx, mgr, rest)
+		return networkRemove(ctx, mgr, g.hookConfig.WithDefaults().StateDir, rest)
 	case "prune":
-		return networkPrune(ctx, mgr, rest)
+		return networkPrune(ctx, mgr, g.hookConfig.WithDefaults().StateDir, rest)
 	default:
 		return fmt.Errorf("unknown network command %q\n%s", cmd, networkUsage)
 	}
@@ -233,7 +234,9 @@ func networkInspect(mgr *ocinet.Manager, args []string) error {
 	return errors.Join(errs...)
 }
 
-func networkRemove(ctx context.Context, mgr *ocinet.Manager, args []string) error {
+// networkRemove removes the networks, and stops the DNS responder that
+// one may still have (lingering after its last container).
+func networkRemove(ctx context.Context, mgr *ocinet.Manager, stateDir string, args []string) error {
 	if len(args) == 0 {
 		return errors.New("usage: ocictl network rm NAME...")
 	}
@@ -243,12 +246,13 @@ func networkRemove(ctx context.Context, mgr *ocinet.Manager, args []string) erro
 			errs = append(errs, err)
 			continue
 		}
+		errs = append(errs, dns.Stop(stateDir, name))
 		fmt.Println(name)
 	}
 	return errors.Join(errs...)
 }
 
-func networkPrune(ctx context.Context, mgr *ocinet.Manager, args []string) error {
+func networkPrune(ctx context.Context, mgr *ocinet.Manager, stateDir string, args []string) error {
 	fs := flag.NewFlagSet("network prune", flag.ContinueOnError)
 	force := fs.Bool("f", false, "do not ask for confirmation")
 	fs.BoolVar(force, "force", false, "do not ask for confirmation")
@@ -266,6 +270,9 @@ func networkPrune(ctx context.Context, mgr *ocinet.Manager, args []string) error
 		}
 	}
 	removed, err := mgr.PruneNetworks(ctx)
+	for _, name := range removed {
+		err = errors.Join(err, dns.Stop(stateDir, name))
+	}
 	if len(removed) > 0 {
 		fmt.Println("Deleted Networks:")
 		for _, name := range removed {

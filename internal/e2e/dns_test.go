@@ -86,8 +86,8 @@ func (e *env) gateway(network string) netip.Addr {
 // TestDNS: containers resolve each other, their aliases and their addresses
 // by DNS on a network in each hosts mode; other names are forwarded; a
 // container on another network is refused; the responder comes back after
-// SIGKILL and is gone, with its pid file and sockets, after the last
-// container.
+// SIGKILL and is gone, with its pid file and sockets, once its linger after
+// the last container is over.
 func TestDNS(t *testing.T) {
 	e := newEnv(t, "")
 	e.dnsUpstream()
@@ -158,12 +158,11 @@ func TestDNS(t *testing.T) {
 				t.Errorf("responder pid %d after SIGKILL, the killed one's", p2.PID)
 			}
 
-			// The last container gone: no process, no pid file, no socket.
+			// The last container gone, and the linger over: no process, no
+			// pid file, no socket.
 			p = responder(t, e.state, network)
 			e.mustOcictl("rm", "-f", srv, w1, w2)
-			if p.Alive() {
-				t.Errorf("responder %d still runs after the last container", p.PID)
-			}
+			waitGone(t, p, 5*time.Second)
 			if procs, _ := dns.Processes(e.state); slices.ContainsFunc(procs, func(q dns.Process) bool { return q.Network == network }) {
 				t.Errorf("pid file of %s left: %+v", network, procs)
 			}
@@ -198,6 +197,59 @@ func responder(t *testing.T, state, network string) dns.Process {
 	}
 	t.Fatalf("no responder runs for %s: %+v", network, procs)
 	return dns.Process{}
+}
+
+// waitGone fails the test unless the responder p has exited within d.
+func waitGone(t *testing.T, p dns.Process, d time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(d); p.Alive(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("responder %d of %s still runs %v after the last container", p.PID, p.Network, d)
+			return
+		}
+	}
+}
+
+// TestDNSLinger: with ocictl's default linger (2 s), the responder of a
+// network outlives its last container, and the network's next container,
+// started within the linger, is served by the same process; after the
+// last container for good, it is gone with its pid file and port once the
+// linger is over.
+func TestDNSLinger(t *testing.T) {
+	e := newEnv(t, "")
+	e.dnsLinger = ""
+	e.network("dnslinger", "--subnet", "10.213.86.0/24")
+	e.run("linger-1", append([]string{"--network", "dnslinger"}, e.httpd()...)...)
+	p := responder(t, e.state, "dnslinger")
+	e.mustOcictl("rm", "-f", "linger-1")
+	if !p.Alive() {
+		t.Fatalf("responder %d gone right after the last container; want it to linger", p.PID)
+	}
+	e.run("linger-2", append([]string{"--network", "dnslinger"}, e.httpd()...)...)
+	if p2 := responder(t, e.state, "dnslinger"); p2.PID != p.PID {
+		t.Errorf("the next container started responder %d; want the lingering %d", p2.PID, p.PID)
+	}
+	out, err := e.in("dnslinger", "q-linger", "/bin/nslookup", "linger-2")
+	if err != nil || !strings.Contains(out, e.ip("linger-2")) {
+		t.Errorf("nslookup linger-2 through the lingering responder (%v):\n%s", err, out)
+	}
+	e.mustOcictl("rm", "-f", "linger-2")
+	waitGone(t, p, 10*time.Second)
+	if procs, _ := dns.Processes(e.state); len(procs) != 0 {
+		t.Errorf("pid files after the linger: %+v", procs)
+	}
+	gw := e.gateway("dnslinger").String()
+	for _, listen := range []func() (interface{ Close() error }, error){
+		func() (interface{ Close() error }, error) { return net.ListenPacket("udp", gw+":53") },
+		func() (interface{ Close() error }, error) { return net.Listen("tcp", gw+":53") },
+	} {
+		c, err := listen()
+		if err != nil {
+			t.Errorf("%s:53 still taken after the linger: %v", gw, err)
+			continue
+		}
+		c.Close()
+	}
 }
 
 // noUpstream points the responders of state at a loopback address where

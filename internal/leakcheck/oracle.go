@@ -356,11 +356,13 @@ func ofIgnoredBridge(item string, bridges []string) bool {
 // the kernel removes the interfaces of a namespace that has ended
 // (tens of milliseconds later, more under load), and a detach told that
 // the namespace ends leaves them to it; a DNS responder told to stop
-// exits, and removes its stopping file, a few milliseconds later.
+// exits, and removes its stopping file, a few milliseconds later; one
+// that lingers (dns.Config.Linger) exits, and takes its pid file, once
+// its network has had no container for its linger.
 const settleLimit = 5 * time.Second
 
 // transient are the kinds of leak that Settled waits for.
-var transient = []string{"veth: ", "dns-responder: ", "dns-stopping: "}
+var transient = []string{"veth: ", "dns-responder: ", "dns: ", "dns-stopping: "}
 
 // Settled is Diff against a snapshot taken now, taken again while what
 // is left is only of the transient kinds, for at most settleLimit.
