@@ -10,8 +10,9 @@ import (
 // RegisterFlags adds the configuration's command-line flags to fs, with the
 // names nerdctl uses for the same settings: --data-root, --namespace,
 // --cni-path (directories separated by ':'), --cni-netconfpath, and
-// --netns-dir, --ocinet-runtime-dir and --hook-timeout. A program that is its own hook registers
-// them among its global flags; [Config.Args] writes them back for the spec.
+// --netns-dir, --ocinet-runtime-dir, --datapath, --hook-timeout and
+// --dns-linger. A program that is its own hook registers them among its
+// global flags; [Config.Args] writes them back for the spec.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.StateDir, "data-root", c.StateDir, "ocinet state root (default /var/lib/ocinet)")
 	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "containerd namespace")

@@ -4,7 +4,8 @@
 // so it starts faster.
 //
 //	ocinet-hook [--data-root DIR] [--namespace NS] [--cni-path DIRS]
-//	            [--cni-netconfpath DIR] [--netns-dir DIR] [--hook-timeout D] EVENT
+//	            [--cni-netconfpath DIR] [--netns-dir DIR] [--hook-timeout D]
+//	            [--dns-linger D] EVENT
 //
 // Put it into a spec with spec.WithHooks("/path/to/ocinet-hook",
 // cfg.Args()...); runc appends the event (createRuntime or poststop) and

@@ -15,7 +15,8 @@
 //	ocictl [global flags] gc
 //
 // Global flags: --address, --namespace, --data-root, --cni-path,
-// --cni-netconfpath, --netns-dir, --hook-timeout, --hook-binary. Run as root
+// --cni-netconfpath, --netns-dir, --hook-timeout, --dns-linger, --hook-binary,
+// --datapath. Run as root
 // against a containerd daemon; `make demo` starts a private one and shows
 // every command.
 package main
@@ -100,7 +101,7 @@ commands:
   network create|ls|inspect|rm ...
 
 global flags: --address --namespace --data-root --cni-path --cni-netconfpath --netns-dir
-              --hook-timeout --hook-binary --datapath auto|native|plugins`
+              --hook-timeout --dns-linger --hook-binary --datapath auto|native|plugins`
 }
 
 func run(ctx context.Context, args []string) error {
