@@ -189,14 +189,21 @@ func run(n int, jsonPath, only, conc, peers, pluginDir, cpuProfile string) error
 		// would otherwise run under the next sections and slow every fsync
 		// and file they make.
 		unix.Sync()
-		fmt.Fprintf(os.Stderr, "ocinet-bench: %s ...\n", s)
+		waited, busy, settled, err := settle(ctx)
+		switch {
+		case err != nil:
+			fmt.Fprintf(os.Stderr, "ocinet-bench: %s: could not tell whether the host is quiet: %v\n", s, err)
+		case !settled:
+			b.report.Notes = append(b.report.Notes, fmt.Sprintf("%s: the host did not settle within %s (busy %.0f%% of the CPUs' time at the end): measured as it was", s, settleLimit, 100*busy))
+		}
+		fmt.Fprintf(os.Stderr, "ocinet-bench: %s ... (after %s for the host to settle)\n", s, waited.Round(10*time.Millisecond))
 		t0 := time.Now()
 		if err := sections[s](b); err != nil {
 			b.report.Failures = append(b.report.Failures, fmt.Sprintf("%s: %v", s, err))
 			fmt.Fprintf(os.Stderr, "ocinet-bench: %s failed: %v\n", s, err)
 		}
 		took := time.Since(t0)
-		b.report.Sections = append(b.report.Sections, sectionTime{Name: s, Seconds: took.Seconds()})
+		b.report.Sections = append(b.report.Sections, sectionTime{Name: s, Seconds: took.Seconds(), SettledSeconds: waited.Seconds()})
 		fmt.Fprintf(os.Stderr, "ocinet-bench: %s took %s\n", s, took.Round(time.Millisecond))
 	}
 	interrupted := ctx.Err() != nil

@@ -106,3 +106,27 @@ func TestAgainstPaired(t *testing.T) {
 		t.Errorf("unpaired: ratio %v, paired %v", r.Ratio, r.Paired)
 	}
 }
+
+func TestCPUTicks(t *testing.T) {
+	prev, err := parseCPUTicks("cpu  100 0 50 800 50 0 0 7 0 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 100 more ticks: 20 of them user, 5 system, 70 idle, 5 iowait; the
+	// steal time is left out.
+	cur, err := parseCPUTicks("cpu  120 0 55 870 55 0 0 99 0 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cur.busyShare(prev); got < 0.2499 || got > 0.2501 {
+		t.Errorf("busy share %v, want 0.25", got)
+	}
+	if got := cur.busyShare(cur); got != 0 {
+		t.Errorf("busy share over no time %v, want 0", got)
+	}
+	for _, bad := range []string{"", "intr 1 2 3", "cpu 1 2 x 4 5 6"} {
+		if _, err := parseCPUTicks(bad); err == nil {
+			t.Errorf("parseCPUTicks(%q) accepted it", bad)
+		}
+	}
+}

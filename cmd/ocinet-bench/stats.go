@@ -166,6 +166,9 @@ type Report struct {
 type sectionTime struct {
 	Name    string  `json:"name"`
 	Seconds float64 `json:"seconds"`
+	// SettledSeconds is how long the section waited for the host to
+	// settle first (settle).
+	SettledSeconds float64 `json:"settled_seconds"`
 }
 
 type hostInfo struct {
