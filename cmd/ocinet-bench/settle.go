@@ -9,11 +9,12 @@ import (
 	"time"
 )
 
-// Before each section the bench waits for the host to settle: the
-// sections before leave work behind (the kernel frees the namespaces and
-// links of 100 concurrent attaches in work items of its own for seconds
-// after they are gone, and a run started right after another finds that
-// run's), and a section measured under it measures it too.
+// Before each section the bench waits for the host to settle: a section
+// measured while the host is busy with something else (another program,
+// the clean-up of a run that just ended) measures that too. The load
+// average cannot tell: it counts tasks waiting on the disk or in the
+// kernel, and stays high for a minute after a burst (about 20 after the
+// concurrent section, with the CPUs idle); the CPUs' own idle time can.
 const (
 	settleWindow = 200 * time.Millisecond
 	// settleBusy is the share of the CPUs' time, over one window, under
