@@ -385,7 +385,7 @@ func TestReleaseThenStart(t *testing.T) {
 // StopUnused stops a lingering one at once.
 func TestLinger(t *testing.T) {
 	tp, state, store := withSrv(t)
-	const linger = 300 * time.Millisecond
+	const linger = time.Second
 	c := responderConfig(state)
 	c.Linger = linger
 	p, err := start(t, tp, c)
