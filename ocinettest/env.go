@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/internal/leakcheck"
@@ -36,7 +37,7 @@ type Env struct {
 	// Manager is a Manager on the Env's state.
 	Manager *ocinet.Manager
 	// Sandbox is package sandbox's configuration of the same state,
-	// namespace "test".
+	// namespace "test", whose DNS responders linger 50 ms.
 	Sandbox sandbox.Config
 	// StateDir is the state root; ConfDir the CNI conf dir, where the
 	// default network appears on first use.
@@ -79,6 +80,10 @@ func NewEnv(t testing.TB, opts ...ocinet.Option) *Env {
 		PluginDirs:     []string{e.pluginDir},
 		Namespace:      "test",
 		ManagerOptions: e.Options(),
+		// A network's DNS responder stops this soon after its last
+		// container (2 s by default), so that a test's leak check does
+		// not wait for it.
+		DNSLinger: 50 * time.Millisecond,
 	}
 	return e
 }
