@@ -227,7 +227,9 @@ func Release(stateDir string) error { return release(stateDir, false) }
 // those that do not linger. GC calls it.
 func StopUnused(stateDir string) error { return release(stateDir, true) }
 
-func release(stateDir string, lingering bool) error {
+// release stops the responders of networks without containers; those
+// that linger too when evenLingering is set.
+func release(stateDir string, evenLingering bool) error {
 	l, err := lock(stateDir)
 	if err != nil {
 		return fmt.Errorf("release dns responders: %w", err)
@@ -245,7 +247,7 @@ func release(stateDir string, lingering bool) error {
 			errs = append(errs, err)
 			continue
 		}
-		if !used && (lingering || p.Linger <= 0 || !p.Alive()) {
+		if !used && (evenLingering || p.Linger <= 0 || !p.Alive()) {
 			errs = append(errs, releaseLocked(stateDir, p.Network))
 		}
 	}
