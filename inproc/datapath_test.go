@@ -73,7 +73,11 @@ func attachmentElements(all []string, network, id string) []string {
 // same-bridge) run in process cannot reach each other in either
 // direction, nor one on an isolated network run through the plugin
 // binaries; containers on one network reach each other, and a network
-// without ingressPolicy is not isolated (as with the binaries).
+// without ingressPolicy is not isolated (as with the binaries). A port
+// published on the host's addresses changes none of that: asked through
+// its own gateway address, a container reaches another's published port
+// exactly when it reaches the container itself, whichever datapath runs
+// either network.
 func TestIsolation(t *testing.T) {
 	testenv.RequireRoot(t)
 	e := newEnv(t)
@@ -93,10 +97,15 @@ func TestIsolation(t *testing.T) {
 	if err := inproc.Claims(netC.Bytes); err == nil {
 		t.Fatal("network C would run in process")
 	}
-	a1 := attach(t, cni, netA, "iso-a1", nil)
+	// a1 and c1 publish port 80, on host ports 18330 and 18331.
+	published := map[string]int{"iso-a1": 18330, "iso-c1": 18331}
+	publish := func(id string) []inproc.PortMapping {
+		return []inproc.PortMapping{{HostPort: published[id], ContainerPort: 80, Protocol: "tcp"}}
+	}
+	a1 := attach(t, cni, netA, "iso-a1", publish("iso-a1"))
 	a2 := attach(t, cni, netA, "iso-a2", nil)
 	b1 := attach(t, cni, netB, "iso-b1", nil)
-	c1 := attach(t, cni, netC, "iso-c1", nil)
+	c1 := attach(t, cni, netC, "iso-c1", publish("iso-c1"))
 	d1 := attach(t, cni, netD, "iso-d1", nil)
 	for _, c := range []*container{a1, a2, b1, c1, d1} {
 		serve(t, c, 80)
@@ -115,6 +124,17 @@ func TestIsolation(t *testing.T) {
 			got, _ := ask(t, tc.from.path, "tcp", tc.to.ip(true), 80)
 			if (got == tc.to.id) != tc.reach {
 				t.Errorf("answered by %q, want reachable=%v", got, tc.reach)
+			}
+			port, ok := published[tc.to.id]
+			if !ok {
+				return
+			}
+			// The host's address on the asking container's own network.
+			gw := tc.from.ip(true).Mask(net.CIDRMask(24, 32))
+			gw[3] = 1
+			got, _ = ask(t, tc.from.path, "tcp", gw, port)
+			if (got == tc.to.id) != tc.reach {
+				t.Errorf("through published port %s:%d: answered by %q, want reachable=%v", gw, port, got, tc.reach)
 			}
 		})
 	}
