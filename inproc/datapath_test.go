@@ -72,8 +72,9 @@ func attachmentElements(all []string, network, id string) []string {
 // TestIsolation: containers on two isolated networks (ingressPolicy
 // same-bridge) run in process cannot reach each other in either
 // direction, nor one on an isolated network run through the plugin
-// binaries; containers on one network reach each other, and a network
-// without ingressPolicy is not isolated (as with the binaries). A port
+// binaries, over IPv4 and, between dual-stack networks, over IPv6;
+// containers on one network reach each other, and a network without
+// ingressPolicy is not isolated (as with the binaries). A port
 // published on the host's addresses changes none of that: asked through
 // its own gateway address, a container reaches another's published port
 // exactly when it reaches the container itself, whichever datapath runs
@@ -82,12 +83,12 @@ func TestIsolation(t *testing.T) {
 	testenv.RequireRoot(t)
 	e := newEnv(t)
 	cni := e.cniFor()
-	netA := defaultChain(t, "inp-isoa", "inpisoa", []string{"10.216.100.0/24"}, t.TempDir(), "", "same-bridge")
-	netB := defaultChain(t, "inp-isob", "inpisob", []string{"10.216.101.0/24"}, t.TempDir(), "", "same-bridge")
+	netA := defaultChain(t, "inp-isoa", "inpisoa", []string{"10.216.100.0/24", "fd00:216:100::/64"}, t.TempDir(), "", "same-bridge")
+	netB := defaultChain(t, "inp-isob", "inpisob", []string{"10.216.101.0/24", "fd00:216:101::/64"}, t.TempDir(), "", "same-bridge")
 	// Every plugin of this one runs as its binary (fields inproc does not
 	// implement), through the same executor.
-	netC := chainWith(t, "inp-isoc", "inpisoc", []string{"10.216.102.0/24"}, t.TempDir(), `,"forceAddress":false`, `,"snat":true`, "same-bridge", `,"backend":"iptables"`)
-	netD := defaultChain(t, "inp-isod", "inpisod", []string{"10.216.103.0/24"}, t.TempDir(), "", "")
+	netC := chainWith(t, "inp-isoc", "inpisoc", []string{"10.216.102.0/24", "fd00:216:102::/64"}, t.TempDir(), `,"forceAddress":false`, `,"snat":true`, "same-bridge", `,"backend":"iptables"`)
+	netD := defaultChain(t, "inp-isod", "inpisod", []string{"10.216.103.0/24", "fd00:216:103::/64"}, t.TempDir(), "", "")
 	for _, n := range []struct {
 		l  *libcni.NetworkConfigList
 		br string
@@ -110,6 +111,11 @@ func TestIsolation(t *testing.T) {
 	for _, c := range []*container{a1, a2, b1, c1, d1} {
 		serve(t, c, 80)
 	}
+	// A container reaches another bridge over IPv6 once its gateway
+	// address is no longer tentative.
+	for _, br := range []string{"inpisoa", "inpisob", "inpisoc", "inpisod"} {
+		waitNotTentative(t, br)
+	}
 	for _, tc := range []struct {
 		from, to *container
 		reach    bool
@@ -124,6 +130,11 @@ func TestIsolation(t *testing.T) {
 			got, _ := ask(t, tc.from.path, "tcp", tc.to.ip(true), 80)
 			if (got == tc.to.id) != tc.reach {
 				t.Errorf("answered by %q, want reachable=%v", got, tc.reach)
+			}
+			if tc.from.ip(false) != nil && tc.to.ip(false) != nil {
+				if got, _ := ask(t, tc.from.path, "tcp", tc.to.ip(false), 80); (got == tc.to.id) != tc.reach {
+					t.Errorf("over IPv6: answered by %q, want reachable=%v", got, tc.reach)
+				}
 			}
 			port, ok := published[tc.to.id]
 			if !ok {
