@@ -153,7 +153,8 @@ func TestIsolation(t *testing.T) {
 
 // TestPublishDualStack: on a dual-stack network a port published on every
 // address answers on the IPv6 gateway, on the host's IPv6 address and from
-// another host over IPv6, as over IPv4; [::1] is not served by rules (the
+// another host over IPv6, as over IPv4; one published on the host's IPv6
+// address answers there only; [::1] is not served by rules (the
 // Manager's proxy serves it).
 func TestPublishDualStack(t *testing.T) {
 	testenv.RequireRoot(t)
@@ -171,7 +172,8 @@ func TestPublishDualStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := attach(t, e.cniFor(), list, "pub6", []inproc.PortMapping{{HostPort: 18200, ContainerPort: 80, Protocol: "tcp"}, {HostPort: 18201, ContainerPort: 81, Protocol: "udp"}})
+	c := attach(t, e.cniFor(), list, "pub6", []inproc.PortMapping{{HostPort: 18200, ContainerPort: 80, Protocol: "tcp"}, {HostPort: 18201, ContainerPort: 81, Protocol: "udp"},
+		{HostPort: 18202, ContainerPort: 80, Protocol: "tcp", HostIP: "fd00:252::1"}})
 	serve(t, c, 80, 81)
 	if c.ip(false) == nil {
 		t.Fatal("no IPv6 address")
@@ -193,6 +195,9 @@ func TestPublishDualStack(t *testing.T) {
 		{"IPv4 gateway", "", "tcp", net.IPv4(10, 216, 104, 1), 18200, "pub6"},
 		{"hairpin over IPv6", c.path, "tcp", gw6, 18200, "pub6"},
 		{"[::1] is the proxy's", "", "tcp", net.IPv6loopback, 18200, ""},
+		{"published on the host's IPv6 address, there", "", "tcp", net.ParseIP("fd00:252::1"), 18202, "pub6"},
+		{"published on the host's IPv6 address, from another host", remote, "tcp", net.ParseIP("fd00:252::1"), 18202, "pub6"},
+		{"published on the host's IPv6 address, not on the gateway", "", "tcp", gw6, 18202, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got, _ := ask(t, tc.from, tc.network, tc.addr, tc.port); got != tc.want {

@@ -232,7 +232,8 @@ func writeProc(key, value string) error {
 // TestPublish publishes TCP and UDP ports and a port range of a container
 // and asks for them from everywhere a user of the plugins asks: the host
 // on 127.0.0.1, on the bridge's gateway and on its own address, another
-// host, and the container itself through the host (hairpin). The same
+// host, and the container itself through the host (hairpin); a port
+// published on one host address answers there and nowhere else. The same
 // cases run against the plugin binaries on a network of their own: what a
 // client sees is the same, but for the one difference on purpose (another
 // host's packets to 127.0.0.1).
@@ -265,6 +266,7 @@ func publishCases(t *testing.T, cni *libcni.CNIConfig, list *libcni.NetworkConfi
 		{HostPort: base + 21, ContainerPort: 91, Protocol: "tcp"},
 		{HostPort: base + 22, ContainerPort: 92, Protocol: "tcp"},
 		{HostPort: base + 10, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"},
+		{HostPort: base + 30, ContainerPort: 80, Protocol: "tcp", HostIP: hostAddr.String()},
 	}
 	c := attach(t, cni, list, "pub-a", ports)
 	serve(t, c, 80, 81, 90, 91, 92)
@@ -291,6 +293,11 @@ func publishCases(t *testing.T, cni *libcni.CNIConfig, list *libcni.NetworkConfi
 		// the kernel's martian check: the port answers there. inproc
 		// drops it, on purpose.
 		{"loopback-published, not from another host", remote, "tcp", lo, base + 10, map[bool]string{true: "pub-a", false: ""}[binaries]},
+		{"published on the host's address, there", "", "tcp", hostAddr, base + 30, "pub-a"},
+		{"published on the host's address, from another host", remote, "tcp", hostAddr, base + 30, "pub-a"},
+		{"published on the host's address, hairpin", c.path, "tcp", hostAddr, base + 30, "pub-a"},
+		{"published on the host's address, not on the gateway", "", "tcp", gw, base + 30, ""},
+		{"published on the host's address, not on 127.0.0.1", "", "tcp", lo, base + 30, ""},
 		{"unpublished port", "", "tcp", lo, base + 3, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
