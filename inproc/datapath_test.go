@@ -182,12 +182,7 @@ func TestPublishDualStack(t *testing.T) {
 	// The gateway address is tentative for a moment after the bridge is
 	// made (duplicate address detection, as with the plugin binary).
 	waitNotTentative(t, "inppub6")
-	for _, tc := range []struct {
-		name, from, network string
-		addr                net.IP
-		port                int
-		want                string
-	}{
+	askAll(t, []askCase{
 		{"host to the IPv6 gateway", "", "tcp", gw6, 18200, "pub6"},
 		{"host to its own IPv6 address", "", "tcp", net.ParseIP("fd00:252::1"), 18200, "pub6"},
 		{"another host over IPv6", remote, "tcp", net.ParseIP("fd00:252::1"), 18200, "pub6"},
@@ -198,13 +193,7 @@ func TestPublishDualStack(t *testing.T) {
 		{"published on the host's IPv6 address, there", "", "tcp", net.ParseIP("fd00:252::1"), 18202, "pub6"},
 		{"published on the host's IPv6 address, from another host", remote, "tcp", net.ParseIP("fd00:252::1"), 18202, "pub6"},
 		{"published on the host's IPv6 address, not on the gateway", "", "tcp", gw6, 18202, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got, _ := ask(t, tc.from, tc.network, tc.addr, tc.port); got != tc.want {
-				t.Errorf("%s [%s]:%d answered by %q, want %q", tc.network, tc.addr, tc.port, got, tc.want)
-			}
-		})
-	}
+	})
 }
 
 // dropCount returns the packets counted by the prerouting rule that drops

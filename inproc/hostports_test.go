@@ -239,26 +239,48 @@ func writeProc(key, value string) error {
 // host's packets to 127.0.0.1).
 func TestPublish(t *testing.T) {
 	testenv.RequireRoot(t)
-	e := newEnv(t)
-	for _, dp := range []struct {
-		name, bridge, subnet string
-		cni                  *libcni.CNIConfig
-		base                 int
-		third                byte
+	eachDatapath(t, newEnv(t), "inppub", 90, 160, [2]int{18080, 19080}, publishCases)
+}
+
+// publishNet is a network of nerdctl's default chain for a subtest of
+// eachDatapath: run in process or through the plugin binaries, its
+// gateway, the host's address that another host (the namespace remote)
+// reaches, and the first host port the subtest publishes.
+type publishNet struct {
+	cni      *libcni.CNIConfig
+	list     *libcni.NetworkConfigList
+	binaries bool
+	remote   string
+	hostAddr net.IP
+	gw       net.IP
+	base     int
+}
+
+// eachDatapath runs f on a network run in process, then on one run
+// through the plugin binaries: their bridges are tag+"0" and tag+"b0",
+// their subnets 10.216.third.0/24 and the next, their other hosts on
+// 192.168.(remote+third).0/24 and the next, and their first host ports
+// base[0] and base[1].
+func eachDatapath(t *testing.T, e *env, tag string, third, remote byte, base [2]int, f func(*testing.T, publishNet)) {
+	for i, dp := range []struct {
+		name, bridge string
+		cni          *libcni.CNIConfig
 	}{
-		{"in process", "inppub0", "10.216.90.0/24", e.cniFor(), 18080, 90},
-		{"binaries", "inppubb0", "10.216.91.0/24", libcni.NewCNIConfigWithCacheDir([]string{e.plugins}, e.cacheDir, defaultExec()), 19080, 91},
+		{"in process", tag + "0", e.cniFor()},
+		{"binaries", tag + "b0", libcni.NewCNIConfigWithCacheDir([]string{e.plugins}, e.cacheDir, defaultExec())},
 	} {
+		n := third + byte(i)
 		t.Run(dp.name, func(t *testing.T) {
-			list := defaultChain(t, "inp-pub-"+dp.bridge, dp.bridge, []string{dp.subnet}, t.TempDir(), "", "same-bridge")
+			list := defaultChain(t, "inp-"+dp.bridge, dp.bridge, []string{fmt.Sprintf("10.216.%d.0/24", n)}, t.TempDir(), "", "same-bridge")
 			e.forget(list.Bytes, dp.bridge)
-			remote, hostAddr, _ := remoteNS(t, dp.bridge+"r", 160+dp.third)
-			publishCases(t, dp.cni, list, dp.name == "binaries", remote, hostAddr, net.IPv4(10, 216, dp.third, 1), dp.base)
+			path, hostAddr, _ := remoteNS(t, dp.bridge+"r", remote+n)
+			f(t, publishNet{cni: dp.cni, list: list, binaries: i == 1, remote: path, hostAddr: hostAddr, gw: net.IPv4(10, 216, n, 1), base: base[i]})
 		})
 	}
 }
 
-func publishCases(t *testing.T, cni *libcni.CNIConfig, list *libcni.NetworkConfigList, binaries bool, remote string, hostAddr, gw net.IP, base int) {
+func publishCases(t *testing.T, p publishNet) {
+	cni, list, binaries, remote, hostAddr, gw, base := p.cni, p.list, p.binaries, p.remote, p.hostAddr, p.gw, p.base
 	ports := []inproc.PortMapping{
 		{HostPort: base, ContainerPort: 80, Protocol: "tcp"},
 		{HostPort: base + 1, ContainerPort: 81, Protocol: "udp"},
@@ -271,12 +293,7 @@ func publishCases(t *testing.T, cni *libcni.CNIConfig, list *libcni.NetworkConfi
 	c := attach(t, cni, list, "pub-a", ports)
 	serve(t, c, 80, 81, 90, 91, 92)
 	lo := net.IPv4(127, 0, 0, 1)
-	for _, tc := range []struct {
-		name, from, network string
-		addr                net.IP
-		port                int
-		want                string
-	}{
+	askAll(t, []askCase{
 		{"host to 127.0.0.1", "", "tcp", lo, base, "pub-a"},
 		{"host to the gateway", "", "tcp", gw, base, "pub-a"},
 		{"host to its own address", "", "tcp", hostAddr, base, "pub-a"},
@@ -299,12 +316,59 @@ func publishCases(t *testing.T, cni *libcni.CNIConfig, list *libcni.NetworkConfi
 		{"published on the host's address, not on the gateway", "", "tcp", gw, base + 30, ""},
 		{"published on the host's address, not on 127.0.0.1", "", "tcp", lo, base + 30, ""},
 		{"unpublished port", "", "tcp", lo, base + 3, ""},
-	} {
+	})
+}
+
+// askCase is a request from the namespace from ("" for the host) and the
+// container that must answer it ("" for none).
+type askCase struct {
+	name, from, network string
+	addr                net.IP
+	port                int
+	want                string
+}
+
+// askAll asks each case in a subtest of its own.
+func askAll(t *testing.T, cases []askCase) {
+	t.Helper()
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, _ := ask(t, tc.from, tc.network, tc.addr, tc.port)
-			if got != tc.want {
-				t.Errorf("%s %s:%d answered by %q, want %q", tc.network, tc.addr, tc.port, got, tc.want)
+			if got, _ := ask(t, tc.from, tc.network, tc.addr, tc.port); got != tc.want {
+				t.Errorf("%s %s answered by %q, want %q", tc.network, net.JoinHostPort(tc.addr.String(), fmt.Sprint(tc.port)), got, tc.want)
 			}
 		})
 	}
+}
+
+// TestPublishSharedHostPort: two containers publish the same host port,
+// one on 127.0.0.1 and one on the host's address, and the next port, one
+// for UDP on the host's address and one for TCP on every address. Each
+// client reaches the container its address and protocol name, and the
+// plugin binaries agree.
+func TestPublishSharedHostPort(t *testing.T) {
+	testenv.RequireRoot(t)
+	eachDatapath(t, newEnv(t), "inpshr", 92, 40, [2]int{18400, 18410}, func(t *testing.T, p publishNet) {
+		a := attach(t, p.cni, p.list, "shr-a", []inproc.PortMapping{
+			{HostPort: p.base, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"},
+			{HostPort: p.base + 1, ContainerPort: 80, Protocol: "udp", HostIP: p.hostAddr.String()},
+		})
+		b := attach(t, p.cni, p.list, "shr-b", []inproc.PortMapping{
+			{HostPort: p.base, ContainerPort: 80, Protocol: "tcp", HostIP: p.hostAddr.String()},
+			{HostPort: p.base + 1, ContainerPort: 80, Protocol: "tcp"},
+		})
+		serve(t, a, 80)
+		serve(t, b, 80)
+		lo := net.IPv4(127, 0, 0, 1)
+		askAll(t, []askCase{
+			{"127.0.0.1", "", "tcp", lo, p.base, "shr-a"},
+			{"the host's address", "", "tcp", p.hostAddr, p.base, "shr-b"},
+			{"the host's address from another host", p.remote, "tcp", p.hostAddr, p.base, "shr-b"},
+			{"the host's address from the other container", a.path, "tcp", p.hostAddr, p.base, "shr-b"},
+			{"neither on the gateway", "", "tcp", p.gw, p.base, ""},
+			{"udp on the host's address", "", "udp", p.hostAddr, p.base + 1, "shr-a"},
+			{"tcp on the host's address", "", "tcp", p.hostAddr, p.base + 1, "shr-b"},
+			{"tcp on the gateway", "", "tcp", p.gw, p.base + 1, "shr-b"},
+			{"no udp on the gateway", "", "udp", p.gw, p.base + 1, ""},
+		})
+	})
 }
