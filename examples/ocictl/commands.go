@@ -373,7 +373,7 @@ func portLine(p portmap.Port) string {
 func cmdRm(ctx context.Context, g *globals, args []string) error {
 	fs := flag.NewFlagSet("rm", flag.ContinueOnError)
 	force := fs.Bool("f", false, "kill a running container first")
-	if err := fs.Parse(args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		return errSilent
 	}
 	if fs.NArg() == 0 {

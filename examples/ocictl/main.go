@@ -88,6 +88,34 @@ func main() {
 // errSilent is returned when the message was already printed.
 var errSilent = errors.New("failed")
 
+// parseInterspersed parses fs's flags wherever they stand among the
+// arguments, as nerdctl's and docker's commands do (`network create NAME
+// --subnet CIDR`, `rm NAME -f`); everything after a "--" is an argument.
+// The arguments are left in fs.Args(), in order. `run` does not use it:
+// there, what follows the first argument is the container's command.
+func parseInterspersed(fs *flag.FlagSet, args []string) error {
+	var tail []string
+	for i, a := range args {
+		if a == "--" {
+			args, tail = args[:i], args[i+1:]
+			break
+		}
+	}
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	// Parse once more with no flags, so that fs.Args() holds them all.
+	return fs.Parse(append([]string{"--"}, append(pos, tail...)...))
+}
+
 func usage() string {
 	return `usage: ocictl [global flags] COMMAND [flags] [args]
 

@@ -69,7 +69,7 @@ func networkCreate(ctx context.Context, mgr *ocinet.Manager, args []string) erro
 	fs.Var(&labels, "label", "label KEY=VALUE (repeatable)")
 	dnsOn := fs.Bool("dns", true, "a DNS responder on the gateway answers for the network's containers")
 	hostsMode := fs.String("hosts-mode", ocinet.HostsModeFiles, "where peers are found: hosts (every peer in every /etc/hosts, as nerdctl) or dns (the DNS responder only; a join writes one file)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		return errSilent
 	}
 	if fs.NArg() != 1 {
@@ -138,7 +138,7 @@ func networkCreate(ctx context.Context, mgr *ocinet.Manager, args []string) erro
 func networkList(mgr *ocinet.Manager, args []string) error {
 	fs := flag.NewFlagSet("network ls", flag.ContinueOnError)
 	quiet := fs.Bool("q", false, "print the names only")
-	if err := fs.Parse(args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		return errSilent
 	}
 	if fs.NArg() != 0 {
@@ -256,7 +256,7 @@ func networkPrune(ctx context.Context, mgr *ocinet.Manager, stateDir string, arg
 	fs := flag.NewFlagSet("network prune", flag.ContinueOnError)
 	force := fs.Bool("f", false, "do not ask for confirmation")
 	fs.BoolVar(force, "force", false, "do not ask for confirmation")
-	if err := fs.Parse(args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		return errSilent
 	}
 	if fs.NArg() != 0 {
