@@ -25,6 +25,10 @@ func Diff(before, after Snapshot) []string { return leakcheck.Diff(before, after
 // another when the test ends and fails the test if anything was left
 // behind. Register it first, so that it runs after the test's other
 // cleanups. It skips the test (or fails it under CI=true) without ip(8).
+// Before the second look it removes what host-local leaves of a network
+// whose lease directory the test made (a lock file and the last reserved
+// addresses, which the plugin never removes), unless a lease is still
+// there.
 //
 // The host is shared: another process's work that appears between the two
 // snapshots is reported as well. Tests that run beside others give their
@@ -37,7 +41,13 @@ func CheckLeaks(t testing.TB, c LeakConfig) {
 	if err != nil {
 		t.Fatalf("leak check: %v", err)
 	}
+	leaseDirs := leakcheck.LeaseDirs(c)
 	t.Cleanup(func() {
+		// What host-local leaves of the test's networks (a lock file and
+		// its last reserved addresses, which it never removes) goes too.
+		if err := leakcheck.RemoveNewLeaseDirs(leaseDirs, c); err != nil {
+			t.Errorf("leak check: remove the test's lease directories: %v", err)
+		}
 		leaks, err := leakcheck.Settled(before, c)
 		if err != nil {
 			t.Errorf("leak check: %v", err)

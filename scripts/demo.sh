@@ -11,6 +11,11 @@ work=$(mktemp -d /tmp/ocinet-demo-XXXXXX)
 bridge=ocinet0
 bridge_existed=false
 ip link show "$bridge" >/dev/null 2>&1 && bridge_existed=true
+# host-local's directory for the default network ("bridge"): its lock and
+# last reserved address stay after the last lease, as with the plugin.
+leases=/var/lib/cni/networks/bridge
+leases_existed=false
+[ -d "$leases" ] && leases_existed=true
 addr=
 cleanup() {
 	set +e
@@ -19,6 +24,7 @@ cleanup() {
 	# The default network's bridge and its firewall state stay as long as
 	# the network does; the demo removes them when it made them.
 	$bridge_existed || [ ! -x "$work/tidybridge" ] || "$work/tidybridge" "$bridge" >/dev/null
+	$leases_existed || { rm -f "$leases"/lock "$leases"/last_reserved_ip.*; rmdir "$leases" 2>/dev/null; }
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -98,5 +104,11 @@ fi
 if ! $bridge_existed; then
 	say "remove the default network's bridge and its firewall state (the demo made them)"
 	"$work/tidybridge" "$bridge"
+fi
+if ! $leases_existed; then
+	# What host-local keeps of a network once its last lease is gone.
+	rm -f "$leases"/lock "$leases"/last_reserved_ip.*
+	rmdir "$leases"
+	echo "host-local's directory of the default network: removed"
 fi
 echo "demo: OK"

@@ -52,6 +52,23 @@ type Config struct {
 	ContainerFiles bool
 }
 
+// withDefaults returns c with its zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.NetNSDir == "" {
+		c.NetNSDir = "/var/run/netns"
+	}
+	if c.CNIDataDir == "" {
+		c.CNIDataDir = "/var/lib/cni/networks"
+	}
+	if c.CNICacheDir == "" {
+		c.CNICacheDir = "/var/lib/cni/results"
+	}
+	if c.TuningDataDir == "" {
+		c.TuningDataDir = "/run/cni/tuning"
+	}
+	return c
+}
+
 // Snapshot is what one look at the host found: the items of each kind.
 // The kinds:
 //
@@ -92,18 +109,7 @@ type Snapshot map[string]map[string]bool
 // skips a family whose tool does not; as root it reads the table inet
 // ocinet of package inproc through netlink.
 func Take(c Config) (Snapshot, error) {
-	if c.NetNSDir == "" {
-		c.NetNSDir = "/var/run/netns"
-	}
-	if c.CNIDataDir == "" {
-		c.CNIDataDir = "/var/lib/cni/networks"
-	}
-	if c.CNICacheDir == "" {
-		c.CNICacheDir = "/var/lib/cni/results"
-	}
-	if c.TuningDataDir == "" {
-		c.TuningDataDir = "/run/cni/tuning"
-	}
+	c = c.withDefaults()
 	s := Snapshot{}
 	add := func(kind, item string) {
 		if s[kind] == nil {
