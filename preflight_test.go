@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/internal/leakcheck"
 	"github.com/ocinet/ocinet/internal/testenv"
 	"github.com/ocinet/ocinet/netns"
 )
@@ -35,6 +36,14 @@ func TestPreflightFallback(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireTools(t, "ip", "iptables")
 	plugins := testenv.RequirePlugins(t)
+	// The child's leases are in the host's file system: what host-local
+	// leaves of its network goes when the test ends.
+	leaseDirs := leakcheck.LeaseDirs(leakcheck.Config{})
+	t.Cleanup(func() {
+		if err := leakcheck.RemoveNewLeaseDirs(leaseDirs, leakcheck.Config{}); err != nil {
+			t.Errorf("remove the child's lease directory: %v", err)
+		}
+	})
 	hostNS, err := netns.Create("", "")
 	if err != nil {
 		t.Fatal(err)
