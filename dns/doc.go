@@ -8,7 +8,10 @@
 // addresses, port 53, UDP and TCP, and nowhere else. It answers A and AAAA
 // for the names, hostnames and aliases of the containers on the network
 // (a name several containers share gives all their addresses, in an order
-// that turns with each answer), PTR for their addresses, and NXDOMAIN for
+// that turns with each answer) and, as docker and podman do, for the short
+// ID (the first 12 characters) of a container whose ID is 64 hexadecimal
+// characters, as theirs and nerdctl's are; PTR for their addresses (with
+// the names, hostnames and aliases), and NXDOMAIN for
 // the other addresses of the network's subnets; it forwards every other
 // query to the upstream servers, and refuses (REFUSED) any query whose
 // source is outside the network's subnets. Its data are the hosts stores

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +30,14 @@ func TestAnswers(t *testing.T) {
 	join(t, s, w1)
 	join(t, newStore(t, state, "other"), w2) // another containerd namespace, same network
 	join(t, s, hosts.Record{ID: "elsewhere", Name: "elsewhere", Networks: []hosts.Network{{Name: "othernet", IPs: []netip.Addr{netip.MustParseAddr("10.99.0.50")}}}})
+	// IDs as nerdctl, docker and podman make them (64 hexadecimal
+	// characters) give a short ID; others do not, however long.
+	hex := rec("hexid", "10.99.0.13")
+	hex.ID = "3F0a9c1b2d4e" + strings.Repeat("5a6b7c8d", 6) + "0123"
+	join(t, s, hex)
+	long := rec("longid", "10.99.0.14")
+	long.ID = "container-with-a-long-name-of-sixty-four-characters-made-by-hand"
+	join(t, s, long)
 	up := upstream(t, 0)
 	serve(t, tp, dns.Config{StateDir: state, Upstreams: []netip.AddrPort{up}})
 
@@ -51,6 +60,11 @@ func TestAnswers(t *testing.T) {
 		{"PTR v6", question(mustReverse("fd99::10"), mdns.TypePTR), gw4, mdns.RcodeSuccess, []string{"srv.", "srv.example."}},
 		{"PTR of a free address of the network", question("99.0.99.10.in-addr.arpa.", mdns.TypePTR), gw4, mdns.RcodeNameError, nil},
 		{"container on another network", question("elsewhere.", mdns.TypeA), gw4, mdns.RcodeNameError, nil},
+		{"short ID", question("3f0a9c1b2d4e.", mdns.TypeA), gw4, mdns.RcodeSuccess, []string{"10.99.0.13"}},
+		{"short ID any case", question("3F0A9C1B2D4E.", mdns.TypeA), gw4, mdns.RcodeSuccess, []string{"10.99.0.13"}},
+		{"PTR without the short ID", question("13.0.99.10.in-addr.arpa.", mdns.TypePTR), gw4, mdns.RcodeSuccess, []string{"hexid."}},
+		{"full ID", question(strings.ToLower(hex.ID)[:63]+".", mdns.TypeA), gw4, mdns.RcodeNameError, nil},
+		{"no short ID of an ID that is not hexadecimal", question(long.ID[:12]+".", mdns.TypeA), gw4, mdns.RcodeNameError, nil},
 		{"forwarded", question("ext.example.", mdns.TypeA), gw4, mdns.RcodeSuccess, []string{"192.0.2.10"}},
 		{"forwarded, unknown upstream too", question("nowhere.example.", mdns.TypeA), gw4, mdns.RcodeNameError, nil},
 		{"forwarded PTR outside the network", question("10.2.0.192.in-addr.arpa.", mdns.TypePTR), gw4, mdns.RcodeNameError, nil},

@@ -15,8 +15,8 @@ import (
 // the responder swaps in a new one when the store changes.
 type table struct {
 	// names maps a lower-case fully qualified name to the addresses of
-	// every container that has it (name, hostname or alias), in the order
-	// of their keys.
+	// every container that has it (name, hostname, alias or short ID), in
+	// the order of their keys.
 	names map[string][]netip.Addr
 	// ptr maps a lower-case reverse name (in-addr.arpa or ip6.arpa) to the
 	// names of the container that has the address.
@@ -28,7 +28,21 @@ type table struct {
 // member is one container on the network, as the table needs it.
 type member struct {
 	names []string // fully qualified, lower case, no repeats
-	ips   []netip.Addr
+	// also are names answered for the addresses but not given by PTR
+	// (the short ID), fully qualified, lower case, not among names.
+	also []string
+	ips  []netip.Addr
+}
+
+// shortID is the name docker and podman give a container whose ID is 64
+// hexadecimal characters (theirs and nerdctl's are), besides its name and
+// aliases: the ID's first 12 characters, in lower case. Any other ID (a
+// containerd ID the caller chose, as ocictl's names) gives none.
+func shortID(id string) string {
+	if len(id) != 64 || strings.Trim(strings.ToLower(id), "0123456789abcdef") != "" {
+		return ""
+	}
+	return strings.ToLower(id[:12])
 }
 
 // memberOf returns what r contributes on network, or false when r is not on
@@ -53,6 +67,9 @@ func memberOf(r *hosts.Record, network string) (member, bool) {
 			m.names = append(m.names, fq)
 		}
 	}
+	if id := shortID(r.ID); id != "" && !slices.Contains(m.names, id+".") {
+		m.also = append(m.also, id+".")
+	}
 	return m, true
 }
 
@@ -66,7 +83,7 @@ func buildTable(members map[string]member) *table {
 	slices.Sort(keys)
 	for _, k := range keys {
 		m := members[k]
-		for _, n := range m.names {
+		for _, n := range slices.Concat(m.names, m.also) {
 			for _, ip := range m.ips {
 				if !slices.Contains(t.names[n], ip) {
 					t.names[n] = append(t.names[n], ip)
