@@ -10,8 +10,9 @@
 // (a name several containers share gives all their addresses, in an order
 // that turns with each answer) and, as docker and podman do, for the short
 // ID (the first 12 characters) of a container whose ID is 64 hexadecimal
-// characters, as theirs and nerdctl's are; PTR for their addresses (with
-// the names, hostnames and aliases), and NXDOMAIN for
+// characters, as theirs and nerdctl's are; each of these names followed by
+// the network's ("web.mynet"), as docker's DNS answers them; PTR for their
+// addresses (with the names, hostnames and aliases), and NXDOMAIN for
 // the other addresses of the network's subnets; it forwards every other
 // query to the upstream servers, and refuses (REFUSED) any query whose
 // source is outside the network's subnets. Its data are the hosts stores

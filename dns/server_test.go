@@ -63,6 +63,12 @@ func TestAnswers(t *testing.T) {
 		{"short ID", question("3f0a9c1b2d4e.", mdns.TypeA), gw4, mdns.RcodeSuccess, []string{"10.99.0.13"}},
 		{"short ID any case", question("3F0A9C1B2D4E.", mdns.TypeA), gw4, mdns.RcodeSuccess, []string{"10.99.0.13"}},
 		{"PTR without the short ID", question("13.0.99.10.in-addr.arpa.", mdns.TypePTR), gw4, mdns.RcodeSuccess, []string{"hexid."}},
+		{"name and network", question("srv.testnet.", mdns.TypeA), gw4, mdns.RcodeSuccess, []string{"10.99.0.10"}},
+		{"name and network, any case", question("Web1.TestNet.", mdns.TypeA), gw4, mdns.RcodeSuccess, []string{"10.99.0.11"}},
+		{"hostname and network", question("srv.example.testnet.", mdns.TypeAAAA), gw4, mdns.RcodeSuccess, []string{"fd99::10"}},
+		{"short ID and network", question("3f0a9c1b2d4e.testnet.", mdns.TypeA), gw4, mdns.RcodeSuccess, []string{"10.99.0.13"}},
+		{"name and another network", question("srv.othernet.", mdns.TypeA), gw4, mdns.RcodeNameError, nil},
+		{"container and network elsewhere", question("elsewhere.othernet.", mdns.TypeA), gw4, mdns.RcodeNameError, nil},
 		{"full ID", question(strings.ToLower(hex.ID)[:63]+".", mdns.TypeA), gw4, mdns.RcodeNameError, nil},
 		{"no short ID of an ID that is not hexadecimal", question(long.ID[:12]+".", mdns.TypeA), gw4, mdns.RcodeNameError, nil},
 		{"forwarded", question("ext.example.", mdns.TypeA), gw4, mdns.RcodeSuccess, []string{"192.0.2.10"}},
@@ -105,6 +111,13 @@ func TestAnswers(t *testing.T) {
 		}
 		if firsts["10.99.0.11"] != 2 || firsts["10.99.0.12"] != 2 {
 			t.Errorf("first answers over 4 queries: %v, want each address first twice", firsts)
+		}
+		resp, err := query(t, tp.in, "udp", "10.99.0.1:53", question("web.testnet.", mdns.TypeA))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]string{"10.99.0.11", "10.99.0.12"}, slices.Sorted(slices.Values(answerAddrs(resp)))); diff != "" {
+			t.Errorf("alias and network (-want +got):\n%s", diff)
 		}
 	})
 

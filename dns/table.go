@@ -28,8 +28,9 @@ type table struct {
 // member is one container on the network, as the table needs it.
 type member struct {
 	names []string // fully qualified, lower case, no repeats
-	// also are names answered for the addresses but not given by PTR
-	// (the short ID), fully qualified, lower case, not among names.
+	// also are names answered for the addresses but not given by PTR (the
+	// short ID, and every name followed by the network's, as docker's
+	// DNS answers them), fully qualified, lower case, not among names.
 	also []string
 	ips  []netip.Addr
 }
@@ -67,8 +68,18 @@ func memberOf(r *hosts.Record, network string) (member, bool) {
 			m.names = append(m.names, fq)
 		}
 	}
-	if id := shortID(r.ID); id != "" && !slices.Contains(m.names, id+".") {
-		m.also = append(m.also, id+".")
+	add := func(fq string) {
+		if !slices.Contains(m.names, fq) && !slices.Contains(m.also, fq) {
+			m.also = append(m.also, fq)
+		}
+	}
+	own := slices.Clone(m.names)
+	if id := shortID(r.ID); id != "" {
+		add(id + ".")
+		own = append(own, id+".")
+	}
+	for _, n := range own {
+		add(n + strings.ToLower(mdns.Fqdn(network)))
 	}
 	return m, true
 }

@@ -115,6 +115,10 @@ func TestDNS(t *testing.T) {
 			if err != nil || !strings.Contains(out, e.ip(srv)) {
 				t.Errorf("nslookup %s (%v):\n%s", srv, err, out)
 			}
+			out, err = e.in(network, "q-fqdn", "/bin/nslookup", srv+"."+network)
+			if err != nil || !strings.Contains(out, e.ip(srv)) {
+				t.Errorf("nslookup %s.%s, the name followed by the network's (%v):\n%s", srv, network, err, out)
+			}
 			out, err = e.in(network, "q-alias", "/bin/nslookup", "web")
 			if err != nil || !strings.Contains(out, e.ip(w1)) || !strings.Contains(out, e.ip(w2)) {
 				t.Errorf("nslookup web, the alias of %s (%s) and %s (%s) (%v):\n%s", w1, e.ip(w1), w2, e.ip(w2), err, out)
