@@ -12,15 +12,19 @@
 // ID (the first 12 characters) of a container whose ID is 64 hexadecimal
 // characters, as theirs and nerdctl's are; each of these names followed by
 // the network's ("web.mynet"), as docker's DNS answers them; PTR for their
-// addresses (with the names, hostnames and aliases), and NXDOMAIN for
-// the other addresses of the network's subnets; it forwards every other
+// addresses (with the names, hostnames and aliases); the same for the
+// peers on the other networks of the container that asks (found by its
+// source address), the network's own names first, then those of its other
+// networks in their order, as with docker's DNS (a container on the
+// network alone gets none of them); and NXDOMAIN for the other addresses
+// of the network's subnets. It forwards every other
 // query to the upstream servers, and refuses (REFUSED) any query whose
 // source is outside the network's subnets. Its data are the hosts stores
 // (package hosts) of every containerd namespace under the state root,
 // which it follows with inotify: a record written or removed is read again
-// alone, and the network's members are read through the store's
-// per-network index, never by reading the whole store. The protocol is
-// github.com/miekg/dns's.
+// alone, and the members of the network and of its containers' other
+// networks are read through the store's per-network index, never by
+// reading the whole store. The protocol is github.com/miekg/dns's.
 //
 // # Processes
 //

@@ -20,8 +20,10 @@ import (
 // parent (a namespace appears), on each store's directory, and on each
 // store's records directory, where a record is created or replaced by a
 // rename and removed by an unlink. An event on a record re-reads that one
-// record; only a new store or an overflowed event queue reads a network's
-// members again, through the store's per-network index.
+// record; only a new store, a network that becomes a neighbour, or an
+// overflowed event queue reads a network's members again, through the
+// store's per-network index. The neighbours are the other networks of the
+// network's containers: their members are followed too (see table.others).
 type follower struct {
 	root    string // StateDir/hosts
 	network string
@@ -32,7 +34,10 @@ type follower struct {
 	mu      sync.Mutex
 	watches map[int32]watch // by watch descriptor
 	stores  map[string]*hosts.Store
-	members map[string]member // by "<namespace>/<container ID>"
+	entries map[string]entry // by "<namespace>/<container ID>"
+	// read are the networks whose members are followed: the network and
+	// every network that has been a neighbour since the last reload.
+	read map[string]bool
 }
 
 type watch struct {
@@ -54,7 +59,7 @@ func newFollower(stateDir, network string, log *slog.Logger, publish func(*table
 	fl := &follower{
 		root: filepath.Join(stateDir, "hosts"), network: network, log: log, publish: publish,
 		f: os.NewFile(uintptr(fd), "inotify"), watches: map[int32]watch{},
-		stores: map[string]*hosts.Store{}, members: map[string]member{},
+		stores: map[string]*hosts.Store{}, entries: map[string]entry{}, read: map[string]bool{network: true},
 	}
 	if err := os.MkdirAll(fl.root, 0o700); err != nil {
 		fl.close()
@@ -116,18 +121,59 @@ func (fl *follower) scan() error {
 			return err
 		}
 		fl.stores[ns] = st
-		recs, err := st.Members(fl.network)
-		if err != nil {
-			return fmt.Errorf("follow the hosts stores: %w", err)
-		}
-		for i := range recs {
-			if m, ok := memberOf(&recs[i], fl.network); ok {
-				fl.members[ns+"/"+recs[i].ID] = m
+		for n := range fl.read {
+			if err := fl.readMembers(ns, st, n); err != nil {
+				return err
 			}
 		}
 	}
-	fl.publish(buildTable(fl.members))
+	if err := fl.readNeighbours(); err != nil {
+		return err
+	}
+	fl.publish(buildTables(fl.entries, fl.network))
 	return nil
+}
+
+// readMembers reads the members of network n in store st (of namespace
+// ns) from its index. Under mu.
+func (fl *follower) readMembers(ns string, st *hosts.Store, n string) error {
+	recs, err := st.Members(n)
+	if err != nil {
+		return fmt.Errorf("follow the hosts stores: %w", err)
+	}
+	for i := range recs {
+		if e := entryOf(&recs[i]); len(e.nets) > 0 {
+			fl.entries[ns+"/"+recs[i].ID] = e
+		}
+	}
+	return nil
+}
+
+// readNeighbours reads, from every store, the members of the neighbours
+// not followed yet. Under mu.
+func (fl *follower) readNeighbours() error {
+	for _, n := range neighbours(fl.entries, fl.network) {
+		if fl.read[n] {
+			continue
+		}
+		fl.read[n] = true
+		for ns, st := range fl.stores {
+			if err := fl.readMembers(ns, st, n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// followed reports whether e is on a network whose members are followed.
+func (fl *follower) followed(e entry) bool {
+	for n := range e.nets {
+		if fl.read[n] {
+			return true
+		}
+	}
+	return false
 }
 
 // reload forgets everything and reads the members of every store again:
@@ -141,7 +187,8 @@ func (fl *follower) reload() error {
 		}
 	}
 	fl.stores = map[string]*hosts.Store{}
-	fl.members = map[string]member{}
+	fl.entries = map[string]entry{}
+	fl.read = map[string]bool{fl.network: true}
 	fl.mu.Unlock()
 	return fl.scan()
 }
@@ -158,16 +205,23 @@ func (fl *follower) update(ns, id string) {
 	r, err := st.Get(id)
 	switch {
 	case errors.Is(err, hosts.ErrNotFound):
-		delete(fl.members, key)
+		delete(fl.entries, key)
 	case err != nil:
 		// A damaged record: the store treats it as absent, so do we.
 		fl.log.Warn("unreadable record", "namespace", ns, "id", id, "err", err)
-		delete(fl.members, key)
+		delete(fl.entries, key)
 	default:
-		if m, ok := memberOf(&r, fl.network); ok {
-			fl.members[key] = m
-		} else {
-			delete(fl.members, key)
+		e := entryOf(&r)
+		if !fl.followed(e) {
+			delete(fl.entries, key)
+			return
+		}
+		fl.entries[key] = e
+		if _, on := e.nets[fl.network]; on {
+			// A container of the network may bring a new neighbour.
+			if err := fl.readNeighbours(); err != nil {
+				fl.log.Warn("reading a neighbour network failed", "err", err)
+			}
 		}
 	}
 }
@@ -230,7 +284,7 @@ func (fl *follower) run() error {
 			}
 		} else if changed {
 			fl.mu.Lock()
-			fl.publish(buildTable(fl.members))
+			fl.publish(buildTables(fl.entries, fl.network))
 			fl.mu.Unlock()
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	mdns "github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
@@ -258,4 +259,16 @@ func eventually(t testing.TB, what string, f func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("%s: not after 3s", what)
+}
+
+// checkAnswer reports resp's rcode and answers when they are not rcode and
+// want.
+func checkAnswer(t testing.TB, resp *mdns.Msg, rcode int, want []string) {
+	t.Helper()
+	if resp.Rcode != rcode {
+		t.Errorf("rcode %s, want %s", mdns.RcodeToString[resp.Rcode], mdns.RcodeToString[rcode])
+	}
+	if diff := cmp.Diff(want, answerAddrs(resp)); diff != "" {
+		t.Errorf("answers (-want +got):\n%s", diff)
+	}
 }

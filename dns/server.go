@@ -443,6 +443,7 @@ func (s *Server) inSubnets(src netip.Addr) bool {
 // answer returns the response to req from src, or nil when req is to be
 // forwarded.
 func (s *Server) answer(req *mdns.Msg, src netip.Addr) *mdns.Msg {
+	src = src.Unmap()
 	resp := new(mdns.Msg)
 	switch {
 	case !s.inSubnets(src):
@@ -459,7 +460,7 @@ func (s *Server) answer(req *mdns.Msg, src netip.Addr) *mdns.Msg {
 	t := s.table.Load()
 	name := lowerASCII(q.Name)
 	if q.Qtype == mdns.TypePTR {
-		if names, ok := t.ptr[name]; ok {
+		if names, ok := t.reverse(name, src); ok {
 			resp.SetReply(req)
 			resp.Authoritative = true
 			for _, n := range names {
@@ -476,7 +477,7 @@ func (s *Server) answer(req *mdns.Msg, src netip.Addr) *mdns.Msg {
 		}
 		return nil
 	}
-	addrs, ok := t.names[name]
+	addrs, ok := t.lookup(name, src)
 	if !ok {
 		return nil
 	}

@@ -82,12 +82,7 @@ func TestAnswers(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if resp.Rcode != tt.rcode {
-					t.Errorf("rcode %s, want %s", mdns.RcodeToString[resp.Rcode], mdns.RcodeToString[tt.rcode])
-				}
-				if diff := cmp.Diff(tt.want, answerAddrs(resp)); diff != "" {
-					t.Errorf("answers (-want +got):\n%s", diff)
-				}
+				checkAnswer(t, resp, tt.rcode, tt.want)
 				if resp.Id != tt.q.Id {
 					t.Errorf("id %d, want %d", resp.Id, tt.q.Id)
 				}

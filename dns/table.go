@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"iter"
 	"net/netip"
 	"slices"
 	"strings"
@@ -23,6 +24,51 @@ type table struct {
 	ptr map[string][]string
 	// members is the number of containers on the network, named or not.
 	members int
+	// others are the tables of the other networks of the network's
+	// containers, by network name; askers maps an address of a container
+	// on the network to its other networks, in the order of its record, so
+	// that it resolves its peers on each of them too, as with docker's DNS.
+	others map[string]*table
+	askers map[netip.Addr][]string
+}
+
+// entry is what one record contributes, per network it is on, in the order
+// of its networks.
+type entry struct {
+	nets  map[string]member
+	order []string
+}
+
+// entryOf returns r's entry.
+func entryOf(r *hosts.Record) entry {
+	e := entry{nets: map[string]member{}}
+	for _, n := range r.Networks {
+		if _, seen := e.nets[n.Name]; seen {
+			continue
+		}
+		if m, ok := memberOf(r, n.Name); ok {
+			e.nets[n.Name] = m
+			e.order = append(e.order, n.Name)
+		}
+	}
+	return e
+}
+
+// neighbours lists the other networks of the containers on network, sorted.
+func neighbours(entries map[string]entry, network string) []string {
+	var out []string
+	for _, e := range entries {
+		if _, on := e.nets[network]; !on {
+			continue
+		}
+		for _, n := range e.order {
+			if n != network && !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // member is one container on the network, as the table needs it.
@@ -82,6 +128,73 @@ func memberOf(r *hosts.Record, network string) (member, bool) {
 		add(n + strings.ToLower(mdns.Fqdn(network)))
 	}
 	return m, true
+}
+
+// buildTables makes the table of network from entries, with the tables of
+// its containers' other networks and the addresses that ask in them.
+func buildTables(entries map[string]entry, network string) *table {
+	on := func(n string) map[string]member {
+		members := map[string]member{}
+		for k, e := range entries {
+			if m, ok := e.nets[n]; ok {
+				members[k] = m
+			}
+		}
+		return members
+	}
+	t := buildTable(on(network))
+	for _, n := range neighbours(entries, network) {
+		if t.others == nil {
+			t.others, t.askers = map[string]*table{}, map[netip.Addr][]string{}
+		}
+		t.others[n] = buildTable(on(n))
+	}
+	for _, e := range entries {
+		m, ok := e.nets[network]
+		if !ok || len(e.order) < 2 {
+			continue
+		}
+		other := slices.DeleteFunc(slices.Clone(e.order), func(n string) bool { return n == network })
+		for _, ip := range m.ips {
+			t.askers[ip] = other
+		}
+	}
+	return t
+}
+
+// forAsker yields the tables a query from src is answered from, in turn:
+// the network's own, then those of src's other networks.
+func (t *table) forAsker(src netip.Addr) iter.Seq[*table] {
+	return func(yield func(*table) bool) {
+		if !yield(t) {
+			return
+		}
+		for _, n := range t.askers[src] {
+			if !yield(t.others[n]) {
+				return
+			}
+		}
+	}
+}
+
+// lookup returns the addresses of name for a query from src (forAsker).
+func (t *table) lookup(name string, src netip.Addr) ([]netip.Addr, bool) {
+	for x := range t.forAsker(src) {
+		if addrs, ok := x.names[name]; ok {
+			return addrs, true
+		}
+	}
+	return nil, false
+}
+
+// reverse returns the names of a reverse name for a query from src.
+func (t *table) reverse(name string, src netip.Addr) ([]string, bool) {
+	for x := range t.forAsker(src) {
+		if names, ok := x.ptr[name]; ok {
+			return names, true
+		}
+	}
+	return nil, false
 }
 
 // buildTable makes the table of members, visited in the order of keys.

@@ -313,3 +313,33 @@ func TestDNSPortTaken(t *testing.T) {
 		t.Errorf("hosts mode dns, port taken: the error does not say why:\n%s", errOut)
 	}
 }
+
+// TestDNSOtherNetworks: a container on two networks resolves, through the
+// responder its resolv.conf names first, the peers of both, as with
+// docker's DNS; a container on the first network alone does not resolve
+// the second's. Both networks resolve by DNS only, so that /etc/hosts
+// cannot answer instead.
+func TestDNSOtherNetworks(t *testing.T) {
+	e := newEnv(t, "")
+	e.dnsUpstream()
+	e.network("dnsfront", "--subnet", "10.213.87.0/24", "--hosts-mode", "dns")
+	e.network("dnsback", "--subnet", "10.213.88.0/24", "--hosts-mode", "dns")
+	e.run("back-srv", append([]string{"--network", "dnsback"}, e.httpd()...)...)
+	defer e.mustOcictl("rm", "-f", "back-srv")
+	run := func(name string, networks ...string) (string, error) {
+		args := []string{"run", "--rm", "--name", name, "--rootfs", e.rootfs}
+		for _, n := range networks {
+			args = append(args, "--network", n)
+		}
+		out, errOut, err := e.ocictl(append(args, "--", "/bin/nslookup", "back-srv")...)
+		return out + errOut, err
+	}
+	out, err := run("q-two", "dnsfront", "dnsback")
+	if err != nil || !strings.Contains(out, e.ip("back-srv")) {
+		t.Errorf("nslookup back-srv from a container on dnsfront and dnsback (%v):\n%s", err, out)
+	}
+	out, err = run("q-front", "dnsfront")
+	if err == nil || strings.Contains(out, e.ip("back-srv")) {
+		t.Errorf("nslookup back-srv from a container on dnsfront alone answered (%v):\n%s", err, out)
+	}
+}
