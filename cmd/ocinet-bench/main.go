@@ -160,6 +160,10 @@ func run(n int, jsonPath, only, conc, peers, pluginDir, cpuProfile string) error
 			Host:    host(),
 		},
 	}
+	// Last of all: what host-local leaves of the run's networks once their
+	// last lease is gone (its lock and last-reserved files).
+	leaseDirs := leakcheck.LeaseDirs(leakcheck.Config{})
+	b.clean.add("lease directories of the run's networks", func() error { return leakcheck.RemoveNewLeaseDirs(leaseDirs, leakcheck.Config{}) })
 	b.clean.add("work directory "+work, func() error { return os.RemoveAll(work) })
 	b.clean.add("namespace directory", b.removeNetNSDir)
 	// The whole run is held to the leak oracle, as a test suite is: what
