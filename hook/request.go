@@ -29,6 +29,7 @@ const maxRequestSize = 64 << 10
 // ever gain optional fields.
 type wireRequest struct {
 	Version    int               `json:"version"`
+	Mode       string            `json:"mode,omitempty"`
 	Networks   []string          `json:"networks,omitempty"`
 	Ports      []portmap.Mapping `json:"ports,omitempty"`
 	Name       string            `json:"name,omitempty"`
@@ -54,7 +55,7 @@ func EncodeRequest(r sandbox.Request) (string, error) {
 	if err := r.Validate(); err != nil {
 		return "", fmt.Errorf("request: %w", err)
 	}
-	w := wireRequest{Version: RequestVersion, Networks: r.Networks, Ports: r.Ports, Name: r.Name, Hostname: r.Hostname, Aliases: r.Aliases}
+	w := wireRequest{Version: RequestVersion, Mode: string(r.Mode), Networks: r.Networks, Ports: r.Ports, Name: r.Name, Hostname: r.Hostname, Aliases: r.Aliases}
 	for _, e := range r.ExtraHosts {
 		w.ExtraHosts = append(w.ExtraHosts, e.String())
 	}
@@ -113,7 +114,7 @@ func decodeRequest(s string) (sandbox.Request, error) {
 	if len(w.ExtraHosts) > 256 || len(w.DNSServers) > 16 || len(w.Static) > 16 {
 		return r, fmt.Errorf("too many entries: %w", ErrInvalid)
 	}
-	r = sandbox.Request{Networks: w.Networks, Ports: w.Ports, Name: w.Name, Hostname: w.Hostname, Aliases: w.Aliases}
+	r = sandbox.Request{Mode: sandbox.Mode(w.Mode), Networks: w.Networks, Ports: w.Ports, Name: w.Name, Hostname: w.Hostname, Aliases: w.Aliases}
 	for _, e := range w.ExtraHosts {
 		h, err := hosts.ParseExtraHost(e)
 		if err != nil {

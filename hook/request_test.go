@@ -42,6 +42,31 @@ func TestDecodeRequest(t *testing.T) {
 	}
 }
 
+// TestDecodeModes: the network modes none and host travel in the
+// annotation and back.
+func TestDecodeModes(t *testing.T) {
+	for _, mode := range []sandbox.Mode{sandbox.ModeNone, sandbox.ModeHost} {
+		in := `{"version":1,"mode":"` + string(mode) + `","name":"web","extraHosts":["db:10.0.0.5"]}`
+		r, err := DecodeRequest(in)
+		if err != nil {
+			t.Fatalf("DecodeRequest(%s): %v", in, err)
+		}
+		if r.Mode != mode || r.Name != "web" || len(r.ExtraHosts) != 1 {
+			t.Errorf("decoded %+v", r)
+		}
+		enc, err := EncodeRequest(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if enc != in {
+			t.Errorf("encoded %s, want %s", enc, in)
+		}
+	}
+	if enc, err := EncodeRequest(sandbox.Request{Name: "web"}); err != nil || strings.Contains(enc, "mode") {
+		t.Errorf("a request on networks is encoded as %s (%v): mode must be left out", enc, err)
+	}
+}
+
 // TestDecodeRecordedAnnotation decodes an annotation exactly as a spec
 // written by the first release carries it: specs in the field still attach
 // after an upgrade.
@@ -81,6 +106,12 @@ func TestDecodeRequestRefuses(t *testing.T) {
 		{"static bad mac", `{"version":1,"static":[{"network":"bridge","mac":"02:42"}]}`, "02:42"},
 		{"static three ips", `{"version":1,"static":[{"network":"bridge","ips":["10.0.0.2","10.0.0.3","::2"]}]}`, "one per family"},
 		{"static bad network", `{"version":1,"static":[{"network":"../x"}]}`, "../x"},
+		{"unknown mode", `{"version":1,"mode":"container:web"}`, `network mode "container:web"`},
+		{"mode none with networks", `{"version":1,"mode":"none","networks":["bridge"]}`, "network mode none with networks (bridge)"},
+		{"mode host with ports", `{"version":1,"mode":"host","ports":["8080:80/tcp"]}`, "network mode host with published ports"},
+		{"mode host with aliases", `{"version":1,"mode":"host","aliases":["db"]}`, "network mode host with network aliases"},
+		{"mode none with static", `{"version":1,"mode":"none","static":[{"network":"bridge","ips":["10.4.0.9"]}]}`, "network mode none with static"},
+		{"mode none with host-gateway", `{"version":1,"mode":"none","extraHosts":["gw:host-gateway"]}`, "network mode none with an extra host at host-gateway"},
 		{"too large", `{"version":1,"name":"` + strings.Repeat("a", maxRequestSize) + `"}`, "larger than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

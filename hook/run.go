@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -96,7 +97,7 @@ func run(ctx context.Context, event string, stdin io.Reader, cfg Config) error {
 	defer cancel()
 
 	if event == EventCreateRuntime {
-		if err := checkCreated(st); err != nil {
+		if err := checkCreated(st, req.Mode); err != nil {
 			return err
 		}
 	}
@@ -140,8 +141,9 @@ func openLog(cfg Config, id string) (*os.File, error) {
 
 // checkCreated refuses, before anything is written, a state that is not a
 // container being created: a wrong status, no pid, or a pid whose network
-// namespace is missing or is the host's own.
-func checkCreated(st State) error {
+// namespace is missing or is the host's own, or, in network mode host, is
+// not the host's.
+func checkCreated(st State, mode sandbox.Mode) error {
 	if st.Status != "creating" && st.Status != "created" {
 		return fmt.Errorf("state: status %q: createRuntime runs for a container being created: %w", st.Status, ErrInvalid)
 	}
@@ -153,7 +155,16 @@ func checkCreated(st State) error {
 		// host's init, never a container's.
 		return fmt.Errorf("state: pid 1 is the host's init, not a container being created: %w", ErrInvalid)
 	}
-	if err := netns.Check("/proc/" + strconv.Itoa(st.Pid) + "/ns/net"); err != nil {
+	err := netns.Check("/proc/" + strconv.Itoa(st.Pid) + "/ns/net")
+	if mode == sandbox.ModeHost {
+		switch {
+		case errors.Is(err, netns.ErrHostNamespace):
+			return nil
+		case err == nil:
+			return fmt.Errorf("state: pid %d: network mode host, but the container has a network namespace of its own (its spec must leave it out): %w", st.Pid, ErrInvalid)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("state: pid %d: %w: %w", st.Pid, err, ErrInvalid)
 	}
 	return nil

@@ -129,6 +129,8 @@ func TestHostileInputsRefused(t *testing.T) {
 		{"oversized request", hook.EventCreateRuntime, state("web", "creating", pid, `{"version":1,"name":"`+strings.Repeat("a", 70000)+`"}`), "larger than"},
 		{"network path", hook.EventCreateRuntime, state("web", "creating", pid, `{"version":1,"networks":["../../../etc/passwd"]}`), `network name "../../../etc/passwd"`},
 		{"host namespace", hook.EventCreateRuntime, state("web", "creating", os.Getpid(), ok), netns.ErrHostNamespace},
+		{"host mode, namespace of its own", hook.EventCreateRuntime, state("web", "creating", pid, `{"version":1,"mode":"host"}`), "network mode host, but the container has a network namespace of its own"},
+		{"none mode, host namespace", hook.EventCreateRuntime, state("web", "creating", os.Getpid(), `{"version":1,"mode":"none"}`), netns.ErrHostNamespace},
 		{"pid 1", hook.EventCreateRuntime, state("web", "creating", 1, ok), "pid 1 is the host's init"},
 		{"no pid", hook.EventCreateRuntime, state("web", "creating", 0, ok), "needs the container's pid"},
 		{"missing pid", hook.EventCreateRuntime, state("web", "creating", 1<<22+7, ok), netns.ErrNotFound},

@@ -16,7 +16,10 @@ import (
 
 // Default paths of ResolvOptions.
 const (
-	DefaultHostResolvConf     = "/etc/resolv.conf"
+	DefaultHostResolvConf = "/etc/resolv.conf"
+	// DefaultHostHosts is the host's hosts file, which a container on the
+	// host's network starts from (Store.Seed).
+	DefaultHostHosts          = "/etc/hosts"
 	DefaultUpstreamResolvConf = "/run/systemd/resolve/resolv.conf"
 )
 
@@ -63,6 +66,10 @@ type ResolvOptions struct {
 	// First are servers named before all others, whatever DNS says: the
 	// DNS responders of the container's networks.
 	First []netip.Addr
+	// HostNetwork says the container is on the host's network: the host's
+	// servers are kept as they are, loopback and IPv6 ones included, and
+	// the upstream file is not read. DNS still replaces what it names.
+	HostNetwork bool
 }
 
 // resolvConf is what this package reads from a resolv.conf and writes into
@@ -214,7 +221,8 @@ func validateWord(s string) error {
 // all loopback; it keeps the source's search domains, options and every
 // other directive (sortlist, keywords it does not know), which follow the
 // rest in the source's order; it drops loopback servers, and IPv6 servers
-// when o.IPv6 is false; it falls back on DefaultNameservers (and
+// when o.IPv6 is false (with o.HostNetwork it drops neither and reads no
+// upstream file); it falls back on DefaultNameservers (and
 // DefaultNameserversIPv6 with IPv6) when no server is left; then each
 // non-empty field of o.DNS replaces its category. Bad overrides, and a host
 // or upstream file larger than 64 KiB, give ErrInvalid.
@@ -234,7 +242,7 @@ func BuildResolvConf(o ResolvOptions) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build resolv.conf: %w", err)
 	}
-	if allLoopback(src.servers) {
+	if allLoopback(src.servers) && !o.HostNetwork {
 		up, ok, err := readResolvConf(upstreamPath)
 		if err != nil {
 			return nil, fmt.Errorf("build resolv.conf: %w", err)
@@ -245,7 +253,7 @@ func BuildResolvConf(o ResolvOptions) ([]byte, error) {
 	}
 	var servers []netip.Addr
 	for _, ip := range src.servers {
-		if ip.Unmap().IsLoopback() || (ip.Is6() && !o.IPv6) {
+		if !o.HostNetwork && (ip.Unmap().IsLoopback() || (ip.Is6() && !o.IPv6)) {
 			continue
 		}
 		servers = append(servers, ip)

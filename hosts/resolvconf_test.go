@@ -20,6 +20,7 @@ func TestBuildResolvConf(t *testing.T) {
 		host     string // "" means the file is missing
 		upstream string // "" means the file is missing
 		ipv6     bool
+		onHost   bool // ResolvOptions.HostNetwork
 		dns      DNS
 		want     string
 	}{
@@ -107,6 +108,25 @@ func TestBuildResolvConf(t *testing.T) {
 			want: head + "nameserver 192.0.2.1\nsearch b.example c.example\noptions ndots:2\n",
 		},
 		{
+			name:     "host network: loopback and IPv6 servers kept, upstream not read",
+			host:     "nameserver 127.0.0.53\nnameserver 2001:db8::53\nsearch lan\noptions edns0\n",
+			upstream: upstream,
+			onHost:   true,
+			want:     head + "nameserver 127.0.0.53\nnameserver 2001:db8::53\nsearch lan\noptions edns0\n",
+		},
+		{
+			name:   "host network: overrides still replace",
+			host:   stub,
+			onHost: true,
+			dns:    DNS{Servers: ips("192.0.2.53")},
+			want:   head + "nameserver 192.0.2.53\nsearch lan\noptions edns0 trust-ad\n",
+		},
+		{
+			name:   "host network, no servers: defaults",
+			onHost: true,
+			want:   head + "nameserver 8.8.8.8\nnameserver 8.8.4.4\n",
+		},
+		{
 			name: "search \".\" clears the search list",
 			host: "nameserver 192.0.2.1\nsearch a.example\n",
 			dns:  DNS{Search: []string{"."}},
@@ -120,6 +140,7 @@ func TestBuildResolvConf(t *testing.T) {
 				HostPath:     filepath.Join(dir, "host"),
 				UpstreamPath: filepath.Join(dir, "upstream"),
 				IPv6:         tt.ipv6,
+				HostNetwork:  tt.onHost,
 				DNS:          tt.dns,
 			}
 			for path, content := range map[string]string{o.HostPath: tt.host, o.UpstreamPath: tt.upstream} {

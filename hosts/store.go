@@ -123,6 +123,50 @@ func (s *Store) Prepare(id string) error {
 	return nil
 }
 
+// Seed makes the lines of content outside any managed block the user part
+// of container id's hosts file (what every rewrite keeps after the managed
+// block), replacing the user part there and keeping the managed block of
+// the container's record, if it has one. It is how a container on the
+// host's network starts from the host's hosts file. content is at most
+// 1 MiB (ErrInvalid otherwise).
+func (s *Store) Seed(id string, content []byte) error {
+	if err := validateID(id); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	if len(content) > maxReadSize {
+		return fmt.Errorf("seed %q: %d bytes, more than %d: %w", id, len(content), maxReadSize, ErrInvalid)
+	}
+	unlock, err := s.lock(fsutil.Exclusive)
+	if err != nil {
+		return fmt.Errorf("seed %q: %w", id, err)
+	}
+	defer unlock()
+	v := newView(s)
+	var managed []byte
+	r, err := v.record(id)
+	if err != nil && !isDamaged(err) {
+		return fmt.Errorf("seed %q: %w", id, err)
+	}
+	if r != nil {
+		if managed, err = renderManaged(r, v); err != nil {
+			return fmt.Errorf("seed %q: %w", id, err)
+		}
+	}
+	f, err := openInPlace(s.HostsPath(id))
+	if err != nil {
+		return fmt.Errorf("seed %q: %w", id, err)
+	}
+	defer f.Close()
+	_, size, err := readLimited(f)
+	if err != nil {
+		return fmt.Errorf("seed %q: %w", id, err)
+	}
+	if err := writeInPlace(f, composeHosts(managed, userLines(content)), size); err != nil {
+		return fmt.Errorf("seed %q: %w", id, err)
+	}
+	return nil
+}
+
 // Join stores r, replacing the container's previous record if any, writes
 // r's hosts file and rewrites the hosts files of exactly the containers that
 // share a network with r, before or after this call. The record is

@@ -144,6 +144,54 @@ func TestUserLineSurvives(t *testing.T) {
 	}
 }
 
+// TestSeed: Seed makes a host's hosts file the user part of a container's,
+// before its record (the file then holds only those lines) and after it
+// (the managed block stays first); rewrites keep it; a managed block
+// inside the content is dropped; seeding again replaces the old lines;
+// oversized content changes nothing.
+func TestSeed(t *testing.T) {
+	s := openStore(t)
+	const host = "127.0.0.1\tlocalhost\n127.0.1.1\tbuildhost.example buildhost\n# a comment\n"
+	if err := s.Prepare("c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Seed("c1", []byte(host)); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, s.HostsPath("c1")); got != host {
+		t.Errorf("seeded before the record:\n%s\nwant:\n%s", got, host)
+	}
+	r := Record{ID: "c1", Hostname: "buildhost", ExtraHosts: []ExtraHost{{Name: "db.example", IP: netip.MustParseAddr("10.1.2.3")}}}
+	if err := s.Join(r); err != nil {
+		t.Fatal(err)
+	}
+	got := readFile(t, s.HostsPath("c1"))
+	if want := mustRender(t, s, "c1") + host; got != want {
+		t.Errorf("after Join:\n%s\nwant:\n%s", got, want)
+	}
+	if !hasLine(got, "10.1.2.3\tdb.example") {
+		t.Errorf("the extra host is missing:\n%s", got)
+	}
+	const again = "192.0.2.9\tother\n"
+	block := mustRender(t, s, "c1")
+	if err := s.Seed("c1", []byte(block+again)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := readFile(t, s.HostsPath("c1")), block+again; got != want {
+		t.Errorf("seeded again with a managed block inside:\n%s\nwant:\n%s", got, want)
+	}
+	before := readFile(t, s.HostsPath("c1"))
+	if err := s.Seed("c1", make([]byte, 1<<20+1)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("oversized content: err = %v, want ErrInvalid", err)
+	}
+	if err := s.Seed("../c1", nil); !errors.Is(err, ErrInvalid) {
+		t.Errorf("bad ID: err = %v, want ErrInvalid", err)
+	}
+	if got := readFile(t, s.HostsPath("c1")); got != before {
+		t.Errorf("a refused Seed changed the file:\n%s", got)
+	}
+}
+
 func TestTornFileRepaired(t *testing.T) {
 	const user = "192.0.2.50 mine\n"
 	tests := []struct {

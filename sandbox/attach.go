@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/dns"
 	"github.com/ocinet/ocinet/hosts"
+	"github.com/ocinet/ocinet/internal/host"
 	"github.com/ocinet/ocinet/internal/ident"
 	"github.com/ocinet/ocinet/netns"
 )
@@ -23,6 +27,12 @@ import (
 // /proc/<pid>/ns/net while the task is still in the created state, or the
 // OCI hook's pin ([AttachPinned]). If any step fails, the earlier ones are
 // undone.
+//
+// In [ModeNone] only the namespace's loopback is set up; in [ModeHost]
+// netnsPath must be "" (the container is on the host's network). In both,
+// nothing is attached: the Attachment returned has no interfaces, and the
+// Manager records none; the hosts record and files are written as in every
+// mode, and [Detach] removes the record.
 func Attach(ctx context.Context, cfg Config, containerID, netnsPath string, r Request) (*ocinet.Attachment, error) {
 	if err := ident.ContainerID(containerID); err != nil {
 		return nil, fmt.Errorf("attach: %w", err)
@@ -61,6 +71,11 @@ func detach(ctx context.Context, cfg Config, containerID string, opts ...ocinet.
 // an earlier run of the same container (no poststop after a restart) is
 // detached and replaced. If attaching fails, the pin is removed. It is what
 // the OCI hook does at createRuntime.
+//
+// In [ModeNone] and [ModeHost] nothing needs a pin and none is made (a
+// stale one is removed); in ModeHost, the process must be on the host's
+// network, which a spec made with the request's mode (spec.WithNetworkMode)
+// gives.
 func AttachPinned(ctx context.Context, cfg Config, containerID string, pid int, r Request) (*ocinet.Attachment, error) {
 	if err := ident.ContainerID(containerID); err != nil {
 		return nil, fmt.Errorf("attach: %w", err)
@@ -76,6 +91,9 @@ func AttachPinned(ctx context.Context, cfg Config, containerID string, pid int, 
 		return nil, err
 	}
 	pin := w.cfg.PinPath(containerID)
+	if r.Mode != ModeNetworks {
+		return w.attachPinnedLocal(ctx, containerID, pid, pin, r)
+	}
 	path, err := netns.Pin(w.cfg.NetNSDir, filepath.Base(pin), pid)
 	if errors.Is(err, netns.ErrExists) {
 		w.log.Info("replacing a stale pin", "path", pin)
@@ -142,6 +160,9 @@ func newWorker(cfg Config) (*worker, error) {
 }
 
 func (w *worker) attach(ctx context.Context, containerID, netnsPath string, r Request) (att *ocinet.Attachment, err error) {
+	if r.Mode != ModeNetworks {
+		return w.attachLocal(ctx, containerID, netnsPath, r)
+	}
 	id := w.cfg.AttachmentID(containerID)
 	// The responders the networks need start while the container is
 	// attached (a responder binds its gateway address before the bridge
@@ -198,20 +219,13 @@ func (w *worker) attach(ctx context.Context, containerID, netnsPath string, r Re
 	if err := dns.Mark(w.mgr, &rec); err != nil {
 		return nil, err
 	}
-	// Files that were there before (the hook's bind mounts, made by
-	// spec.WithEtcFiles) stay on failure; files this call made go.
-	_, statErr := os.Stat(w.store.HostsPath(containerID))
-	made := errors.Is(statErr, os.ErrNotExist)
-	if err := w.store.Prepare(containerID); err != nil {
+	undoFiles, err := w.prepareFiles(containerID)
+	if err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			if made {
-				_ = w.store.Remove(containerID)
-			} else {
-				_ = w.store.Leave(containerID)
-			}
+			undoFiles()
 			_ = dns.Release(w.cfg.StateDir)
 		}
 	}()
@@ -231,6 +245,132 @@ func (w *worker) attach(ctx context.Context, containerID, netnsPath string, r Re
 	}
 	w.log.Info("attached", "netns", netnsPath, "interfaces", ifaceSummary(att.Interfaces), "ports", len(att.Ports))
 	return att, nil
+}
+
+// attachPinnedLocal is AttachPinned in the modes without a network of the
+// container's own: no pin (a stale one, of an earlier run on networks, is
+// detached and removed), the process's namespace checked against the mode.
+func (w *worker) attachPinnedLocal(ctx context.Context, containerID string, pid int, pin string, r Request) (*ocinet.Attachment, error) {
+	if !netns.Closed(pin) {
+		if err := w.detach(ctx, containerID); err != nil {
+			return nil, err
+		}
+		if err := netns.Remove(pin); err != nil {
+			return nil, err
+		}
+	}
+	path := "/proc/" + strconv.Itoa(pid) + "/ns/net"
+	if r.Mode == ModeHost {
+		err := netns.Check(path)
+		switch {
+		case err == nil:
+			return nil, fmt.Errorf("attach %s: network mode host, but process %d has a network namespace of its own: the container's spec must leave the network namespace out (spec.WithNetworkMode): %w", containerID, pid, ErrInvalid)
+		case !errors.Is(err, netns.ErrHostNamespace):
+			return nil, fmt.Errorf("attach %s: %w", containerID, err)
+		}
+		path = ""
+	}
+	return w.attachLocal(ctx, containerID, path, r)
+}
+
+// attachLocal is attach in the modes without a network of the container's
+// own: the loopback of the namespace at netnsPath set up (ModeNone; in
+// ModeHost netnsPath is ""), then the hosts record and files, the hosts
+// file starting from the host's in ModeHost.
+func (w *worker) attachLocal(ctx context.Context, containerID, netnsPath string, r Request) (att *ocinet.Attachment, err error) {
+	id := w.cfg.AttachmentID(containerID)
+	switch r.Mode {
+	case ModeNone:
+		if err := host.LoopbackUp(netnsPath); err != nil {
+			return nil, fmt.Errorf("attach %s: network mode none: %w", containerID, err)
+		}
+	case ModeHost:
+		if netnsPath != "" {
+			return nil, fmt.Errorf("attach %s: network mode host: namespace %s given, but the container is on the host's network: %w", containerID, netnsPath, ErrInvalid)
+		}
+	}
+	// An earlier attachment of the same container on networks goes: its
+	// addresses would otherwise stay in its peers' files.
+	if err := w.mgr.Detach(ctx, id); err != nil {
+		return nil, err
+	}
+	var seed []byte
+	if r.Mode == ModeHost {
+		if seed, err = readHostFile(hosts.DefaultHostHosts); err != nil {
+			return nil, fmt.Errorf("attach %s: %w", containerID, err)
+		}
+	}
+	undoFiles, err := w.prepareFiles(containerID)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			undoFiles()
+		}
+	}()
+	if err := w.store.Seed(containerID, seed); err != nil {
+		return nil, err
+	}
+	if err := w.store.Join(hosts.Record{ID: containerID, Name: r.Name, Hostname: r.Hostname, ExtraHosts: r.ExtraHosts}); err != nil {
+		return nil, err
+	}
+	onHost := r.Mode == ModeHost
+	if err := w.store.WriteResolvConf(containerID, hosts.ResolvOptions{HostNetwork: onHost, IPv6: onHost, DNS: r.DNS}); err != nil {
+		return nil, err
+	}
+	name := r.Name
+	if name == "" {
+		name = containerID
+	}
+	w.log.Info("attached", "mode", string(r.Mode), "netns", netnsPath)
+	return &ocinet.Attachment{
+		ID: id, Name: name, Hostname: r.Hostname, NetNS: netnsPath, Complete: true, Created: time.Now(),
+		Labels: map[string]string{LabelNamespace: w.cfg.Namespace, LabelContainer: containerID},
+	}, nil
+}
+
+// prepareFiles makes the container's hosts and resolv.conf files and
+// returns what undoes it on a failure later: files that were there before
+// (the hook's bind mounts, made by spec.WithEtcFiles) stay, and only the
+// record leaves; files this call made go.
+func (w *worker) prepareFiles(containerID string) (undo func(), err error) {
+	_, statErr := os.Stat(w.store.HostsPath(containerID))
+	made := errors.Is(statErr, os.ErrNotExist)
+	if err := w.store.Prepare(containerID); err != nil {
+		return nil, err
+	}
+	return func() {
+		if made {
+			_ = w.store.Remove(containerID)
+		} else {
+			_ = w.store.Leave(containerID)
+		}
+	}, nil
+}
+
+// maxHostFile bounds what is read of a host's file for a container.
+const maxHostFile = 1 << 20
+
+// readHostFile reads the host's file at path, at most maxHostFile bytes of
+// it; a missing file reads as empty.
+func readHostFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxHostFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(b) > maxHostFile {
+		return nil, fmt.Errorf("%s: larger than %d bytes: %w", path, maxHostFile, ErrInvalid)
+	}
+	return b, nil
 }
 
 func (w *worker) detach(ctx context.Context, containerID string, opts ...ocinet.DetachOption) error {

@@ -17,6 +17,13 @@
 // Package hook carries a Request in an OCI annotation (its versioned JSON
 // codec) and calls Attach and Detach from runc's hooks.
 //
+// [Request.Mode] chooses how the container is networked: through networks
+// of its own (the zero value), [ModeNone] (loopback only) or [ModeHost]
+// (the host's network), as docker's and nerdctl's --network none and host.
+// In the last two nothing is attached and nothing is pinned: the Manager
+// has no record of the container, only the hosts store has (a record on no
+// network, which Detach and GC remove).
+//
 // Requirements: Linux and root, as for the Manager.
 //
 // Threads: nothing here switches a thread's namespace.

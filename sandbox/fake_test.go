@@ -14,6 +14,7 @@ import (
 	"github.com/ocinet/ocinet/hook"
 	"github.com/ocinet/ocinet/hosts"
 	"github.com/ocinet/ocinet/ocinettest"
+	"github.com/ocinet/ocinet/portmap"
 	"github.com/ocinet/ocinet/sandbox"
 )
 
@@ -108,6 +109,10 @@ func TestRequestRefusedOverFake(t *testing.T) {
 		{"static address not an address", "web", sandbox.Request{Static: []sandbox.Static{{Network: "bridge", IPs: []netip.Addr{{}}}}}},
 		{"static for another network", "web", sandbox.Request{Static: []sandbox.Static{{Network: "other", IPs: []netip.Addr{netip.MustParseAddr("10.4.0.9")}}}}},
 		{"static outside the subnet", "web", sandbox.Request{Static: []sandbox.Static{{Network: "bridge", IPs: []netip.Addr{netip.MustParseAddr("192.0.2.9")}}}}},
+		{"unknown mode", "web", sandbox.Request{Mode: "bridge"}},
+		{"mode none with ports", "web", sandbox.Request{Mode: sandbox.ModeNone, Ports: []portmap.Mapping{{ContainerPorts: portmap.PortRange{Start: 80, End: 80}, Protocol: "tcp"}}}},
+		{"mode host with networks", "web", sandbox.Request{Mode: sandbox.ModeHost, Networks: []string{"bridge"}}},
+		{"mode host with a namespace", "web", sandbox.Request{Mode: sandbox.ModeHost}},
 		{"multicast MAC", "web", sandbox.Request{Static: []sandbox.Static{{Network: "bridge", MAC: mustMAC("01:00:5e:00:00:01")}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -118,6 +123,43 @@ func TestRequestRefusedOverFake(t *testing.T) {
 	}
 	if calls := e.CNI.Calls(); len(calls) != 0 {
 		t.Errorf("%d plugin calls for refused requests", len(calls))
+	}
+	e.CheckClean(t)
+}
+
+// TestHostModeOverFake: a container on the host's network gets a hosts
+// record on no network and no attachment; GC removes the record once its
+// container is gone, and keeps a live one's.
+func TestHostModeOverFake(t *testing.T) {
+	e := ocinettest.NewEnv(t)
+	ctx := context.Background()
+	for _, id := range []string{"live", "dead"} {
+		att, err := sandbox.Attach(ctx, e.Sandbox, id, "", sandbox.Request{Mode: sandbox.ModeHost, Name: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(att.Interfaces) != 0 || att.ID != e.Sandbox.AttachmentID(id) {
+			t.Errorf("attachment in host mode: %+v", att)
+		}
+		if _, err := e.Manager.Get(e.Sandbox.AttachmentID(id)); !errors.Is(err, ocinet.ErrNotFound) {
+			t.Errorf("the Manager records %s: %v", id, err)
+		}
+	}
+	if calls := e.CNI.Calls(); len(calls) != 0 {
+		t.Errorf("%d plugin calls in host mode", len(calls))
+	}
+	if _, err := sandbox.GC(ctx, e.Sandbox, func(id string) bool { return id == "live" }); err != nil {
+		t.Fatal(err)
+	}
+	store, _ := e.Sandbox.HostsStore()
+	if _, err := store.Get("dead"); !errors.Is(err, hosts.ErrNotFound) {
+		t.Errorf("the gone container's hosts record: %v, want ErrNotFound", err)
+	}
+	if _, err := store.Get("live"); err != nil {
+		t.Errorf("the live container's hosts record: %v", err)
+	}
+	if err := sandbox.Detach(ctx, e.Sandbox, "live"); err != nil {
+		t.Fatal(err)
 	}
 	e.CheckClean(t)
 }

@@ -21,7 +21,10 @@ const (
 // attachments a crash left half done, tears down those whose container
 // live says is gone (a nil live keeps them all), and releases what the hook
 // owns for each: the hosts record and the pinned namespace. Attachments of
-// other namespaces, and ones made by other callers, count as live.
+// other namespaces, and ones made by other callers, count as live. The
+// hosts records of containers on no network of their own (ModeNone,
+// ModeHost), which have no attachment, go too when live says their
+// container is gone.
 func GC(ctx context.Context, cfg Config, live func(containerID string) bool) (*ocinet.GCReport, error) {
 	w, err := newWorker(cfg)
 	if err != nil {
@@ -52,5 +55,24 @@ func GC(ctx context.Context, cfg Config, live func(containerID string) bool) (*o
 		return errors.Join(w.store.Leave(c), netns.Remove(w.cfg.PinPath(c)))
 	}
 	rep, err := w.mgr.GC(ctx, liveID, ocinet.GCOptions{OnRelease: release})
+	if err == nil && live != nil {
+		err = w.releaseLocal(live)
+	}
 	return rep, errors.Join(err, dns.StopUnused(w.cfg.StateDir))
+}
+
+// releaseLocal removes the hosts records on no network (those of
+// containers in ModeNone and ModeHost) whose container is not live.
+func (w *worker) releaseLocal(live func(containerID string) bool) error {
+	recs, err := w.store.List()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range recs {
+		if len(r.Networks) == 0 && !live(r.ID) {
+			errs = append(errs, w.store.Leave(r.ID))
+		}
+	}
+	return errors.Join(errs...)
 }

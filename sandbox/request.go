@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/ocinet/ocinet"
 	"github.com/ocinet/ocinet/hosts"
@@ -12,8 +13,44 @@ import (
 	"github.com/ocinet/ocinet/portmap"
 )
 
+// Mode says how a container is networked: through networks of its own
+// (the zero value), loopback only, or the host's network.
+type Mode string
+
+// The modes, as docker's and nerdctl's --network names them.
+const (
+	// ModeNetworks (the zero value): the container has a network namespace
+	// of its own, attached to [Request.Networks].
+	ModeNetworks Mode = ""
+	// ModeNone: a network namespace of its own with only its loopback
+	// interface, up (--network none). Nothing is attached; /etc/hosts has
+	// the local entries and the extra hosts, resolv.conf the host's
+	// servers that are not loopback ones.
+	ModeNone Mode = "none"
+	// ModeHost: the host's own network namespace (--network host): the
+	// spec asks for no network namespace (spec.WithNetworkMode), nothing
+	// is attached, /etc/hosts starts from the host's and resolv.conf is the
+	// host's, loopback servers included.
+	ModeHost Mode = "host"
+)
+
+// ParseMode returns the mode --network names: "none" or "host"; ok is false
+// for any other value, which names a network.
+func ParseMode(network string) (m Mode, ok bool) {
+	switch Mode(network) {
+	case ModeNone, ModeHost:
+		return Mode(network), true
+	}
+	return ModeNetworks, false
+}
+
 // Request is what a container asks of the network. Every field is optional.
 type Request struct {
+	// Mode is the container's network mode (default: networks of its own).
+	// With ModeNone and ModeHost, the fields that need a network of the
+	// container's own (Networks, Ports, Aliases, Static, host-gateway in
+	// ExtraHosts) must be empty.
+	Mode Mode
 	// Networks to attach, in order: the first becomes eth0 (default: the
 	// default network).
 	Networks []string
@@ -61,6 +98,9 @@ func (r Request) Validate() error {
 		len(r.DNS.Servers) > maxDNSServers || len(r.DNS.Search) > maxDNSSearch || len(r.DNS.Options) > maxDNSOptions ||
 		len(r.Static) > maxNetworks {
 		return fmt.Errorf("request: too many entries: %w", ErrInvalid)
+	}
+	if err := r.checkMode(); err != nil {
+		return err
 	}
 	for _, n := range r.Networks {
 		if err := ident.NetworkName(n); err != nil {
@@ -113,6 +153,41 @@ func (r Request) Validate() error {
 		if st.MAC != nil && (len(st.MAC) != 6 || st.MAC[0]&1 != 0 || bytes.Equal(st.MAC, make([]byte, 6))) {
 			return fmt.Errorf("MAC address %s on %q: want a unicast Ethernet address like 02:42:ac:11:00:02: %w", st.MAC, st.Network, ErrInvalid)
 		}
+	}
+	return nil
+}
+
+// checkMode refuses an unknown mode, and, in modes without a network of the
+// container's own, what only such a network could give: nothing would
+// publish the ports or answer the aliases, and host-gateway would stand for
+// no address.
+func (r Request) checkMode() error {
+	switch r.Mode {
+	case ModeNetworks:
+		return nil
+	case ModeNone, ModeHost:
+	default:
+		return fmt.Errorf("network mode %q: want %q, %q or none at all (networks of the container's own): %w", string(r.Mode), ModeNone, ModeHost, ErrInvalid)
+	}
+	var conflict string
+	switch {
+	case len(r.Networks) > 0:
+		conflict = fmt.Sprintf("networks (%s)", strings.Join(r.Networks, ", "))
+	case len(r.Ports) > 0:
+		conflict = "published ports"
+	case len(r.Aliases) > 0:
+		conflict = "network aliases"
+	case len(r.Static) > 0:
+		conflict = "static addresses or MAC"
+	default:
+		for _, e := range r.ExtraHosts {
+			if e.Gateway {
+				conflict = "an extra host at " + hosts.HostGateway
+			}
+		}
+	}
+	if conflict != "" {
+		return fmt.Errorf("network mode %s with %s: the container has no network of its own for them: %w", r.Mode, conflict, ErrInvalid)
 	}
 	return nil
 }

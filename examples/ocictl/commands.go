@@ -58,7 +58,7 @@ func cmdRun(ctx context.Context, g *globals, args []string) error {
 	mac := fs.String("mac-address", "", "MAC address on the first network")
 	var publish, networks, addHosts, dns, dnsSearch, dnsOpts, aliases listFlag
 	fs.Var(&publish, "p", "publish a port: [IP:][HOSTPORT:]CONTAINERPORT[/PROTO] (repeatable)")
-	fs.Var(&networks, "network", "network to attach (repeatable; default: bridge)")
+	fs.Var(&networks, "network", "network to attach (repeatable; default: bridge), or alone: none (loopback only) or host (the host's network)")
 	fs.Var(&addHosts, "add-host", "extra /etc/hosts entry NAME:IP, NAME=IP or NAME:host-gateway, listed before the containers' own names and winning over them (repeatable)")
 	fs.Var(&dns, "dns", "DNS server (repeatable)")
 	fs.Var(&dnsSearch, "dns-search", "DNS search domain (repeatable)")
@@ -76,8 +76,24 @@ func cmdRun(ctx context.Context, g *globals, args []string) error {
 		return fmt.Errorf("--name: %w", err)
 	}
 	req := sandbox.Request{Networks: networks, Name: *name, Hostname: *hostname, Aliases: aliases}
+	for _, n := range networks {
+		if m, ok := sandbox.ParseMode(n); ok {
+			if len(networks) > 1 {
+				return fmt.Errorf("--network %s: cannot be combined with other networks: %w", n, ocinet.ErrInvalid)
+			}
+			req.Mode, req.Networks = m, nil
+		}
+	}
 	if req.Hostname == "" {
 		req.Hostname = *name
+		if req.Mode == sandbox.ModeHost {
+			// As docker and nerdctl: the host's own name.
+			h, err := os.Hostname()
+			if err != nil {
+				return err
+			}
+			req.Hostname = h
+		}
 	}
 	for _, e := range addHosts {
 		h, err := hosts.ParseExtraHost(e)
@@ -189,7 +205,9 @@ func runContainer(ctx context.Context, client *containerd.Client, g *globals, o 
 		if err != nil {
 			return err
 		}
-		undo = append(undo, func(context.Context) { _ = netns.Remove(path) })
+		if path != "" {
+			undo = append(undo, func(context.Context) { _ = netns.Remove(path) })
+		}
 		if _, err := sandbox.Attach(ctx, cfg, o.name, path, o.req); err != nil {
 			return err
 		}
@@ -203,6 +221,7 @@ func runContainer(ctx context.Context, client *containerd.Client, g *globals, o 
 		oci.WithHostname(o.req.Hostname),
 		spec.WithEtcFiles(cfg),
 	}
+	onHost := o.req.Mode == sandbox.ModeHost
 	switch o.mode {
 	case modeHook:
 		hooks := spec.WithHooks(o.exe, append(g.args(), "internal", "oci-hook")...)
@@ -211,6 +230,13 @@ func runContainer(ctx context.Context, client *containerd.Client, g *globals, o 
 		}
 		specOpts = append(specOpts, hooks, spec.WithRequest(o.req))
 	case modePrecreate:
+		if onHost {
+			// No namespace to make: the container is on the host's.
+			if err := attachNS("", nil); err != nil {
+				return err
+			}
+			break
+		}
 		path, err := netns.Create(cfg.NetNSDir, filepath.Base(cfg.PinPath(o.name)))
 		if err := attachNS(path, err); err != nil {
 			return err
@@ -221,6 +247,9 @@ func runContainer(ctx context.Context, client *containerd.Client, g *globals, o 
 		return fmt.Errorf("--netns-mode %q: want hook, precreate or task", o.mode)
 	}
 
+	if onHost {
+		specOpts = append(specOpts, spec.WithNetworkMode(sandbox.ModeHost))
+	}
 	container, err := client.NewContainer(ctx, o.name,
 		containerd.WithRuntime("io.containerd.runc.v2", nil),
 		containerd.WithContainerLabels(map[string]string{labelName: o.name, labelMode: o.mode}),
@@ -248,8 +277,12 @@ func runContainer(ctx context.Context, client *containerd.Client, g *globals, o 
 	undo = append(undo, func(uctx context.Context) { _, _ = task.Delete(uctx, containerd.WithProcessKill) })
 	if o.mode == modeTask {
 		// The task is created, not started: its process sits in its new
-		// namespace; pin that namespace and attach it now.
-		if err := attachNS(netns.Pin(cfg.NetNSDir, filepath.Base(cfg.PinPath(o.name)), int(task.Pid()))); err != nil {
+		// namespace (or the host's); pin that namespace and attach it now.
+		path, err := "", error(nil)
+		if !onHost {
+			path, err = netns.Pin(cfg.NetNSDir, filepath.Base(cfg.PinPath(o.name)), int(task.Pid()))
+		}
+		if err := attachNS(path, err); err != nil {
 			return err
 		}
 	}

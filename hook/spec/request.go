@@ -8,6 +8,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ocinet/ocinet/hook"
 	"github.com/ocinet/ocinet/hosts"
@@ -22,6 +23,31 @@ import (
 // WithNetworks sets the networks to attach, in order (eth0 first).
 func WithNetworks(names ...string) oci.SpecOpts {
 	return editRequest(func(r *sandbox.Request) { r.Networks = append([]string(nil), names...) })
+}
+
+// WithNetworkMode sets the request's network mode and makes the spec agree
+// with it: sandbox.ModeHost leaves the network namespace out of the spec
+// (the container is on the host's network); the other modes give the
+// container a network namespace of its own, as containerd's default spec
+// does, unless the spec already names one to join.
+func WithNetworkMode(mode sandbox.Mode) oci.SpecOpts {
+	edit := editRequest(func(r *sandbox.Request) { r.Mode = mode })
+	return func(ctx context.Context, client oci.Client, c *containers.Container, s *oci.Spec) error {
+		if err := edit(ctx, client, c, s); err != nil {
+			return err
+		}
+		if mode == sandbox.ModeHost {
+			return oci.WithHostNamespace(specs.NetworkNamespace)(ctx, client, c, s)
+		}
+		if s.Linux != nil {
+			for _, ns := range s.Linux.Namespaces {
+				if ns.Type == specs.NetworkNamespace {
+					return nil
+				}
+			}
+		}
+		return oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace})(ctx, client, c, s)
+	}
 }
 
 // WithPorts sets the ports to publish.

@@ -146,3 +146,49 @@ func reversed(in []oci.SpecOpts) []oci.SpecOpts {
 	}
 	return out
 }
+
+// netNS returns the spec's network namespace entries.
+func netNS(s *oci.Spec) []specs.LinuxNamespace {
+	var out []specs.LinuxNamespace
+	if s.Linux != nil {
+		for _, ns := range s.Linux.Namespaces {
+			if ns.Type == specs.NetworkNamespace {
+				out = append(out, ns)
+			}
+		}
+	}
+	return out
+}
+
+// TestWithNetworkMode: host mode takes the network namespace out of the
+// spec and keeps the other namespaces; none gives the container one of its
+// own, keeps one it joins; the mode travels in the request; a mode with a
+// conflicting request is refused.
+func TestWithNetworkMode(t *testing.T) {
+	s := &oci.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}}}}
+	apply(t, s, WithName("web"), WithNetworkMode(sandbox.ModeHost))
+	if ns := netNS(s); len(ns) != 0 || len(s.Linux.Namespaces) != 1 {
+		t.Errorf("host mode: namespaces %+v", s.Linux.Namespaces)
+	}
+	if r, err := RequestOf(s); err != nil || r.Mode != sandbox.ModeHost || r.Name != "web" {
+		t.Errorf("host mode: request %+v, %v", r, err)
+	}
+	apply(t, s, WithNetworkMode(sandbox.ModeNone))
+	if ns := netNS(s); len(ns) != 1 || ns[0].Path != "" {
+		t.Errorf("none mode after host: network namespaces %+v", ns)
+	}
+	joined := &oci.Spec{}
+	apply(t, joined, WithNetNSPath("/var/run/netns/web"), WithNetworkMode(sandbox.ModeNone))
+	if ns := netNS(joined); len(ns) != 1 || ns[0].Path != "/var/run/netns/web" {
+		t.Errorf("none mode over a joined namespace: %+v", ns)
+	}
+	withPorts := &oci.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}}}
+	p, _ := portmap.Parse("8080:80")
+	apply(t, withPorts, WithPorts(p))
+	if err := WithNetworkMode(sandbox.ModeHost)(context.Background(), nil, &containers.Container{ID: "web"}, withPorts); err == nil {
+		t.Error("host mode with published ports accepted")
+	}
+	if ns := netNS(withPorts); len(ns) != 1 {
+		t.Errorf("a refused mode changed the namespaces: %+v", ns)
+	}
+}

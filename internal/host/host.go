@@ -302,3 +302,25 @@ func (real) RemoveLeaseDir(dir string) error {
 	}
 	return nil
 }
+
+// LoopbackUp sets the loopback interface up inside the namespace at path,
+// which must be a network namespace other than the host's. It is all a
+// container with no network of its own gets (--network none).
+func LoopbackUp(path string) error {
+	if err := netns.Check(path); err != nil {
+		return err
+	}
+	h, err := handleAt(path)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("loopback in %s: %w", path, err)
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("set loopback up in %s: %w", path, err)
+	}
+	return nil
+}

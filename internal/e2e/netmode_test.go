@@ -1,0 +1,144 @@
+package e2e
+
+import (
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/ocinet/ocinet/hosts"
+)
+
+// netnsModes are ocictl's three moments of attaching a container.
+var netnsModes = []string{"hook", "precreate", "task"}
+
+// interfaces returns the interface names /proc/net/dev lists at the start
+// of out, up to a line "--".
+func interfaces(out string) []string {
+	var names []string
+	dev, _, _ := strings.Cut(out, "\n--")
+	for _, line := range strings.Split(dev, "\n") {
+		if name, _, ok := strings.Cut(line, ":"); ok && !strings.Contains(name, "|") {
+			names = append(names, strings.TrimSpace(name))
+		}
+	}
+	return names
+}
+
+// TestNetworkModeNone: --network none gives a container its loopback, up,
+// and nothing else, in each netns mode (precreate's namespace, made by
+// ocinet, starts with lo down); /etc/hosts and resolv.conf are written;
+// nothing is attached, and nothing is left after rm.
+func TestNetworkModeNone(t *testing.T) {
+	e := newEnv(t, "")
+	for _, mode := range netnsModes {
+		t.Run(mode, func(t *testing.T) {
+			name := "none-" + mode
+			out := e.mustOcictl("run", "--rm", "--name", name, "--network", "none", "--netns-mode", mode,
+				"--add-host", "db.example:10.1.2.3", "--dns", "192.0.2.53", "--rootfs", e.rootfs, "--",
+				"/bin/sh", "-c", "cat /proc/net/dev; echo --; cat /etc/hosts /etc/resolv.conf; /bin/httpd -p 127.0.0.1:80 -h /www && timeout 5 /bin/wget -qO- http://127.0.0.1/")
+			if got := interfaces(out); len(got) != 1 || got[0] != "lo" {
+				t.Errorf("interfaces inside: %v, want only lo:\n%s", got, out)
+			}
+			for _, want := range []string{page, "127.0.0.1\tlocalhost\n", "10.1.2.3\tdb.example\n", "nameserver 192.0.2.53\n"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("missing %q inside the container:\n%s", want, out)
+				}
+			}
+			if _, errOut, err := e.ocictl("inspect", name); err == nil || !strings.Contains(errOut, "no network attachment") {
+				t.Errorf("inspect of a container on no network: %v: %s", err, errOut)
+			}
+		})
+	}
+}
+
+// TestNetworkModeHost: --network host puts a container on the host's
+// network in each netns mode: a server it starts on 127.0.0.1 answers the
+// host, it sees the host's interfaces, its host name is the host's, its
+// /etc/hosts holds the host's entries under its own and its resolv.conf is
+// the host's; after rm, the port is free again.
+func TestNetworkModeHost(t *testing.T) {
+	e := newEnv(t, "")
+	hostName, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostHosts, err := os.ReadFile(hosts.DefaultHostHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolv, err := hosts.BuildResolvConf(hosts.ResolvOptions{HostNetwork: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range netnsModes {
+		t.Run(mode, func(t *testing.T) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+			l.Close()
+			name := "host-" + mode
+			e.run(name, "--network", "host", "--netns-mode", mode, "--rootfs", e.rootfs, "--", "/bin/httpd", "-f", "-p", "127.0.0.1:"+port, "-h", "/www")
+			if got := get(t, "http://127.0.0.1:"+port+"/"); got != page {
+				t.Errorf("the container's server on the host's 127.0.0.1:%s: got %q", port, got)
+			}
+			out := e.mustOcictl("run", "--rm", "--name", name+"-look", "--network", "host", "--netns-mode", mode, "--rootfs", e.rootfs, "--",
+				"/bin/sh", "-c", "cat /proc/net/dev; echo --; echo hostname=$(hostname); cat /etc/hosts; echo '-- resolv'; cat /etc/resolv.conf")
+			inside := interfaces(out)
+			for _, i := range ifs {
+				if !strings.Contains(" "+strings.Join(inside, " ")+" ", " "+i.Name+" ") {
+					t.Errorf("the host's interface %s is not inside: %v", i.Name, inside)
+				}
+			}
+			if !strings.Contains(out, "hostname="+hostName+"\n") {
+				t.Errorf("host name inside is not %q:\n%s", hostName, out)
+			}
+			for _, line := range strings.Split(string(hostHosts), "\n") {
+				if strings.Trim(line, "# \t") != "" && !strings.Contains(out, line+"\n") {
+					t.Errorf("the host's hosts line %q is not inside:\n%s", line, out)
+				}
+			}
+			if _, got, _ := strings.Cut(out, "-- resolv\n"); got != string(resolv) {
+				t.Errorf("resolv.conf inside:\n%s\nwant the host's:\n%s", got, resolv)
+			}
+			e.mustOcictl("rm", "-f", name)
+			l, err = net.Listen("tcp", "127.0.0.1:"+port)
+			if err != nil {
+				t.Fatalf("port %s after rm: %v", port, err)
+			}
+			l.Close()
+		})
+	}
+}
+
+// TestNetworkModeRefused: a mode combined with what needs a network of the
+// container's own is refused with a message that says so, before anything
+// is made.
+func TestNetworkModeRefused(t *testing.T) {
+	e := newEnv(t, "")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--network", "none", "-p", "8080:80"}, "network mode none with published ports"},
+		{[]string{"--network", "host", "--network-alias", "db"}, "network mode host with network aliases"},
+		{[]string{"--network", "host", "--ip", "10.4.0.9"}, "network mode host with static addresses or MAC"},
+		{[]string{"--network", "none", "--add-host", "gw:host-gateway"}, "network mode none with an extra host at host-gateway"},
+		{[]string{"--network", "bridge", "--network", "host"}, "--network host: cannot be combined with other networks"},
+	} {
+		args := append(append([]string{"run", "--rm", "--name", "refused"}, tc.args...), "--rootfs", e.rootfs, "--", "/bin/true")
+		if _, errOut, err := e.ocictl(args...); err == nil || !strings.Contains(errOut, tc.want) {
+			t.Errorf("ocictl %s: %v, stderr %q; want it refused for %q", strings.Join(tc.args, " "), err, errOut, tc.want)
+		}
+	}
+	if ps := e.mustOcictl("ps"); strings.Contains(ps, "refused") {
+		t.Errorf("a refused run left a container:\n%s", ps)
+	}
+}
