@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -21,6 +22,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/ocinet/ocinet"
+	"github.com/ocinet/ocinet/hook"
 	"github.com/ocinet/ocinet/hook/spec"
 	"github.com/ocinet/ocinet/hosts"
 	"github.com/ocinet/ocinet/netns"
@@ -74,6 +76,32 @@ func cmdRun(ctx context.Context, g *globals, args []string) error {
 	// Everything is validated before anything is created.
 	if err := hosts.ValidateName(*name); err != nil {
 		return fmt.Errorf("--name: %w", err)
+	}
+	// --network container:NAME shares NAME's network and files: nothing
+	// of the container's own network can be asked for.
+	var join string
+	for _, n := range networks {
+		t, ok := strings.CutPrefix(n, "container:")
+		if !ok {
+			continue
+		}
+		if err := hook.ValidateContainerID(t); err != nil {
+			return fmt.Errorf("--network %s: %w", n, err)
+		}
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{
+			{"another --network", len(networks) > 1}, {"-p", len(publish) > 0}, {"--hostname", *hostname != ""},
+			{"--add-host", len(addHosts) > 0}, {"--dns", len(dns) > 0}, {"--dns-search", len(dnsSearch) > 0},
+			{"--dns-option", len(dnsOpts) > 0}, {"--network-alias", len(aliases) > 0},
+			{"--ip", *ip != ""}, {"--ip6", *ip6 != ""}, {"--mac-address", *mac != ""},
+		} {
+			if f.set {
+				return fmt.Errorf("--network %s: %s cannot be combined with it: the container shares the network, host name and files of %s: %w", n, f.name, t, ocinet.ErrInvalid)
+			}
+		}
+		join, networks = t, nil
 	}
 	req := sandbox.Request{Networks: networks, Name: *name, Hostname: *hostname, Aliases: aliases}
 	for _, n := range networks {
@@ -164,7 +192,7 @@ func cmdRun(ctx context.Context, g *globals, args []string) error {
 	defer client.Close()
 	return runContainer(ctx, client, g, runOptions{
 		name: *name, rootfs: root, args: cmdArgs, req: req, mode: *mode,
-		detach: *detach, remove: *autoRemove, exe: exe,
+		detach: *detach, remove: *autoRemove, exe: exe, join: join,
 	})
 }
 
@@ -175,14 +203,21 @@ const (
 	modeTask      = "task"      // the created task's namespace is attached before start
 )
 
+// modeContainer is the label of a container that shares another's network
+// (--network container:NAME): nothing is attached for it.
+const modeContainer = "container"
+
 // labelMode records a container's network mode, for rm.
 const labelMode = "ocinet/netns-mode"
 
 type runOptions struct {
 	name, rootfs, mode, exe string
-	args                    []string
-	req                     sandbox.Request
-	detach, remove          bool
+	// join is the container whose network this one shares (--network
+	// container:NAME); "" for a network of its own.
+	join           string
+	args           []string
+	req            sandbox.Request
+	detach, remove bool
 }
 
 func runContainer(ctx context.Context, client *containerd.Client, g *globals, o runOptions) (err error) {
@@ -222,7 +257,19 @@ func runContainer(ctx context.Context, client *containerd.Client, g *globals, o 
 		spec.WithEtcFiles(cfg),
 	}
 	onHost := o.req.Mode == sandbox.ModeHost
-	switch o.mode {
+	mode := o.mode
+	if o.join != "" {
+		opts, err := joinOpts(ctx, client, cfg, o)
+		if err != nil {
+			return err
+		}
+		specOpts, mode = opts, modeContainer
+	}
+	switch mode {
+	case modeContainer:
+		if o.join == "" {
+			return fmt.Errorf("--netns-mode %q: want hook, precreate or task", o.mode)
+		}
 	case modeHook:
 		hooks := spec.WithHooks(o.exe, append(g.args(), "internal", "oci-hook")...)
 		if g.hookBinary != "" {
@@ -252,7 +299,7 @@ func runContainer(ctx context.Context, client *containerd.Client, g *globals, o 
 	}
 	container, err := client.NewContainer(ctx, o.name,
 		containerd.WithRuntime("io.containerd.runc.v2", nil),
-		containerd.WithContainerLabels(map[string]string{labelName: o.name, labelMode: o.mode}),
+		containerd.WithContainerLabels(map[string]string{labelName: o.name, labelMode: mode}),
 		containerd.WithNewSpec(specOpts...),
 	)
 	if err != nil {
@@ -275,7 +322,7 @@ func runContainer(ctx context.Context, client *containerd.Client, g *globals, o 
 		return fmt.Errorf("start container %s: %s", o.name, hookMessage(err))
 	}
 	undo = append(undo, func(uctx context.Context) { _, _ = task.Delete(uctx, containerd.WithProcessKill) })
-	if o.mode == modeTask {
+	if mode == modeTask {
 		// The task is created, not started: its process sits in its new
 		// namespace (or the host's); pin that namespace and attach it now.
 		path, err := "", error(nil)
@@ -310,6 +357,37 @@ func runContainer(ctx context.Context, client *containerd.Client, g *globals, o 
 		return fmt.Errorf("container %s exited with status %d", o.name, code)
 	}
 	return nil
+}
+
+// joinOpts returns the spec options of a container that shares the network
+// of o.join, which must be running: its namespace (through its task's
+// process), its host name and its hosts and resolv.conf files.
+func joinOpts(ctx context.Context, client *containerd.Client, cfg hook.Config, o runOptions) ([]oci.SpecOpts, error) {
+	target, err := client.LoadContainer(ctx, o.join)
+	if err != nil {
+		return nil, fmt.Errorf("--network container:%s: %w", o.join, err)
+	}
+	task, err := target.Task(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--network container:%s: the container is not running: %w", o.join, err)
+	}
+	st, err := task.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if st.Status != containerd.Running {
+		return nil, fmt.Errorf("--network container:%s: the container is %s, not running", o.join, st.Status)
+	}
+	ts, err := target.Spec(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return []oci.SpecOpts{
+		oci.WithRootFSPath(o.rootfs),
+		oci.WithProcessArgs(o.args...),
+		oci.WithHostname(ts.Hostname),
+		spec.WithNetworkOf(cfg, o.join, "/proc/"+strconv.Itoa(int(task.Pid()))+"/ns/net"),
+	}, nil
 }
 
 // hookMessage shortens the nested error containerd returns when a hook

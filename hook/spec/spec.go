@@ -3,6 +3,7 @@ package spec
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/containerd/containerd/v2/core/containers"
@@ -101,18 +102,24 @@ func WithEtcFiles(cfg hook.Config) oci.SpecOpts {
 			return err
 		}
 		files := map[string]string{"/etc/hosts": store.HostsPath(c.ID), "/etc/resolv.conf": store.ResolvConfPath(c.ID)}
-		var mounts []specs.Mount
-		for _, m := range s.Mounts {
-			if _, ours := files[filepath.Clean(m.Destination)]; !ours {
-				mounts = append(mounts, m)
-			}
-		}
-		for _, dst := range []string{"/etc/hosts", "/etc/resolv.conf"} {
-			mounts = append(mounts, specs.Mount{Destination: dst, Type: "bind", Source: files[dst], Options: []string{"bind", "rprivate", "rw"}})
-		}
-		s.Mounts = mounts
+		s.Mounts = withEtcMounts(s.Mounts, files)
 		return nil
 	}
+}
+
+// withEtcMounts returns mounts with the bind mounts of files (destination
+// to source) in place of any other mount at their destinations.
+func withEtcMounts(mounts []specs.Mount, files map[string]string) []specs.Mount {
+	var out []specs.Mount
+	for _, m := range mounts {
+		if _, ours := files[filepath.Clean(m.Destination)]; !ours {
+			out = append(out, m)
+		}
+	}
+	for _, dst := range []string{"/etc/hosts", "/etc/resolv.conf"} {
+		out = append(out, specs.Mount{Destination: dst, Type: "bind", Source: files[dst], Options: []string{"bind", "rprivate", "rw"}})
+	}
+	return out
 }
 
 // WithNetNSPath makes the container join the network namespace at path
@@ -123,5 +130,44 @@ func WithNetNSPath(path string) oci.SpecOpts {
 			return fmt.Errorf("network namespace path %q: not absolute: %w", path, hook.ErrInvalid)
 		}
 		return oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: path})(ctx, client, c, s)
+	}
+}
+
+// WithNetworkOf makes the container share the network of container target
+// (docker's and nerdctl's --network container:NAME): it joins the network
+// namespace at netnsPath (the target's /proc/<pid>/ns/net while its task
+// runs, or its pin, cfg.PinPath(target)) and bind-mounts the target's
+// /etc/hosts and /etc/resolv.conf, so it resolves what the target resolves
+// and follows the target's peers as they come and go. Nothing is attached
+// for the container itself, so its spec carries no request: a spec that
+// has one is refused, and WithRequest, WithHooks and WithEtcFiles must not
+// be applied after. The target must have its files (it was attached, in
+// any mode); cfg.Namespace must be the namespace in ctx.
+func WithNetworkOf(cfg hook.Config, target, netnsPath string) oci.SpecOpts {
+	return func(ctx context.Context, client oci.Client, c *containers.Container, s *oci.Spec) error {
+		if ns, ok := namespaces.Namespace(ctx); ok && ns != cfg.Namespace {
+			return fmt.Errorf("network of %s: config namespace %q differs from the context's %q: %w", target, cfg.Namespace, ns, hook.ErrInvalid)
+		}
+		if err := hook.ValidateContainerID(target); err != nil {
+			return fmt.Errorf("network of a container: %w", err)
+		}
+		if _, ok := s.Annotations[hook.Annotation]; ok {
+			return fmt.Errorf("network of %s: the spec carries a network request of its own (%s): %w", target, hook.Annotation, hook.ErrInvalid)
+		}
+		store, err := cfg.HostsStore()
+		if err != nil {
+			return err
+		}
+		files := map[string]string{"/etc/hosts": store.HostsPath(target), "/etc/resolv.conf": store.ResolvConfPath(target)}
+		for _, p := range files {
+			if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
+				return fmt.Errorf("network of %s: %s: the container has no hosts files of ocinet's (was it attached?): %w", target, p, hook.ErrNotFound)
+			}
+		}
+		if err := WithNetNSPath(netnsPath)(ctx, client, c, s); err != nil {
+			return err
+		}
+		s.Mounts = withEtcMounts(s.Mounts, files)
+		return nil
 	}
 }

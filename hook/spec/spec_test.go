@@ -2,6 +2,7 @@ package spec
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"testing"
 
@@ -190,5 +191,50 @@ func TestWithNetworkMode(t *testing.T) {
 	}
 	if ns := netNS(withPorts); len(ns) != 1 {
 		t.Errorf("a refused mode changed the namespaces: %+v", ns)
+	}
+}
+
+// TestWithNetworkOf: the joiner gets the target's namespace and its very
+// hosts and resolv.conf files; a target without files, a bad target ID and
+// a spec with a request of its own are refused without a change.
+func TestWithNetworkOf(t *testing.T) {
+	cfg := hook.Config{StateDir: t.TempDir(), Namespace: "test"}
+	store, err := cfg.HostsStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &oci.Spec{Mounts: []specs.Mount{{Destination: "/etc/resolv.conf", Source: "/elsewhere"}}}
+	ctx := namespaces.WithNamespace(context.Background(), "test")
+	if err := WithNetworkOf(cfg, "target", "/proc/42/ns/net")(ctx, nil, &containers.Container{ID: "side"}, s); !errors.Is(err, hook.ErrNotFound) {
+		t.Errorf("target without files: err = %v, want ErrNotFound", err)
+	}
+	if err := store.Prepare("target"); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, s, WithNetworkOf(cfg, "target", "/proc/42/ns/net"))
+	if ns := netNS(s); len(ns) != 1 || ns[0].Path != "/proc/42/ns/net" {
+		t.Errorf("network namespaces: %+v", ns)
+	}
+	want := map[string]string{"/etc/hosts": store.HostsPath("target"), "/etc/resolv.conf": store.ResolvConfPath("target")}
+	got := map[string]string{}
+	for _, m := range s.Mounts {
+		got[m.Destination] = m.Source
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("mounts (-want +got):\n%s", diff)
+	}
+	for _, tc := range []struct {
+		name, target string
+		spec         *oci.Spec
+	}{
+		{"bad target", "../x", &oci.Spec{}},
+		{"request of its own", "target", &oci.Spec{Annotations: map[string]string{hook.Annotation: `{"version":1}`}}},
+	} {
+		if err := WithNetworkOf(cfg, tc.target, "/proc/42/ns/net")(ctx, nil, &containers.Container{ID: "side"}, tc.spec); !errors.Is(err, hook.ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrInvalid", tc.name, err)
+		}
+		if tc.spec.Linux != nil || len(tc.spec.Mounts) != 0 {
+			t.Errorf("%s: the spec changed: %+v", tc.name, tc.spec)
+		}
 	}
 }

@@ -142,3 +142,53 @@ func TestNetworkModeRefused(t *testing.T) {
 		t.Errorf("a refused run left a container:\n%s", ps)
 	}
 }
+
+// TestNetworkContainer: --network container:NAME shares NAME's network in
+// each netns mode of NAME: the joiner reaches NAME's server on 127.0.0.1,
+// has NAME's interfaces, host name and /etc/hosts, and nothing is attached
+// for it. A joiner of a container that does not run, or with
+// options of a network of its own, is refused.
+func TestNetworkContainer(t *testing.T) {
+	e := newEnv(t, "")
+	for _, mode := range netnsModes {
+		t.Run(mode, func(t *testing.T) {
+			web := "web-" + mode
+			e.run(web, append([]string{"--netns-mode", mode, "--hostname", "web.example"}, e.httpd()...)...)
+			ip := e.attachment(web).Interfaces[0].IPs[0].Addr().String()
+			join := "side-" + mode
+			out := e.mustOcictl("run", "--rm", "--name", join, "--network", "container:"+web, "--rootfs", e.rootfs, "--",
+				"/bin/sh", "-c", "cat /proc/net/dev; echo --; echo hostname=$(hostname); timeout 5 /bin/wget -qO- http://127.0.0.1/; ip -o -4 addr show eth0; echo '-- hosts'; cat /etc/hosts")
+			if got := interfaces(out); len(got) != 2 || !strings.Contains(strings.Join(got, " "), "eth0") {
+				t.Errorf("interfaces inside the joiner: %v, want lo and eth0:\n%s", got, out)
+			}
+			for _, want := range []string{"hostname=web.example\n", page, " " + ip + "/"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("missing %q inside the joiner:\n%s", want, out)
+				}
+			}
+			if _, got, _ := strings.Cut(out, "-- hosts\n"); got != e.hostsFile(web) {
+				t.Errorf("the joiner's /etc/hosts:\n%s\nwant %s's:\n%s", got, web, e.hostsFile(web))
+			}
+			if _, errOut, err := e.ocictl("inspect", join); err == nil || !strings.Contains(errOut, "no network attachment") {
+				t.Errorf("inspect of the joiner: %v: %s", err, errOut)
+			}
+			e.mustOcictl("rm", "-f", web)
+		})
+	}
+	e.run("stopped", "--rootfs", e.rootfs, "--", "/bin/true")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--network", "container:missing"}, "--network container:missing"},
+		{[]string{"--network", "container:stopped"}, "not running"},
+		{[]string{"--network", "container:stopped", "-p", "8080:80"}, "-p cannot be combined with it"},
+		{[]string{"--network", "container:stopped", "--dns", "192.0.2.53"}, "--dns cannot be combined with it"},
+		{[]string{"--network", "container:../x"}, `container id "../x"`},
+	} {
+		args := append(append([]string{"run", "--rm", "--name", "refused"}, tc.args...), "--rootfs", e.rootfs, "--", "/bin/true")
+		if _, errOut, err := e.ocictl(args...); err == nil || !strings.Contains(errOut, tc.want) {
+			t.Errorf("ocictl %s: %v, stderr %q; want it refused for %q", strings.Join(tc.args, " "), err, errOut, tc.want)
+		}
+	}
+}
