@@ -207,6 +207,10 @@ const (
 // (--network container:NAME): nothing is attached for it.
 const modeContainer = "container"
 
+// labelNetwork records the --network mode of a container on no network of
+// its own (none, host, container:NAME), for inspect.
+const labelNetwork = "ocinet/network-mode"
+
 // labelMode records a container's network mode, for rm.
 const labelMode = "ocinet/netns-mode"
 
@@ -299,7 +303,7 @@ func runContainer(ctx context.Context, client *containerd.Client, g *globals, o 
 	}
 	container, err := client.NewContainer(ctx, o.name,
 		containerd.WithRuntime("io.containerd.runc.v2", nil),
-		containerd.WithContainerLabels(map[string]string{labelName: o.name, labelMode: mode}),
+		containerd.WithContainerLabels(o.labels(mode)),
 		containerd.WithNewSpec(specOpts...),
 	)
 	if err != nil {
@@ -357,6 +361,18 @@ func runContainer(ctx context.Context, client *containerd.Client, g *globals, o 
 		return fmt.Errorf("container %s exited with status %d", o.name, code)
 	}
 	return nil
+}
+
+// labels returns the container's labels; mode is its netns mode.
+func (o runOptions) labels(mode string) map[string]string {
+	l := map[string]string{labelName: o.name, labelMode: mode}
+	switch {
+	case o.join != "":
+		l[labelNetwork] = "container:" + o.join
+	case o.req.Mode != sandbox.ModeNetworks:
+		l[labelNetwork] = string(o.req.Mode)
+	}
+	return l
 }
 
 // joinOpts returns the spec options of a container that shares the network

@@ -7,18 +7,23 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/ocinet/ocinet"
 )
 
 // inspectView is what `ocictl inspect NAME` prints: the container's
 // network as the journal records it.
 type inspectView struct {
-	Name       string             `json:"name"`
-	ID         string             `json:"attachmentID"`
-	NetNS      string             `json:"netns"`
-	Complete   bool               `json:"complete"`
-	Interfaces []inspectInterface `json:"interfaces"`
-	Ports      []string           `json:"ports"`
+	Name string `json:"name"`
+	// NetworkMode is none, host or container:NAME for a container on no
+	// network of its own, which has no attachment; empty otherwise.
+	NetworkMode string             `json:"networkMode,omitempty"`
+	ID          string             `json:"attachmentID"`
+	NetNS       string             `json:"netns"`
+	Complete    bool               `json:"complete"`
+	Interfaces  []inspectInterface `json:"interfaces"`
+	Ports       []string           `json:"ports"`
 }
 
 type inspectInterface struct {
@@ -35,7 +40,7 @@ type inspectInterface struct {
 	DatapathReason string `json:"datapathReason,omitempty"`
 }
 
-func cmdInspect(_ context.Context, g *globals, args []string) error {
+func cmdInspect(ctx context.Context, g *globals, args []string) error {
 	if len(args) == 0 {
 		return errors.New("usage: ocictl inspect NAME...")
 	}
@@ -47,7 +52,15 @@ func cmdInspect(_ context.Context, g *globals, args []string) error {
 	for _, name := range args {
 		a, err := mgr.Get(g.hookConfig.AttachmentID(name))
 		if errors.Is(err, ocinet.ErrNotFound) {
-			return fmt.Errorf("container %s has no network attachment", name)
+			mode, merr := networkMode(ctx, g, name)
+			if merr != nil {
+				return merr
+			}
+			if mode == "" {
+				return fmt.Errorf("container %s has no network attachment", name)
+			}
+			out = append(out, inspectView{Name: name, NetworkMode: mode, Interfaces: []inspectInterface{}, Ports: []string{}})
+			continue
 		}
 		if err != nil {
 			return err
@@ -71,4 +84,27 @@ func cmdInspect(_ context.Context, g *globals, args []string) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
+}
+
+// networkMode returns the --network mode that container name was made
+// with when it is on no network of its own, "" otherwise (or when
+// containerd does not know it).
+func networkMode(ctx context.Context, g *globals, name string) (string, error) {
+	client, ctx, err := connect(ctx, g)
+	if err != nil {
+		return "", err
+	}
+	defer client.Close()
+	c, err := client.LoadContainer(ctx, name)
+	if errdefs.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	labels, err := c.Labels(ctx)
+	if err != nil {
+		return "", err
+	}
+	return labels[labelNetwork], nil
 }
