@@ -26,6 +26,17 @@
 // networks are read through the store's per-network index, never by
 // reading the whole store. The protocol is github.com/miekg/dns's.
 //
+// The containers nerdctl attached to a network of the same name are
+// answered for too, by name, host name, short ID and name.network, with
+// PTR: the responder reads (never writes) nerdctl's hosts store
+// ([Config.Nerdctl], <root>/<address hash>/etchosts/<namespace>/<ID>/
+// meta.json, every containerd address's), takes only their addresses that
+// lie in the network's subnets (a network of the same name under another
+// CNI configuration directory gives none), and reads the store again
+// whenever inotify shows a change in it. A nerdctl root that appears
+// after the responder started is read by the next responder. nerdctl's
+// containers do not count as the network's members for the linger.
+//
 // # Processes
 //
 // There is no daemon. [Attach], called when a container has joined its

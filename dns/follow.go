@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -24,9 +25,15 @@ import (
 // overflowed event queue reads a network's members again, through the
 // store's per-network index. The neighbours are the other networks of the
 // network's containers: their members are followed too (see table.others).
+// nerdctl's hosts store, when there is one, is followed too (nerdctl.go):
+// any change in it reads it again whole.
 type follower struct {
 	root    string // StateDir/hosts
 	network string
+	// nerdctl is nerdctl's data root ("" for none); subnets are the
+	// network's, which its containers' addresses must lie in.
+	nerdctl string
+	subnets []netip.Prefix
 	log     *slog.Logger
 	publish func(*table)
 
@@ -49,15 +56,18 @@ const (
 	watchRoot = iota
 	watchStore
 	watchRecords
+	watchNerdctl // a directory of nerdctl's hosts store
 )
 
-func newFollower(stateDir, network string, log *slog.Logger, publish func(*table)) (*follower, error) {
+func newFollower(c Config, log *slog.Logger, publish func(*table)) (*follower, error) {
+	stateDir, network := c.StateDir, c.Network
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("follow the hosts stores: inotify: %w", err)
 	}
 	fl := &follower{
 		root: filepath.Join(stateDir, "hosts"), network: network, log: log, publish: publish,
+		nerdctl: c.Nerdctl, subnets: c.Subnets,
 		f: os.NewFile(uintptr(fd), "inotify"), watches: map[int32]watch{},
 		stores: map[string]*hosts.Store{}, entries: map[string]entry{}, read: map[string]bool{network: true},
 	}
@@ -78,8 +88,11 @@ func newFollower(stateDir, network string, log *slog.Logger, publish func(*table
 
 func (fl *follower) add(path string, w watch) error {
 	mask := uint32(unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_DELETE | unix.IN_ONLYDIR)
-	if w.kind == watchRecords {
+	switch w.kind {
+	case watchRecords:
 		mask |= unix.IN_CLOSE_WRITE
+	case watchNerdctl:
+		mask |= unix.IN_CLOSE_WRITE | unix.IN_MOVED_FROM
 	}
 	wd, err := unix.InotifyAddWatch(int(fl.f.Fd()), path, mask)
 	if err != nil {
@@ -130,6 +143,7 @@ func (fl *follower) scan() error {
 	if err := fl.readNeighbours(); err != nil {
 		return err
 	}
+	fl.scanNerdctl()
 	fl.publish(buildTables(fl.entries, fl.network))
 	return nil
 }
@@ -238,7 +252,7 @@ func (fl *follower) run() error {
 			}
 			return fmt.Errorf("follow the hosts stores: %w", err)
 		}
-		rescan, changed := false, false
+		rescan, changed, nerdctl := false, false, false
 		for off := 0; off+unix.SizeofInotifyEvent <= n; {
 			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
 			nameLen := int(ev.Len)
@@ -253,7 +267,7 @@ func (fl *follower) run() error {
 				if err := fl.reload(); err != nil {
 					return err
 				}
-				rescan, changed = false, false
+				rescan, changed, nerdctl = false, false, false
 				continue
 			}
 			fl.mu.Lock()
@@ -276,14 +290,19 @@ func (fl *follower) run() error {
 					fl.update(w.namespace, id)
 					changed = true
 				}
+			case watchNerdctl:
+				nerdctl = true
 			}
 		}
 		if rescan {
 			if err := fl.scan(); err != nil {
 				fl.log.Error("rescan failed", "err", err)
 			}
-		} else if changed {
+		} else if changed || nerdctl {
 			fl.mu.Lock()
+			if nerdctl {
+				fl.scanNerdctl()
+			}
 			fl.publish(buildTables(fl.entries, fl.network))
 			fl.mu.Unlock()
 		}

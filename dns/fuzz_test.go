@@ -65,3 +65,38 @@ func FuzzQuery(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNerdctlRecord: whatever nerdctl's meta.json holds (the responder
+// reads it, the container's owner may write it), a record comes out only
+// with addresses in the network's subnets and names the hosts store
+// accepts, and nothing panics.
+func FuzzNerdctlRecord(f *testing.F) {
+	for _, s := range []string{
+		`{"ID":"a73955cbc376","Networks":{"testnet":{"ips":[{"address":"10.99.0.2/24"}]}},"Hostname":"a73955cbc376","Name":"nweb"}`,
+		`{"Networks":{"testnet":{"ips":[{"address":"10.50.0.2/24"},{"address":"::ffff:10.99.0.9/120"}]}},"Name":"a b"}`,
+		`{"Networks":{"testnet":null}}`, `{"ID":`, `[]`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	subnets := []netip.Prefix{netip.MustParsePrefix("10.99.0.0/24"), netip.MustParsePrefix("fd99::/64")}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, ok := nerdctlRecord(b, "testnet", subnets)
+		if !ok {
+			return
+		}
+		if len(r.Networks) != 1 || r.Networks[0].Name != "testnet" || len(r.Networks[0].IPs) == 0 {
+			t.Fatalf("record %+v", r)
+		}
+		for _, a := range r.Networks[0].IPs {
+			if !subnets[0].Contains(a) && !subnets[1].Contains(a) {
+				t.Fatalf("address %s outside the subnets", a)
+			}
+		}
+		for _, n := range []string{r.Name, r.Hostname} {
+			if n != "" && hosts.ValidateName(n) != nil {
+				t.Fatalf("name %q that the store refuses", n)
+			}
+		}
+		_ = entryOf(&r)
+	})
+}

@@ -68,6 +68,8 @@ type Process struct {
 	// its own once its network has had no container for that long (0 in
 	// the pid files of responders that predate it, which Release stops).
 	Linger time.Duration `json:"linger,omitempty"`
+	// Nerdctl is the process's Config.Nerdctl.
+	Nerdctl string `json:"nerdctl,omitempty"`
 }
 
 // Alive reports whether the process still runs.
@@ -85,7 +87,7 @@ func (p *Process) Alive() bool {
 
 func (p *Process) sameConfig(c *Config) bool {
 	return slices.Equal(p.Listen, c.Listen) && p.Port == c.Port &&
-		slices.Equal(p.Subnets, c.Subnets) && slices.Equal(p.Upstreams, c.Upstreams)
+		slices.Equal(p.Subnets, c.Subnets) && slices.Equal(p.Upstreams, c.Upstreams) && p.Nerdctl == c.Nerdctl
 }
 
 func pidPath(stateDir, network string) string {
@@ -225,6 +227,9 @@ func helperArgs(c Config) []string {
 	if c.Linger > 0 {
 		args = append(args, "-linger", c.Linger.String())
 	}
+	if c.Nerdctl != "" {
+		args = append(args, "-nerdctl", c.Nerdctl)
+	}
 	return args
 }
 
@@ -266,7 +271,7 @@ func spawn(ctx context.Context, c Config) (*Process, error) {
 		return nil, errors.New(msg)
 	}
 	p := &Process{PID: cmd.Process.Pid, Start: reexec.StartTime(cmd.Process.Pid), Network: c.Network,
-		Listen: c.Listen, Port: c.Port, Subnets: c.Subnets, Upstreams: c.Upstreams, Linger: max(c.Linger, 0)}
+		Listen: c.Listen, Port: c.Port, Subnets: c.Subnets, Upstreams: c.Upstreams, Linger: max(c.Linger, 0), Nerdctl: c.Nerdctl}
 	_ = cmd.Process.Release()
 	return p, nil
 }
@@ -507,6 +512,7 @@ func helperMain() int {
 	fs.StringVar(&listen, "listen", "", "listen addresses")
 	fs.StringVar(&subnets, "subnets", "", "subnets")
 	fs.StringVar(&upstreams, "upstreams", "", "upstream servers")
+	fs.StringVar(&c.Nerdctl, "nerdctl", "", "nerdctl's data root, whose hosts store is read too")
 	fs.DurationVar(&c.Linger, "linger", 0, "how long to run on once the network has no container (0: until told to stop)")
 	ready := os.NewFile(3, "ready")
 	fail := func(err error) int {

@@ -52,6 +52,13 @@ type Config struct {
 	// StateDir is the state root: the hosts stores of every containerd
 	// namespace are under StateDir/hosts (required).
 	StateDir string
+	// Nerdctl is nerdctl's data root, whose hosts store the responder also
+	// reads (never writes): the containers nerdctl attached to a network of
+	// the same name, with addresses in Subnets, are answered for by name,
+	// host name and short ID (NetworkConfig sets
+	// DefaultNerdctlRoot; "" reads none). They do not keep the responder
+	// running: its linger counts ocinet's containers only.
+	Nerdctl string
 	// Linger is how long a responder process ([Start]) keeps running once
 	// no container is on its network, before it stops on its own: the
 	// next container of the network, if it comes sooner, finds it running
@@ -179,7 +186,7 @@ func NewServer(cfg Config, opts ...Option) (*Server, error) {
 		opt(&o)
 	}
 	s := &Server{cfg: cfg, opts: o, log: o.log, fwd: make(chan struct{}, o.maxForwards), idleDone: make(chan struct{})}
-	f, err := newFollower(cfg.StateDir, cfg.Network, s.log, func(t *table) {
+	f, err := newFollower(cfg, s.log, func(t *table) {
 		s.table.Store(t)
 		s.noteMembers(t.members)
 	})

@@ -22,7 +22,8 @@ type table struct {
 	// ptr maps a lower-case reverse name (in-addr.arpa or ip6.arpa) to the
 	// names of the container that has the address.
 	ptr map[string][]string
-	// members is the number of containers on the network, named or not.
+	// members is the number of ocinet's containers on the network, named
+	// or not (nerdctl's, entry.foreign, are not counted).
 	members int
 	// others are the tables of the other networks of the network's
 	// containers, by network name; askers maps an address of a container
@@ -37,6 +38,9 @@ type table struct {
 type entry struct {
 	nets  map[string]member
 	order []string
+	// foreign marks a container of nerdctl's: answered for, not counted
+	// among the network's members (table.members).
+	foreign bool
 }
 
 // entryOf returns r's entry.
@@ -143,6 +147,12 @@ func buildTables(entries map[string]entry, network string) *table {
 		return members
 	}
 	t := buildTable(on(network))
+	t.members = 0
+	for _, e := range entries {
+		if _, ok := e.nets[network]; ok && !e.foreign {
+			t.members++
+		}
+	}
 	for _, n := range neighbours(entries, network) {
 		if t.others == nil {
 			t.others, t.askers = map[string]*table{}, map[netip.Addr][]string{}

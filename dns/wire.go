@@ -30,7 +30,7 @@ func NetworkConfig(stateDir string, n *ocinet.Network) (Config, bool, error) {
 	if n.Bridge == "" || !gateway || n.DNS.Disabled || len(n.Gateways) == 0 || len(n.Subnets) == 0 {
 		return Config{}, false, nil
 	}
-	c := Config{Network: n.Name, StateDir: stateDir, Port: DefaultPort, Subnets: slices.Clone(n.Subnets)}
+	c := Config{Network: n.Name, StateDir: stateDir, Port: DefaultPort, Subnets: slices.Clone(n.Subnets), Nerdctl: DefaultNerdctlRoot}
 	ipv6 := false
 	for _, g := range n.Gateways {
 		g = g.Unmap()

@@ -77,7 +77,7 @@ func TestNetworkConfig(t *testing.T) {
 				return
 			}
 			want := *tt.want
-			want.Network, want.StateDir, want.Port = tt.network, e.StateDir, dns.DefaultPort
+			want.Network, want.StateDir, want.Port, want.Nerdctl = tt.network, e.StateDir, dns.DefaultPort, dns.DefaultNerdctlRoot
 			if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{}, netip.AddrPort{})); diff != "" {
 				t.Errorf("config (-want +got):\n%s", diff)
 			}
