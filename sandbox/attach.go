@@ -309,8 +309,10 @@ func (w *worker) attachLocal(ctx context.Context, containerID, netnsPath string,
 			undoFiles()
 		}
 	}()
-	if err := w.store.Seed(containerID, seed); err != nil {
-		return nil, err
+	if r.Mode == ModeHost {
+		if err := w.store.Seed(containerID, seed); err != nil {
+			return nil, err
+		}
 	}
 	if err := w.store.Join(hosts.Record{ID: containerID, Name: r.Name, Hostname: r.Hostname, ExtraHosts: r.ExtraHosts}); err != nil {
 		return nil, err
