@@ -33,9 +33,9 @@
 // meta.json, every containerd address's), takes only their addresses that
 // lie in the network's subnets (a network of the same name under another
 // CNI configuration directory gives none), and reads the store again
-// whenever inotify shows a change in it. A nerdctl root that appears
-// after the responder started is read by the next responder. nerdctl's
-// containers do not count as the network's members for the linger.
+// whenever inotify shows a change in it; a root that is not there yet is
+// waited for through its parent directory. nerdctl's containers do not
+// count as the network's members for the linger.
 //
 // # Processes
 //

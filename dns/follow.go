@@ -34,6 +34,9 @@ type follower struct {
 	// network's, which its containers' addresses must lie in.
 	nerdctl string
 	subnets []netip.Prefix
+	// parentWatched: the nerdctl root's parent is watched, for the root
+	// to appear.
+	parentWatched bool
 	log     *slog.Logger
 	publish func(*table)
 
@@ -48,8 +51,11 @@ type follower struct {
 }
 
 type watch struct {
-	kind      int // watchRoot, watchStore or watchRecords
+	kind      int // watchRoot, watchStore, watchRecords or watchNerdctl
 	namespace string
+	// parent marks the watch on the nerdctl root's parent: only an entry
+	// of the root's name matters there.
+	parent bool
 }
 
 const (
@@ -92,7 +98,9 @@ func (fl *follower) add(path string, w watch) error {
 	case watchRecords:
 		mask |= unix.IN_CLOSE_WRITE
 	case watchNerdctl:
-		mask |= unix.IN_CLOSE_WRITE | unix.IN_MOVED_FROM
+		if !w.parent {
+			mask |= unix.IN_CLOSE_WRITE | unix.IN_MOVED_FROM
+		}
 	}
 	wd, err := unix.InotifyAddWatch(int(fl.f.Fd()), path, mask)
 	if err != nil {
@@ -203,6 +211,7 @@ func (fl *follower) reload() error {
 	fl.stores = map[string]*hosts.Store{}
 	fl.entries = map[string]entry{}
 	fl.read = map[string]bool{fl.network: true}
+	fl.parentWatched = false
 	fl.mu.Unlock()
 	return fl.scan()
 }
@@ -273,6 +282,9 @@ func (fl *follower) run() error {
 			fl.mu.Lock()
 			w, ok := fl.watches[ev.Wd]
 			if ev.Mask&unix.IN_IGNORED != 0 {
+				if w.parent {
+					fl.parentWatched = false
+				}
 				delete(fl.watches, ev.Wd)
 				if w.kind != watchRoot {
 					delete(fl.stores, w.namespace)
@@ -291,7 +303,7 @@ func (fl *follower) run() error {
 					changed = true
 				}
 			case watchNerdctl:
-				nerdctl = true
+				nerdctl = nerdctl || !w.parent || name == filepath.Base(fl.nerdctl)
 			}
 		}
 		if rescan {

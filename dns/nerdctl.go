@@ -89,7 +89,7 @@ func nerdctlRecord(b []byte, network string, subnets []netip.Prefix) (r hosts.Re
 // scanNerdctl reads nerdctl's hosts store again: every directory of it is
 // watched (adding a watch twice is harmless) and the entries of nerdctl's
 // containers on the network replace the earlier ones. A missing root reads
-// as empty; it is not waited for. Under mu.
+// as empty, and its parent is watched for it. Under mu.
 func (fl *follower) scanNerdctl() {
 	for k := range fl.entries {
 		if strings.HasPrefix(k, nerdctlKey) {
@@ -99,23 +99,28 @@ func (fl *follower) scanNerdctl() {
 	if fl.nerdctl == "" {
 		return
 	}
-	watch := func(dir string) bool {
+	follow := func(dir string) bool {
 		return fl.add(dir, watch{kind: watchNerdctl}) == nil
 	}
-	if !watch(fl.nerdctl) {
+	if !follow(fl.nerdctl) {
+		// Not there (yet): its parent is watched for it, which tells
+		// only of entries made or moved directly in it.
+		if !fl.parentWatched {
+			fl.parentWatched = fl.add(filepath.Dir(fl.nerdctl), watch{kind: watchNerdctl, parent: true}) == nil
+		}
 		return
 	}
 	seen := 0
 	for _, store := range subdirs(fl.nerdctl) {
-		if !watch(store) {
+		if !follow(store) {
 			continue
 		}
 		etc := filepath.Join(store, "etchosts")
-		if !watch(etc) {
+		if !follow(etc) {
 			continue
 		}
 		for _, ns := range subdirs(etc) {
-			if !watch(ns) {
+			if !follow(ns) {
 				continue
 			}
 			for _, c := range subdirs(ns) {
@@ -123,7 +128,7 @@ func (fl *follower) scanNerdctl() {
 					fl.log.Warn("nerdctl's hosts store holds too many containers; the rest are not answered", "at most", maxNerdctlContainers)
 					return
 				}
-				if !watch(c) {
+				if !follow(c) {
 					continue
 				}
 				b, err := readBounded(filepath.Join(c, "meta.json"), maxNerdctlMeta)

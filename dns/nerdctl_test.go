@@ -151,3 +151,21 @@ func TestNerdctlContainers(t *testing.T) {
 	}
 	eventually(t, "nerdctl's container is still answered", answers("nlater.", "10.99.0.43"))
 }
+
+// TestNerdctlRootLater: a nerdctl root that appears after the responder
+// started (nerdctl's first container on the host) is followed from then
+// on.
+func TestNerdctlRootLater(t *testing.T) {
+	tp := newTopo(t)
+	state := t.TempDir()
+	nc := &nerdctlStore{t: t, root: filepath.Join(t.TempDir(), "nerdctl")}
+	serve(t, tp, dns.Config{StateDir: state, Nerdctl: nc.root, Upstreams: []netip.AddrPort{upstream(t, 0)}})
+	if resp, err := queryFrom(t, tp, client4, question("nlate.", mdns.TypeA)); err != nil || resp.Rcode != mdns.RcodeNameError {
+		t.Fatalf("before nerdctl's root exists: %v %v", resp, err)
+	}
+	nc.put("default", "late", "nlate", "", map[string][]string{"testnet": {"10.99.0.44/24"}})
+	eventually(t, "a container in a nerdctl root made later", func() bool {
+		resp, err := queryFrom(t, tp, client4, question("nlate.", mdns.TypeA))
+		return err == nil && len(answerAddrs(resp)) == 1 && answerAddrs(resp)[0] == "10.99.0.44"
+	})
+}
