@@ -37,8 +37,8 @@ type follower struct {
 	// parentWatched: the nerdctl root's parent is watched, for the root
 	// to appear.
 	parentWatched bool
-	log     *slog.Logger
-	publish func(*table)
+	log           *slog.Logger
+	publish       func(*table)
 
 	f       *os.File // the inotify descriptor, non-blocking
 	mu      sync.Mutex
