@@ -60,7 +60,7 @@ func cmdRun(ctx context.Context, g *globals, args []string) error {
 	mac := fs.String("mac-address", "", "MAC address on the first network")
 	var publish, networks, addHosts, dns, dnsSearch, dnsOpts, aliases listFlag
 	fs.Var(&publish, "p", "publish a port: [IP:][HOSTPORT:]CONTAINERPORT[/PROTO] (repeatable)")
-	fs.Var(&networks, "network", "network to attach (repeatable; default: bridge), or alone: none (loopback only) or host (the host's network)")
+	fs.Var(&networks, "network", "network to attach (repeatable; default: bridge), or alone: none (loopback only), host (the host's network) or container:NAME (NAME's network)")
 	fs.Var(&addHosts, "add-host", "extra /etc/hosts entry NAME:IP, NAME=IP or NAME:host-gateway, listed before the containers' own names and winning over them (repeatable)")
 	fs.Var(&dns, "dns", "DNS server (repeatable)")
 	fs.Var(&dnsSearch, "dns-search", "DNS search domain (repeatable)")
